@@ -1,0 +1,50 @@
+"""Alembic environment: async engine, URL and embedding dimension from memory-layer settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging.config
+
+from alembic import context
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from memory_layer.db.engine import to_async_url
+from memory_layer.models import Base
+
+config = context.config
+if config.config_file_name is not None and not config.attributes.get("skip_logging_config"):
+    logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+target_metadata = Base.metadata
+
+
+def _database_url() -> str:
+    url = config.attributes.get("database_url")
+    if url:
+        return str(url)
+    from memory_layer.config import Settings
+    from memory_layer.db.migrations import resolve_database_url
+
+    return resolve_database_url(Settings())
+
+
+def _do_run_migrations(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async_migrations() -> None:
+    engine = create_async_engine(to_async_url(_database_url()))
+    async with engine.connect() as connection:
+        await connection.run_sync(_do_run_migrations)
+    await engine.dispose()
+
+
+if context.is_offline_mode():
+    context.configure(url=to_async_url(_database_url()), target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    asyncio.run(_run_async_migrations())

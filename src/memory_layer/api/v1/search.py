@@ -1,0 +1,85 @@
+"""Search routes: GET for convenience, POST to keep query text out of access logs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from memory_layer.api.deps import EmbedderDep, MetricsDep, PrincipalDep, SessionDep, SettingsDep
+from memory_layer.repositories.messages import ScoredRow
+from memory_layer.schemas.common import ErrorResponse
+from memory_layer.schemas.search import ScoreParts, SearchItem, SearchRequest, SearchResponse
+from memory_layer.services import retrieval
+from memory_layer.services.auth import Principal, resolve_tenant
+from memory_layer.services.scoring import ScoreWeights, weighted_parts
+
+router = APIRouter(prefix="/v1/memory", tags=["search"])
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 422, 503)
+}
+
+
+def _to_item(row: ScoredRow, weights: ScoreWeights) -> SearchItem:
+    message = row.message
+    parts = weighted_parts(row.similarity, message.importance, row.recency, weights)
+    return SearchItem(
+        message_id=message.id,
+        conversation_id=message.conversation_id,
+        user_id=message.user_id,
+        role=message.role,
+        content=message.content,
+        metadata=message.metadata_,
+        created_at=message.created_at,
+        score=row.score,
+        similarity=row.similarity,
+        importance=message.importance,
+        recency=row.recency,
+        score_parts=ScoreParts(
+            similarity=parts.similarity, importance=parts.importance, recency=parts.recency
+        ),
+    )
+
+
+async def _search(
+    request: SearchRequest,
+    session: SessionDep,
+    principal: Principal,
+    settings: SettingsDep,
+    embedder: EmbedderDep,
+    metrics: MetricsDep,
+) -> SearchResponse:
+    tenant_id = resolve_tenant(principal, request.tenant_id)
+    rows = await retrieval.search_memory(
+        session, tenant_id, request, settings=settings, embedder=embedder, metrics=metrics
+    )
+    weights = retrieval.weights_from(settings)
+    items = [_to_item(row, weights) for row in rows]
+    return SearchResponse(total=len(items), items=items, embedding_model=embedder.model_name)
+
+
+@router.get("/search", response_model=SearchResponse, responses=ERRORS)
+async def search_get(
+    request: Annotated[SearchRequest, Query()],
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    embedder: EmbedderDep,
+    metrics: MetricsDep,
+) -> SearchResponse:
+    """What the tenant's memory holds that is relevant to `query`, best first."""
+    return await _search(request, session, principal, settings, embedder, metrics)
+
+
+@router.post("/search", response_model=SearchResponse, responses=ERRORS)
+async def search_post(
+    request: SearchRequest,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    embedder: EmbedderDep,
+    metrics: MetricsDep,
+) -> SearchResponse:
+    """The same search with a JSON body, so the query text stays out of access logs."""
+    return await _search(request, session, principal, settings, embedder, metrics)

@@ -1,0 +1,158 @@
+"""Settings: every knob is a `MEMORY_*` environment variable (see .env.example)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class EmbeddingProviderName(StrEnum):
+    local = "local"
+    google_gemini = "google_gemini"
+    fake = "fake"
+
+
+class RetentionAction(StrEnum):
+    archive = "archive"
+    delete = "delete"
+
+
+def _split_csv(value: object) -> object:
+    """Accept `a,b,c` (what people write in .env files) as well as a JSON list."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            import json
+
+            return json.loads(stripped)
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+CsvSecrets = Annotated[list[SecretStr], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Service configuration, read from the environment and an optional `.env` file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEMORY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Environment = Environment.development
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "info"
+
+    # Storage. Unset database_url means: start the embedded PostgreSQL under data_dir.
+    database_url: SecretStr | None = None
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("memory-layer"))
+    )
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    # None: migrate the embedded database at start-up, leave an external one to `memory-layer migrate`.
+    auto_migrate: bool | None = None
+
+    # Redis (cache and rate limits); unset means in-process fallbacks.
+    redis_url: SecretStr | None = None
+    require_redis_in_production: bool = True
+
+    # Embeddings.
+    embedding_provider: EmbeddingProviderName = EmbeddingProviderName.local
+    embedding_dimensions: int = Field(default=384, ge=1, le=16000)
+    embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    local_model_path: Path | None = None
+    gemini_api_key: SecretStr | None = None
+    gemini_model: str = "gemini-embedding-001"
+    async_embeddings: bool = False
+
+    # Auth.
+    api_keys: CsvSecrets = Field(default_factory=list)
+    admin_api_keys: CsvSecrets = Field(default_factory=list)
+    allowed_origins: CsvList = Field(default_factory=list)
+
+    # Rate limits (slowapi syntax, e.g. "600/minute"); empty disables.
+    global_rate_limit: str = ""
+    tenant_rate_limit: str = ""
+
+    # Input limits.
+    max_content_chars: int = Field(default=32_000, ge=1)
+    max_metadata_bytes: int = Field(default=16_384, ge=2)
+
+    # Scoring: final = w_sim * similarity + w_imp * importance + w_rec * recency.
+    score_weight_similarity: float = Field(default=0.7, ge=0)
+    score_weight_importance: float = Field(default=0.2, ge=0)
+    score_weight_recency: float = Field(default=0.1, ge=0)
+    recency_half_life_hours: float = Field(default=24.0 * 7, gt=0)
+    search_candidate_multiplier: int = Field(default=4, ge=1, le=50)
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
+
+    # Retention.
+    retention_max_age_days: float = Field(default=90.0, gt=0)
+    retention_importance_threshold: float = Field(default=0.5, ge=0, le=1)
+    retention_action: RetentionAction = RetentionAction.archive
+    retention_schedule_seconds: int = Field(default=0, ge=0)
+    retention_tenants: CsvList = Field(default_factory=list)
+
+    # Health.
+    health_embed_check_enabled: bool = False
+    readiness_embed_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator(
+        "api_keys", "admin_api_keys", "allowed_origins", "retention_tenants", mode="before"
+    )
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys or self.admin_api_keys)
+
+
+class ConfigurationError(RuntimeError):
+    """A setting combination the service refuses to start with."""
+
+
+def check_startup_settings(settings: Settings) -> list[str]:
+    """Refuse unsafe production settings; return warnings for development ones."""
+    warnings: list[str] = []
+    if settings.environment is Environment.production:
+        if not settings.api_keys and not settings.admin_api_keys:
+            raise ConfigurationError(
+                "MEMORY_ENVIRONMENT=production requires API keys: set MEMORY_API_KEYS "
+                "(and MEMORY_ADMIN_API_KEYS for admin routes)."
+            )
+        if settings.require_redis_in_production and settings.redis_url is None:
+            raise ConfigurationError(
+                "MEMORY_ENVIRONMENT=production requires MEMORY_REDIS_URL while "
+                "MEMORY_REQUIRE_REDIS_IN_PRODUCTION is true."
+            )
+    elif not settings.auth_enabled:
+        warnings.append(
+            "No API keys configured (MEMORY_API_KEYS, MEMORY_ADMIN_API_KEYS): every route is open. "
+            "Fine on a laptop, never on a network."
+        )
+    if settings.embedding_provider is EmbeddingProviderName.google_gemini and (
+        settings.gemini_api_key is None
+    ):
+        raise ConfigurationError(
+            "MEMORY_EMBEDDING_PROVIDER=google_gemini requires MEMORY_GEMINI_API_KEY."
+        )
+    return warnings

@@ -1,0 +1,1 @@
+"""Database plumbing: engine/session factories and the embedded PostgreSQL launcher."""

@@ -1,0 +1,81 @@
+"""Prometheus metrics, one registry per app (no process-global state, tests build many apps)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "memory_http_requests_total",
+            "HTTP requests by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "memory_http_request_duration_seconds",
+            "HTTP request latency by method and route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.messages_ingested = Counter(
+            "memory_messages_ingested_total",
+            "Messages stored (idempotent replays excluded).",
+            ["role"],
+            registry=self.registry,
+        )
+        self.embedding_seconds = Histogram(
+            "memory_embedding_duration_seconds",
+            "Time spent in the embedding provider per call.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.embedding_errors = Counter(
+            "memory_embedding_errors_total",
+            "Embedding provider failures.",
+            ["provider"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts and times every request under its route template (`/v1/messages/{message_id}`)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
+            self.metrics.request_seconds.labels(method=method, route=template).observe(
+                time.perf_counter() - started
+            )

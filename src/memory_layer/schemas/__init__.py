@@ -1,0 +1,1 @@
+"""Pydantic request and response models (they are the OpenAPI document)."""

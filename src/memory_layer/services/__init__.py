@@ -1,0 +1,1 @@
+"""Business rules: ingestion, retrieval, retention, API keys. No FastAPI imports here."""

@@ -1,0 +1,50 @@
+"""Health checks behind /v1/admin/health and /v1/admin/readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from memory_layer.db.migrations import current_revision, head_revision
+from memory_layer.embeddings.base import EmbeddingProvider
+from memory_layer.schemas.admin import CheckResult
+
+
+async def database_check(engine: AsyncEngine) -> CheckResult:
+    """Ping the database."""
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        return CheckResult(ok=False, detail=f"{type(exc).__name__}: {exc}")
+    return CheckResult(ok=True)
+
+
+async def migrations_check(engine: AsyncEngine) -> CheckResult:
+    """Is the schema at the newest migration this build knows?"""
+    try:
+        async with engine.connect() as connection:
+            current = await current_revision(connection)
+    except Exception as exc:
+        return CheckResult(ok=False, detail=f"{type(exc).__name__}: {exc}")
+    head = head_revision()
+    return CheckResult(ok=current == head, detail={"current": current, "head": head})
+
+
+async def embedder_check(
+    embedder: EmbeddingProvider, dimensions: int, timeout_seconds: float
+) -> CheckResult:
+    """Embed a probe text within the timeout and check the vector's length."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            vector = await embedder.embed_query("readiness probe")
+    except TimeoutError:
+        return CheckResult(ok=False, detail=f"no answer within {timeout_seconds}s")
+    except Exception as exc:
+        return CheckResult(ok=False, detail=f"{type(exc).__name__}: {exc}")
+    return CheckResult(
+        ok=len(vector) == dimensions,
+        detail={"model": embedder.model_name, "dimensions": len(vector)},
+    )

@@ -1,0 +1,1 @@
+"""Background jobs that run beside the API (retention schedule now, embedding worker later)."""
