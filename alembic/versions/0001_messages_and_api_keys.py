@@ -42,7 +42,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column("metadata", postgresql.JSONB(), server_default="{}", nullable=False),
-        sa.Column("importance", sa.REAL(), nullable=False),
+        sa.Column("importance", sa.Float(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("client_message_id", sa.String(128), nullable=True),
         sa.Column("embedding", Vector(_dimensions()), nullable=True),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, and_, cast, delete, func, literal, select, text, update
+from sqlalchemy import and_, delete, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -110,7 +110,7 @@ class MessageRepository:
         recency = func.power(literal(0.5), age_hours / literal(weights.half_life_hours))
         score = (
             literal(weights.similarity) * similarity
-            + literal(weights.importance) * cast(Message.importance, Float)
+            + literal(weights.importance) * Message.importance
             + literal(weights.recency) * recency
         ) / literal(weights.total)
         statement = (

@@ -1,0 +1,58 @@
+"""Settings parsing and the production start-up refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from memory_layer.config import ConfigurationError, Settings, check_startup_settings
+
+
+def settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def test_key_lists_accept_comma_separated_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMORY_API_KEYS", "alpha, beta,,gamma")
+    monkeypatch.setenv("MEMORY_ALLOWED_ORIGINS", '["https://a.example", "https://b.example"]')
+    parsed = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert [k.get_secret_value() for k in parsed.api_keys] == ["alpha", "beta", "gamma"]
+    assert parsed.allowed_origins == ["https://a.example", "https://b.example"]
+    assert "alpha" not in repr(parsed)  # secrets never show up in logs
+
+
+def test_documented_variable_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMORY_EMBEDDING_DIMENSIONS", "768")
+    monkeypatch.setenv("MEMORY_RETENTION_TENANTS", "a,b")
+    monkeypatch.setenv("MEMORY_READINESS_EMBED_TIMEOUT_SECONDS", "2.5")
+    monkeypatch.setenv("MEMORY_HEALTH_EMBED_CHECK_ENABLED", "true")
+    monkeypatch.setenv("MEMORY_ASYNC_EMBEDDINGS", "false")
+    monkeypatch.setenv("MEMORY_GLOBAL_RATE_LIMIT", "600/minute")
+    parsed = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert parsed.embedding_dimensions == 768
+    assert parsed.retention_tenants == ["a", "b"]
+    assert parsed.readiness_embed_timeout_seconds == 2.5
+    assert parsed.health_embed_check_enabled is True
+    assert parsed.global_rate_limit == "600/minute"
+
+
+def test_production_refuses_to_start_without_api_keys() -> None:
+    with pytest.raises(ConfigurationError, match="MEMORY_API_KEYS"):
+        check_startup_settings(settings(environment="production", redis_url="redis://x"))
+
+
+def test_production_refuses_to_start_without_redis_when_required() -> None:
+    with pytest.raises(ConfigurationError, match="MEMORY_REDIS_URL"):
+        check_startup_settings(settings(environment="production", api_keys="k"))
+
+
+def test_production_may_run_without_redis_when_not_required() -> None:
+    warnings = check_startup_settings(
+        settings(environment="production", api_keys="k", require_redis_in_production=False)
+    )
+    assert warnings == []
+
+
+def test_development_without_keys_starts_open_with_a_warning() -> None:
+    warnings = check_startup_settings(settings())
+    assert len(warnings) == 1
+    assert "open" in warnings[0]
