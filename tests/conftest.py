@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ class DatabaseServer:
                 await connection.execute(text(f'CREATE DATABASE "{name}"'))
             await engine.dispose()
 
-        asyncio.run(_create())
+        # A thread of its own: callers may already be inside the test event loop.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, _create()).result()
         return self.url_for(name)
 
 

@@ -1,0 +1,141 @@
+"""The `memory-layer` console script, run as users run it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import new_tenant
+
+CLI = str(Path(sys.executable).parent / "memory-layer")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        check=False,
+    )
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")}
+    env.update(extra)
+    return env
+
+
+def test_keys_create_list_revoke(database_url: str) -> None:
+    tenant = new_tenant()
+    env = base_env(MEMORY_DATABASE_URL=database_url, MEMORY_EMBEDDING_PROVIDER="fake")
+    created = run_cli("keys", "create", "--tenant", tenant, "--name", "bot", env=env)
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    assert key["tenant_id"] == tenant
+    assert key["api_key"].startswith("mlk_")
+    assert "shown only once" in created.stderr
+
+    listed = json.loads(run_cli("keys", "list", "--tenant", tenant, env=env).stdout)
+    assert [(k["id"], k["name"], k["revoked_at"]) for k in listed] == [(key["id"], "bot", None)]
+    assert key["api_key"] not in json.dumps(listed)
+
+    revoked = json.loads(run_cli("keys", "revoke", key["id"], env=env).stdout)
+    assert revoked == {"revoked": True}
+
+
+def test_migrate_is_idempotent_on_an_external_database(database_url: str) -> None:
+    env = base_env(MEMORY_DATABASE_URL=database_url)
+    result = run_cli("migrate", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "at head" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({}, "MEMORY_API_KEYS"),
+        ({"MEMORY_API_KEYS": "k"}, "MEMORY_REDIS_URL"),
+    ],
+)
+def test_production_refuses_to_start_unsafely(extra: dict[str, str], needle: str) -> None:
+    env = base_env(MEMORY_ENVIRONMENT="production", **extra)
+    result = run_cli("serve", "--port", "1", env=env, timeout=60)
+    assert result.returncode == 2
+    assert needle in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited early:\n{process.stdout.read() if process.stdout else ''}")
+        try:
+            if httpx.get(f"{url}/v1/admin/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("serve did not become healthy")
+
+
+def serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    env = base_env(MEMORY_DATA_DIR=str(data_dir), MEMORY_EMBEDDING_PROVIDER="fake")
+    return subprocess.Popen(
+        [CLI, "serve", "--port", str(port)], env=env, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    return output
+
+
+def test_embedded_default_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
+    data_dir = tmp_path / "d"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    tenant = new_tenant()
+
+    first = serve(data_dir, port)
+    try:
+        wait_healthy(url, first)
+        created = httpx.post(
+            f"{url}/v1/messages",
+            json={"tenant_id": tenant, "conversation_id": "conv-123", "role": "user",
+                  "content": "I love Python programming"},
+        )
+        assert created.status_code == 200
+    finally:
+        output = stop(first)
+    assert first.returncode == 0, output
+    assert "No API keys configured" in output
+    # Ctrl-C stopped PostgreSQL too: no server holds the data directory any more.
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists()
+
+    second = serve(data_dir, port)
+    try:
+        wait_healthy(url, second)
+        found = httpx.get(
+            f"{url}/v1/memory/search", params={"tenant_id": tenant, "query": "python"}
+        )
+    finally:
+        stop(second)
+    assert [item["message_id"] for item in found.json()["items"]] == [
+        created.json()["message_id"]
+    ]
