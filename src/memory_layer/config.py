@@ -47,7 +47,11 @@ class Settings(BaseSettings):
     """Service configuration, read from the environment and an optional `.env` file."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MEMORY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="MEMORY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
     )
 
     environment: Environment = Environment.development

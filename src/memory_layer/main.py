@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
 
 from memory_layer import __version__
 from memory_layer.api.errors import install_error_handlers
@@ -40,6 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     engine = None
     embedder = None
+    redis_client: Redis | None = None
     background: list[asyncio.Task[None]] = []
     try:
         auto_migrate = settings.auto_migrate if settings.auto_migrate is not None else embedded
@@ -54,6 +56,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.embedder = embedder
+        if settings.redis_url is not None:
+            redis_client = Redis.from_url(settings.redis_url.get_secret_value())
+        app.state.redis = redis_client
         if settings.retention_schedule_seconds > 0:
             background.append(
                 asyncio.create_task(retention_loop(app.state.sessionmaker, settings))
@@ -71,6 +76,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if redis_client is not None:
+            await redis_client.aclose()
         if embedder is not None:
             await embedder.close()
         if engine is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -70,7 +71,8 @@ async def test_metrics_count_requests_by_route_template(
     body = (await client.get("/metrics")).text
     assert 'memory_http_requests_total{method="POST",route="/v1/messages",status="200"} 1.0' in body
     assert 'route="/v1/messages/{message_id}",status="200"' in body
-    assert 'memory_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/v1/memory/search"}' in body
+    histogram = 'memory_http_request_duration_seconds_bucket{le="0.005",method="GET"'
+    assert f'{histogram},route="/v1/memory/search"}}' in body
     assert 'memory_messages_ingested_total{role="user"} 1.0' in body
     assert "memory_embedding_duration_seconds_count" in body
 
@@ -182,3 +184,18 @@ async def test_unknown_route_and_method_use_the_error_body(client: httpx.AsyncCl
     assert missing.json()["error"] == "not_found"
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"] == "method_not_allowed"
+
+
+async def test_readiness_pings_a_configured_redis(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    redis_url = os.environ.get("MEMORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    async with running_client(settings_factory(redis_url=redis_url)) as client:
+        up = await client.get("/v1/admin/readiness")
+    assert up.status_code == 200, up.text
+    assert up.json()["checks"]["redis"] == {"ok": True, "detail": None}
+
+    async with running_client(settings_factory(redis_url="redis://127.0.0.1:1/0")) as client:
+        down = await client.get("/v1/admin/readiness")
+    assert down.status_code == 503
+    assert down.json()["checks"]["redis"]["ok"] is False

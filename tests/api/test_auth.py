@@ -136,7 +136,8 @@ async def test_keys_are_stored_hashed_and_revocable(
             )
         ).scalar_one()
     assert stored.key_hash == hashlib.sha256(key.encode()).hexdigest()
-    assert key.startswith(stored.key_prefix) and len(stored.key_prefix) < len(key) // 3
+    assert key.startswith(stored.key_prefix)
+    assert len(stored.key_prefix) < len(key) // 3
     assert leaked == 0
 
     ok = await secured.post("/v1/messages", json=msg(tenant), headers={"X-API-Key": key})

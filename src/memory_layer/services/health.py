@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -48,3 +49,13 @@ async def embedder_check(
         ok=len(vector) == dimensions,
         detail={"model": embedder.model_name, "dimensions": len(vector)},
     )
+
+
+async def redis_check(client: Redis, timeout_seconds: float = 2.0) -> CheckResult:
+    """PING the configured Redis."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            await client.ping()
+    except Exception as exc:
+        return CheckResult(ok=False, detail=f"{type(exc).__name__}: {exc}")
+    return CheckResult(ok=True)

@@ -37,6 +37,8 @@ async def readiness(request: Request, settings: SettingsDep) -> JSONResponse:
         "database": await checks.database_check(request.app.state.engine),
         "migrations": await checks.migrations_check(request.app.state.engine),
     }
+    if request.app.state.redis is not None:
+        results["redis"] = await checks.redis_check(request.app.state.redis)
     if settings.health_embed_check_enabled:
         results["embedder"] = await checks.embedder_check(
             request.app.state.embedder,
