@@ -89,6 +89,8 @@ def database_url(db_server: DatabaseServer) -> str:
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
+        "api_keys": SERVICE_KEY,
+        "admin_api_keys": ADMIN_KEY,
         "embedding_provider": "fake",
         "embedding_dimensions": 384,
         "db_pool_size": 4,
@@ -106,20 +108,29 @@ def settings_factory(database_url: str) -> Callable[..., Settings]:
     return factory
 
 
+SERVICE_KEY = "test-service-key"
+ADMIN_KEY = "test-admin-key"
+
+
 @asynccontextmanager
-async def running_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def running_client(
+    settings: Settings, headers: dict[str, str] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to a fully started app (lifespan included)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://memory.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://memory.test", headers=headers
+        ) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
 
 
 @pytest.fixture
 async def client(settings_factory: Callable[..., Settings]) -> AsyncIterator[httpx.AsyncClient]:
-    async with running_client(settings_factory()) as http:
+    """A client of an app with keys configured, calling with the admin key (all rights)."""
+    async with running_client(settings_factory(), headers={"X-API-Key": ADMIN_KEY}) as http:
         yield http
 
 

@@ -150,8 +150,9 @@ def check_startup_settings(settings: Settings) -> list[str]:
             )
     elif not settings.auth_enabled:
         warnings.append(
-            "No API keys configured (MEMORY_API_KEYS, MEMORY_ADMIN_API_KEYS): every route is open. "
-            "Fine on a laptop, never on a network."
+            "No API keys configured (MEMORY_API_KEYS, MEMORY_ADMIN_API_KEYS): requests without a "
+            "key are open until the first tenant key is created. Fine on a laptop, never on a "
+            "network."
         )
     if settings.embedding_provider is EmbeddingProviderName.google_gemini and (
         settings.gemini_api_key is None

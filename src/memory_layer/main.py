@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.allowed_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "Content-Type"],
+            expose_headers=["Idempotent-Replayed"],
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
 
@@ -11,10 +12,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
-from memory_layer.db.engine import create_sessionmaker
+from memory_layer.db.engine import create_engine, create_sessionmaker
+from memory_layer.db.migrations import upgrade_to_head
 from memory_layer.repositories.api_keys import ApiKeyRepository
 from memory_layer.services.auth import create_api_key
-from tests.conftest import new_tenant, running_client
+from tests.conftest import DatabaseServer, make_settings, new_tenant, running_client
 
 SERVICE_KEY = "service-key-for-tests"
 ADMIN_KEY = "admin-key-for-tests"
@@ -150,17 +152,31 @@ async def test_keys_are_stored_hashed_and_revocable(
     assert revoked.status_code == 401
 
 
-async def test_open_development_mode_still_walls_tenant_keys(
-    client: httpx.AsyncClient, db_engine: AsyncEngine
+async def test_open_development_mode_closes_with_the_first_tenant_key(
+    db_server: DatabaseServer,
 ) -> None:
+    url = db_server.create_database("memory_layer_open")
+    await asyncio.to_thread(upgrade_to_head, url, 384)
+    settings = make_settings(url, api_keys=[], admin_api_keys=[])
+    engine = create_engine(url, pool_size=1, max_overflow=0)
     mine, theirs = new_tenant(), new_tenant()
-    _, key = await make_key(db_engine, mine)
-    anonymous = await client.post("/v1/messages", json=msg(theirs))
-    assert anonymous.status_code == 200
-    walled = await client.post("/v1/messages", json=msg(theirs), headers={"X-API-Key": key})
-    assert walled.status_code == 403
-    bad = await client.post("/v1/messages", json=msg(theirs), headers={"X-API-Key": "junk"})
-    assert bad.status_code == 401
+    try:
+        async with running_client(settings) as client:
+            anonymous = await client.post("/v1/messages", json=msg(theirs))
+            assert anonymous.status_code == 200
+            retention = await client.post("/v1/admin/retention/run", json={"dry_run": True})
+            assert retention.status_code == 200
+
+            _, key = await make_key(engine, mine)
+            closed = await client.post("/v1/messages", json=msg(theirs))
+            assert closed.status_code == 401
+            assert closed.json()["error"] == "missing_api_key"
+            walled = await client.post("/v1/messages", json=msg(theirs), headers={"X-API-Key": key})
+            assert walled.status_code == 403
+            bad = await client.post("/v1/messages", json=msg(theirs), headers={"X-API-Key": "junk"})
+            assert bad.status_code == 401
+    finally:
+        await engine.dispose()
 
 
 async def test_openapi_documents_the_api_key_scheme(secured: httpx.AsyncClient) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
-from tests.conftest import running_client
+from tests.conftest import ADMIN_KEY, running_client
 
 
 def message(tenant: str, **overrides: Any) -> dict[str, Any]:
@@ -171,7 +171,7 @@ async def test_limits_from_settings_are_enforced_without_truncation(
     settings_factory: Callable[..., Settings], tenant: str, db_engine: AsyncEngine
 ) -> None:
     settings = settings_factory(max_content_chars=20, max_metadata_bytes=32)
-    async with running_client(settings) as client:
+    async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
         exact = await client.post("/v1/messages", json=message(tenant, content="x" * 20))
         too_long = await client.post("/v1/messages", json=message(tenant, content="x" * 21))
         big_metadata = await client.post(
@@ -215,3 +215,31 @@ async def test_reading_a_message_of_another_tenant_is_not_found(
     assert elsewhere.json()["error"] == "message_not_found"
     assert missing.status_code == 404
     assert malformed.status_code == 422
+
+
+async def test_a_failed_commit_is_an_error_response_not_a_2xx(
+    client: httpx.AsyncClient, tenant: str, db_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    async def failing_commit(self: AsyncSession) -> None:
+        raise OperationalError("COMMIT", {}, ConnectionError("connection lost"))
+
+    monkeypatch.setattr(AsyncSession, "commit", failing_commit)
+    response = await client.post("/v1/messages", json=message(tenant))
+    monkeypatch.undo()
+    assert response.status_code == 503
+    assert response.json()["error"] == "database_unavailable"
+    assert await count_rows(db_engine, tenant) == 0
+
+
+async def test_replay_must_match_metadata_and_user_too(
+    client: httpx.AsyncClient, tenant: str
+) -> None:
+    await client.post("/v1/messages", json=message(tenant, client_message_id="m", metadata={"a": 1}))
+    changed = await client.post(
+        "/v1/messages", json=message(tenant, client_message_id="m", metadata={"a": 2})
+    )
+    assert changed.status_code == 409

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from memory_layer.embeddings.local import LocalEmbeddingProvider
-from tests.conftest import make_settings, new_tenant, running_client
+from tests.conftest import ADMIN_KEY, make_settings, new_tenant, running_client
 
 pytestmark = pytest.mark.real_model
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.real_model
 @pytest.fixture(scope="module")
 async def local_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = make_settings(database_url, embedding_provider="local")
-    async with running_client(settings) as client:
+    async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
         yield client
 
 

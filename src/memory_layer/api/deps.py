@@ -33,7 +33,11 @@ def get_metrics(request: Request) -> Metrics:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed when the handler succeeds, else rolled back."""
+    """One transaction per request: committed when the handler succeeds, else rolled back.
+
+    Used with scope="function", so the commit happens before the response is sent: a 2xx means
+    the data is committed, and a failed commit becomes an error response, not a lost write.
+    """
     async with request.app.state.sessionmaker() as session:
         try:
             yield session
@@ -46,7 +50,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EmbedderDep = Annotated[EmbeddingProvider, Depends(get_embedder)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_principal(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.models.api_key import ApiKey
@@ -24,6 +24,12 @@ class ApiKeyRepository:
             select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
         )
         return result.scalar_one_or_none()
+
+    async def any_active(self) -> bool:
+        result = await self.session.execute(
+            select(exists().where(ApiKey.revoked_at.is_(None)))
+        )
+        return bool(result.scalar_one())
 
     async def list(self, tenant_id: str | None = None) -> list[ApiKey]:
         statement = select(ApiKey).order_by(ApiKey.tenant_id, ApiKey.created_at)

@@ -49,7 +49,12 @@ async def authenticate(
 ) -> Principal:
     """Resolve the X-API-Key header to a principal, or raise 401."""
     if presented is None or presented == "":
-        if not settings.auth_enabled and settings.environment is Environment.development:
+        # Open only while no key exists anywhere: creating the first tenant key closes the door.
+        if (
+            not settings.auth_enabled
+            and settings.environment is Environment.development
+            and not await ApiKeyRepository(session).any_active()
+        ):
             return Principal(tenant_id=None, is_admin=True, label="open-development")
         raise Unauthenticated("send an API key in the X-API-Key header", code="missing_api_key")
     presented_hash = hash_key(presented)

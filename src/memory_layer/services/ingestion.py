@@ -48,6 +48,8 @@ def _same_message(existing: Message, data: MessageCreate) -> bool:
         existing.conversation_id == data.conversation_id
         and existing.role == data.role.value
         and existing.content == data.content
+        and existing.user_id == data.user_id
+        and existing.metadata_ == data.metadata
     )
 
 
