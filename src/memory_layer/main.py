@@ -48,7 +48,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if auto_migrate:
             await asyncio.to_thread(upgrade_to_head, database_url, settings.embedding_dimensions)
         engine = create_engine(
-            database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+            database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            hnsw_ef_search=settings.hnsw_ef_search,
+            pool_pre_ping=settings.db_pool_pre_ping,
         )
         async with engine.connect() as connection:
             await verify_schema(connection, settings)

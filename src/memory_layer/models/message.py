@@ -45,7 +45,8 @@ class Message(Base):
     )
     client_message_id: Mapped[str | None] = mapped_column(String(128))
     # The dimension is fixed by the migration; the type here needs none to bind or read.
-    embedding: Mapped[list[float] | None] = mapped_column(Vector())
+    # Deferred: parsing 384 floats per row is wasted work for every read that only shows the text.
+    embedding: Mapped[list[float] | None] = mapped_column(Vector(), deferred=True)
     embedding_model: Mapped[str | None] = mapped_column(String(128))
     embedding_status: Mapped[str] = mapped_column(String(16), server_default="pending")
     embedding_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -55,5 +56,7 @@ class Message(Base):
     embedded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     content_tsv: Mapped[Any] = mapped_column(
-        TSVECTOR, Computed("to_tsvector('english'::regconfig, content)", persisted=True)
+        TSVECTOR,
+        Computed("to_tsvector('english'::regconfig, content)", persisted=True),
+        deferred=True,
     )

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal, select, text, update
+from sqlalchemy import and_, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.models.message import EmbeddingStatus, Message
+from memory_layer.models.message import Message
 from memory_layer.services.scoring import ScoreWeights
 
 
@@ -26,10 +26,61 @@ class SearchFilters:
 
 @dataclass(frozen=True)
 class ScoredRow:
-    message: Message
+    """A search hit: the message's public fields and its ranking signals."""
+
+    id: uuid.UUID
+    conversation_id: str
+    user_id: str | None
+    role: str
+    content: str
+    metadata: dict[str, Any]
+    importance: float
+    created_at: datetime
     similarity: float
     recency: float
     score: float
+
+
+# The search is plain SQL text: building an expression tree per request cost more than the query.
+# Only fixed fragments are ever spliced in ({filters}); every value travels as a bind parameter.
+_SEARCH_SQL = """
+WITH candidates AS (
+    SELECT tenant_id, id, embedding <=> CAST(:query_vector AS vector) AS distance
+    FROM messages
+    WHERE tenant_id = :tenant_id
+      AND archived_at IS NULL
+      AND embedding_status = 'ready'
+      AND embedding IS NOT NULL{filters}
+    ORDER BY embedding <=> CAST(:query_vector AS vector)
+    LIMIT :candidate_pool
+), signals AS (
+    SELECT m.id, m.conversation_id, m.user_id, m.role, m.content, m.metadata, m.importance,
+           m.created_at,
+           greatest(0.0, 1.0 - c.distance) AS similarity,
+           power(0.5, greatest(0.0, extract(epoch FROM now() - m.created_at) / 3600.0)
+                      / :half_life_hours) AS recency
+    FROM candidates c
+    JOIN messages m ON m.tenant_id = c.tenant_id AND m.id = c.id
+)
+SELECT *,
+       (:w_similarity * similarity + :w_importance * importance + :w_recency * recency)
+       / :w_total AS score
+FROM signals
+ORDER BY score DESC, created_at DESC, id
+LIMIT :top_k
+"""
+
+_FILTERS = {
+    "conversation_id": "conversation_id = :conversation_id",
+    "role": "role = :role",
+    "importance_min": "importance >= :importance_min",
+    "since": "created_at >= :since",
+    "until": "created_at <= :until",
+}
+
+
+def vector_literal(vector: list[float]) -> str:
+    return "[" + ",".join(repr(float(v)) for v in vector) + "]"
 
 
 class MessageRepository:
@@ -69,68 +120,41 @@ class MessageRepository:
         candidate_pool: int,
         filters: SearchFilters,
         weights: ScoreWeights,
-        ef_search: int,
     ) -> list[ScoredRow]:
-        """Nearest neighbours through the HNSW index, re-ranked by the final score in SQL."""
-        # Iterative scans keep walking the graph until enough rows pass the tenant filter, so a
-        # small tenant among many is not starved (pgvector >= 0.8).
-        await self.session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
-        await self.session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+        """Nearest neighbours through the HNSW index, re-ranked by the final score in SQL.
 
-        distance = Message.embedding.cosine_distance(query_vector)
-        conditions = [
-            Message.tenant_id == tenant_id,
-            Message.archived_at.is_(None),
-            Message.embedding_status == EmbeddingStatus.ready.value,
-            Message.embedding.is_not(None),
-        ]
-        if filters.conversation_id is not None:
-            conditions.append(Message.conversation_id == filters.conversation_id)
-        if filters.role is not None:
-            conditions.append(Message.role == filters.role)
-        if filters.importance_min is not None:
-            conditions.append(Message.importance >= filters.importance_min)
-        if filters.since is not None:
-            conditions.append(Message.created_at >= filters.since)
-        if filters.until is not None:
-            conditions.append(Message.created_at <= filters.until)
+        hnsw.ef_search and hnsw.iterative_scan are set on every connection by the engine.
+        """
 
-        candidates = (
-            select(Message.tenant_id, Message.id, distance.label("distance"))
-            .where(and_(*conditions))
-            .order_by(distance)
-            .limit(candidate_pool)
-            .cte("candidates")
-        )
-        similarity = func.greatest(literal(0.0), literal(1.0) - candidates.c.distance)
-        age_hours = func.greatest(
-            literal(0.0),
-            func.extract("epoch", func.now() - Message.created_at) / literal(3600.0),
-        )
-        recency = func.power(literal(0.5), age_hours / literal(weights.half_life_hours))
-        score = (
-            literal(weights.similarity) * similarity
-            + literal(weights.importance) * Message.importance
-            + literal(weights.recency) * recency
-        ) / literal(weights.total)
-        statement = (
-            select(
-                Message,
-                similarity.label("similarity"),
-                recency.label("recency"),
-                score.label("score"),
-            )
-            .join(
-                candidates,
-                and_(candidates.c.tenant_id == Message.tenant_id, candidates.c.id == Message.id),
-            )
-            .order_by(score.desc(), Message.created_at.desc(), Message.id)
-            .limit(top_k)
-        )
-        result = await self.session.execute(statement)
+        params: dict[str, Any] = {
+            "tenant_id": tenant_id,
+            "query_vector": vector_literal(query_vector),
+            "candidate_pool": candidate_pool,
+            "top_k": top_k,
+            "half_life_hours": weights.half_life_hours,
+            "w_similarity": weights.similarity,
+            "w_importance": weights.importance,
+            "w_recency": weights.recency,
+            "w_total": weights.total,
+        }
+        fragments = []
+        for name, fragment in _FILTERS.items():
+            value = getattr(filters, name)
+            if value is not None:
+                fragments.append(f"\n      AND {fragment}")
+                params[name] = value
+        statement = text(_SEARCH_SQL.format(filters="".join(fragments)))
+        result = await self.session.execute(statement, params)
         return [
             ScoredRow(
-                message=row[0],
+                id=row.id,
+                conversation_id=row.conversation_id,
+                user_id=row.user_id,
+                role=row.role,
+                content=row.content,
+                metadata=row.metadata,
+                importance=float(row.importance),
+                created_at=row.created_at,
                 similarity=float(row.similarity),
                 recency=float(row.recency),
                 score=float(row.score),

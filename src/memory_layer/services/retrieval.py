@@ -57,5 +57,4 @@ async def search_memory(
         candidate_pool=max(request.top_k * settings.search_candidate_multiplier, 20),
         filters=filters,
         weights=weights_from(settings),
-        ef_search=max(settings.hnsw_ef_search, request.top_k),
     )

@@ -22,19 +22,18 @@ ERRORS: dict[int | str, dict[str, object]] = {
 
 
 def _to_item(row: ScoredRow, weights: ScoreWeights) -> SearchItem:
-    message = row.message
-    parts = weighted_parts(row.similarity, message.importance, row.recency, weights)
+    parts = weighted_parts(row.similarity, row.importance, row.recency, weights)
     return SearchItem(
-        message_id=message.id,
-        conversation_id=message.conversation_id,
-        user_id=message.user_id,
-        role=message.role,
-        content=message.content,
-        metadata=message.metadata_,
-        created_at=message.created_at,
+        message_id=row.id,
+        conversation_id=row.conversation_id,
+        user_id=row.user_id,
+        role=row.role,
+        content=row.content,
+        metadata=row.metadata,
+        created_at=row.created_at,
         score=row.score,
         similarity=row.similarity,
-        importance=message.importance,
+        importance=row.importance,
         recency=row.recency,
         score_parts=ScoreParts(
             similarity=parts.similarity, importance=parts.importance, recency=parts.recency

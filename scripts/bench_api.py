@@ -1,0 +1,228 @@
+"""Side-by-side latency of the HTTP API and what it is made of, in one run.
+
+Starts a private embedded PostgreSQL + pgvector and `memory-layer serve` (local model) on it,
+ingests N messages over HTTP, then measures, interleaved so every path sees the same machine state:
+
+  embed_query      the local model alone, one query text
+  sql_search       the service's search SQL through asyncpg, query vector precomputed
+  http_search      GET /v1/memory/search end to end (embedding + SQL + HTTP)
+  http_ingest      POST /v1/messages end to end (embedding + insert + commit + HTTP)
+  embed_document   the local model alone, one message text
+
+Usage: python scripts/bench_api.py [--messages 1000] [--searches 200] [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from memory_layer.db.embedded import start_embedded  # noqa: E402
+from memory_layer.db.engine import to_libpq_url  # noqa: E402
+from memory_layer.embeddings.local import LocalEmbeddingProvider  # noqa: E402
+
+TOPICS = ["python", "travel", "cooking", "music", "finance", "health", "family", "work", "garden"]
+TEMPLATES = [
+    "I really enjoy {t} on weekends",
+    "Remind me about the {t} appointment next Tuesday",
+    "My favourite thing about {t} is how relaxing it is",
+    "We talked about {t} for an hour yesterday",
+    "Can you summarise what I said about {t}?",
+    "The {t} plan for 2027 needs a budget of 1200 euros",
+]
+QUERIES = [f"what do I like about {t}" for t in TOPICS] + [f"{t} plans" for t in TOPICS]
+
+SEARCH_SQL = """
+WITH candidates AS (
+    SELECT tenant_id, id, embedding <=> $2::vector AS distance
+    FROM messages
+    WHERE tenant_id = $1 AND archived_at IS NULL AND embedding_status = 'ready'
+      AND embedding IS NOT NULL
+    ORDER BY embedding <=> $2::vector
+    LIMIT $3
+)
+SELECT m.id, m.content, greatest(0, 1 - c.distance) AS similarity,
+       (0.7 * greatest(0, 1 - c.distance) + 0.2 * m.importance
+        + 0.1 * power(0.5, greatest(0, extract(epoch FROM now() - m.created_at) / 3600.0) / 168.0))
+       / 1.0 AS score
+FROM candidates c JOIN messages m ON m.tenant_id = c.tenant_id AND m.id = c.id
+ORDER BY score DESC, m.created_at DESC, m.id
+LIMIT $4
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def summary(samples: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return statistics.median(ordered) * 1000, p95 * 1000, statistics.fmean(ordered) * 1000
+
+
+async def run(args: argparse.Namespace) -> str:
+    workdir = Path(tempfile.mkdtemp(prefix="ml-bench-"))
+    embedded = start_embedded(workdir)
+    embedded.ensure_database()
+    url = embedded.url()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")}
+    env.update(MEMORY_DATABASE_URL=url, MEMORY_AUTO_MIGRATE="true", MEMORY_LOG_LEVEL="warning")
+    cli = str(Path(sys.executable).parent / "memory-layer")
+    server = subprocess.Popen([cli, "serve", "--port", str(port)], env=env, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/v1/admin/readiness")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.3)
+            else:
+                raise RuntimeError("service did not become ready")
+
+            rng = random.Random(42)
+            tenants = [f"bench-{i}" for i in range(args.tenants)]
+            texts = [
+                rng.choice(TEMPLATES).format(t=rng.choice(TOPICS)) + f" (note {i})"
+                for i in range(args.messages + args.searches)
+            ]
+            ingest: list[float] = []
+            for i in range(args.messages):
+                body = {"tenant_id": tenants[i % len(tenants)], "conversation_id": f"c{i % 7}",
+                        "role": "user", "content": texts[i]}
+                started = time.perf_counter()
+                response = await client.post("/v1/messages", json=body)
+                ingest.append(time.perf_counter() - started)
+                response.raise_for_status()
+
+            model = await asyncio.to_thread(LocalEmbeddingProvider.load)
+            connection = await asyncpg.connect(to_libpq_url(url))
+            await connection.execute("SET hnsw.iterative_scan = relaxed_order")
+            await connection.execute("SET hnsw.ef_search = 100")
+            timings: dict[str, list[float]] = {
+                "embed_query": [], "sql_search": [], "http_search": [], "embed_document": [],
+                "http_ingest": [],
+            }
+            hits_agree = 0
+            for i in range(args.searches):
+                tenant = tenants[i % len(tenants)]
+                query = QUERIES[i % len(QUERIES)]
+                started = time.perf_counter()
+                vector = await model.embed_query(query)
+                timings["embed_query"].append(time.perf_counter() - started)
+
+                literal = "[" + ",".join(f"{v:.7f}" for v in vector) + "]"
+                started = time.perf_counter()
+                rows = await connection.fetch(SEARCH_SQL, tenant, literal, 20, 5)
+                timings["sql_search"].append(time.perf_counter() - started)
+
+                started = time.perf_counter()
+                response = await client.get(
+                    "/v1/memory/search", params={"tenant_id": tenant, "query": query, "top_k": 5}
+                )
+                timings["http_search"].append(time.perf_counter() - started)
+                response.raise_for_status()
+                http_ids = [item["message_id"] for item in response.json()["items"]]
+                hits_agree += http_ids == [str(row["id"]) for row in rows]
+
+                text = texts[args.messages + i]
+                started = time.perf_counter()
+                await model.embed_documents([text])
+                timings["embed_document"].append(time.perf_counter() - started)
+
+                started = time.perf_counter()
+                response = await client.post(
+                    "/v1/messages",
+                    json={"tenant_id": tenant, "conversation_id": "bench", "role": "user",
+                          "content": text},
+                )
+                timings["http_ingest"].append(time.perf_counter() - started)
+                response.raise_for_status()
+            await connection.close()
+            await model.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        embedded.stop()
+
+    lines = [
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M UTC} on {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}: "
+        f"`python scripts/bench_api.py --messages {args.messages} --searches {args.searches} "
+        f"--tenants {args.tenants}`.",
+        "",
+        f"{args.messages} messages across {args.tenants} tenants were first ingested over HTTP "
+        f"(p50 {summary(ingest)[0]:.1f} ms each). Then {args.searches} rounds, each path once per "
+        "round, interleaved. HTTP and SQL returned the same top-5 ids in "
+        f"{hits_agree}/{args.searches} rounds.",
+        "",
+        "| path | p50 ms | p95 ms | mean ms |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, samples in timings.items():
+        p50, p95, mean = summary(samples)
+        lines.append(f"| {name} | {p50:.2f} | {p95:.2f} | {mean:.2f} |")
+    http_p50 = summary(timings["http_search"])[0]
+    parts_p50 = summary(timings["embed_query"])[0] + summary(timings["sql_search"])[0]
+    lines += [
+        "",
+        f"HTTP search p50 / (embed_query p50 + sql_search p50) = {http_p50 / parts_p50:.2f}.",
+        f"HTTP ingest p50 / embed_document p50 = "
+        f"{summary(timings['http_ingest'])[0] / summary(timings['embed_document'])[0]:.2f}.",
+    ]
+    return "\n".join(lines)
+
+
+MARK_BEGIN = "<!-- bench_api:begin -->"
+MARK_END = "<!-- bench_api:end -->"
+
+
+def write_report(path: Path, report: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{MARK_BEGIN}\n{report}\n{MARK_END}"
+    if MARK_BEGIN in text:
+        head, rest = text.split(MARK_BEGIN, 1)
+        text = head + block + rest.split(MARK_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## API latency (`scripts/bench_api.py`)\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--searches", type=int, default=200)
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--write", type=Path, default=None, help="update this Markdown file")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    print(report)
+    if args.write:
+        write_report(args.write, report)
+
+
+if __name__ == "__main__":
+    main()
