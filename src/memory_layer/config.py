@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     embedding_provider: EmbeddingProviderName = EmbeddingProviderName.local
     embedding_dimensions: int = Field(default=384, ge=1, le=16000)
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    # Query vectors kept in memory (LRU, per process); 0 disables the cache.
+    query_cache_size: int = Field(default=1024, ge=0)
     local_model_path: Path | None = None
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-embedding-001"

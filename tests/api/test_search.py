@@ -147,3 +147,14 @@ async def test_search_never_returns_another_tenants_messages(
         )
     ).json()["items"]
     assert [item["message_id"] for item in items] == [mine]
+
+
+async def test_repeated_query_is_embedded_once(client: httpx.AsyncClient, tenant: str) -> None:
+    await remember(client, tenant, "I love Python programming")
+    embedder = client.app.state.embedder  # type: ignore[attr-defined]
+    misses_before = embedder.misses
+    params = {"tenant_id": tenant, "query": f"python {tenant}"}
+    first = await client.get("/v1/memory/search", params=params)
+    second = await client.post("/v1/memory/search", json=params)
+    assert embedder.misses == misses_before + 1
+    assert first.json()["items"][0]["similarity"] == second.json()["items"][0]["similarity"]

@@ -52,7 +52,7 @@ async def test_paraphrase_is_found_first(local_client: httpx.AsyncClient) -> Non
 async def test_long_text_is_embedded_whole_not_truncated(
     local_client: httpx.AsyncClient,
 ) -> None:
-    provider: LocalEmbeddingProvider = local_client.app.state.embedder  # type: ignore[attr-defined]
+    provider: LocalEmbeddingProvider = local_client.app.state.embedder.inner  # type: ignore[attr-defined]
     head = "The quarterly report covers revenue and costs. " * 40  # well past 256 word pieces
     tail = "Finally, the cat adopted by the office is named Pixel."
     whole, head_only, tail_only = await provider.embed_documents([head + tail, head, tail])

@@ -6,6 +6,7 @@ import asyncio
 
 from memory_layer.config import ConfigurationError, EmbeddingProviderName, Settings
 from memory_layer.embeddings.base import EmbeddingProvider
+from memory_layer.embeddings.cache import QueryCachingProvider
 from memory_layer.embeddings.fake import FakeEmbeddingProvider
 
 
@@ -33,4 +34,6 @@ async def build_provider(settings: Settings) -> EmbeddingProvider:
             f"the {provider.model_name} model produces {provider.dimensions}-dimensional vectors "
             f"but MEMORY_EMBEDDING_DIMENSIONS={settings.embedding_dimensions}; set them equal."
         )
+    if settings.query_cache_size > 0:
+        return QueryCachingProvider(provider, settings.query_cache_size)
     return provider
