@@ -243,3 +243,29 @@ async def test_replay_must_match_metadata_and_user_too(
         "/v1/messages", json=message(tenant, client_message_id="m", metadata={"a": 2})
     )
     assert changed.status_code == 409
+
+
+async def test_embedding_failure_is_a_503_and_stores_nothing(
+    client: httpx.AsyncClient, tenant: str, db_engine: AsyncEngine
+) -> None:
+    from memory_layer.embeddings.base import EmbeddingError
+
+    embedder = client.app.state.embedder  # type: ignore[attr-defined]
+
+    async def broken(texts: list[str]) -> list[list[float]]:
+        raise EmbeddingError("model unavailable")
+
+    async def broken_query(text: str) -> list[float]:
+        raise EmbeddingError("model unavailable")
+
+    embedder.embed_documents = broken
+    embedder.embed_query = broken_query
+    stored = await client.post("/v1/messages", json=message(tenant))
+    searched = await client.post("/v1/memory/search", json={"tenant_id": tenant, "query": "x y z"})
+    for response in (stored, searched):
+        assert response.status_code == 503
+        assert response.json()["error"] == "embedding_failed"
+        assert "model unavailable" in response.json()["detail"]
+    assert await count_rows(db_engine, tenant) == 0
+    metrics = (await client.get("/metrics")).text
+    assert 'memory_embedding_errors_total{provider="fake-hash-384"} 2.0' in metrics

@@ -10,6 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from memory_layer.config import Settings
@@ -39,7 +40,16 @@ def alembic_config(database_url: str, embedding_dimensions: int) -> Config:
 
 
 def upgrade_to_head(database_url: str, embedding_dimensions: int) -> None:
-    command.upgrade(alembic_config(database_url, embedding_dimensions), "head")
+    try:
+        command.upgrade(alembic_config(database_url, embedding_dimensions), "head")
+    except DBAPIError as exc:
+        if 'extension "vector"' in str(exc):
+            raise SchemaMismatchError(
+                "The database has no pgvector extension available. Install pgvector (0.8 or "
+                "newer) on that PostgreSQL server, or unset MEMORY_DATABASE_URL to use the "
+                "embedded PostgreSQL, which ships it."
+            ) from exc
+        raise
 
 
 def downgrade_to_base(database_url: str, embedding_dimensions: int) -> None:

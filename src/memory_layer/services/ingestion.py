@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,12 +11,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.config import Settings
-from memory_layer.embeddings.base import EmbeddingError, EmbeddingProvider
-from memory_layer.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from memory_layer.embeddings.base import EmbeddingProvider
+from memory_layer.errors import Conflict, InvalidInput, NotFound
 from memory_layer.models.message import EmbeddingStatus, Message
 from memory_layer.observability.metrics import Metrics
 from memory_layer.repositories.messages import MessageRepository
 from memory_layer.schemas.messages import MessageCreate
+from memory_layer.services.embedding import measured
 from memory_layer.services.scoring import importance_for
 
 # Client clocks drift; anything further ahead than this is a bug on their side, not an import.
@@ -79,15 +79,7 @@ async def ingest_message(
         if existing is not None:
             return _replay(existing, data)
 
-    started = time.perf_counter()
-    try:
-        vector = (await embedder.embed_documents([data.content]))[0]
-    except EmbeddingError as exc:
-        metrics.embedding_errors.labels(provider=embedder.model_name).inc()
-        raise ServiceUnavailable(
-            f"the embedding provider failed, nothing was stored: {exc}", code="embedding_failed"
-        ) from exc
-    metrics.embedding_seconds.observe(time.perf_counter() - started)
+    vector = (await measured(embedder.embed_documents([data.content]), embedder, metrics))[0]
 
     importance = (
         data.importance_override

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.config import Settings
-from memory_layer.embeddings.base import EmbeddingError, EmbeddingProvider
-from memory_layer.errors import ServiceUnavailable
+from memory_layer.embeddings.base import EmbeddingProvider
 from memory_layer.observability.metrics import Metrics
 from memory_layer.repositories.messages import MessageRepository, ScoredRow, SearchFilters
 from memory_layer.schemas.search import SearchRequest
+from memory_layer.services.embedding import measured
 from memory_layer.services.scoring import ScoreWeights
 
 
@@ -34,15 +32,7 @@ async def search_memory(
     metrics: Metrics,
 ) -> list[ScoredRow]:
     """The tenant's most relevant messages for the query, best first."""
-    started = time.perf_counter()
-    try:
-        vector = await embedder.embed_query(request.query)
-    except EmbeddingError as exc:
-        metrics.embedding_errors.labels(provider=embedder.model_name).inc()
-        raise ServiceUnavailable(
-            f"the embedding provider failed: {exc}", code="embedding_failed"
-        ) from exc
-    metrics.embedding_seconds.observe(time.perf_counter() - started)
+    vector = await measured(embedder.embed_query(request.query), embedder, metrics)
     filters = SearchFilters(
         conversation_id=request.conversation_id,
         role=request.role.value if request.role is not None else None,
