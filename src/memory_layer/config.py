@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         return self.database_url is None
 
     @property
+    def max_body_bytes(self) -> int:
+        """Largest request body accepted: room for the longest valid content in 4-byte UTF-8."""
+        return 4 * self.max_content_chars + 2 * self.max_metadata_bytes + 65_536
+
+    @property
     def auth_enabled(self) -> bool:
         return bool(self.api_keys or self.admin_api_keys)
 
@@ -153,7 +158,17 @@ def check_startup_settings(settings: Settings) -> list[str]:
                 "MEMORY_ENVIRONMENT=production requires MEMORY_REDIS_URL while "
                 "MEMORY_REQUIRE_REDIS_IN_PRODUCTION is true."
             )
-    elif not settings.auth_enabled:
+    if settings.async_embeddings:
+        warnings.append(
+            "MEMORY_ASYNC_EMBEDDINGS=true is not supported by this version: messages are embedded "
+            "inline and POST /v1/messages answers 200 once the message and its vector are committed."
+        )
+    if settings.global_rate_limit or settings.tenant_rate_limit:
+        warnings.append(
+            "MEMORY_GLOBAL_RATE_LIMIT / MEMORY_TENANT_RATE_LIMIT are read but not enforced by this "
+            "version."
+        )
+    if settings.environment is not Environment.production and not settings.auth_enabled:
         warnings.append(
             "No API keys configured (MEMORY_API_KEYS, MEMORY_ADMIN_API_KEYS): requests without a "
             "key are open until the first tenant key is created. Fine on a laptop, never on a "

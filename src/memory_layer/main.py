@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from memory_layer import __version__
 from memory_layer.api.errors import install_error_handlers
+from memory_layer.api.limits import BodySizeLimitMiddleware
 from memory_layer.api.v1 import admin, messages, search
 from memory_layer.config import Settings, check_startup_settings
 from memory_layer.db.embedded import EmbeddedPostgres, start_embedded
@@ -120,5 +121,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["X-API-Key", "Content-Type"],
             expose_headers=["Idempotent-Replayed"],
         )
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

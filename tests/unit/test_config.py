@@ -56,3 +56,12 @@ def test_development_without_keys_starts_open_with_a_warning() -> None:
     warnings = check_startup_settings(settings())
     assert len(warnings) == 1
     assert "open" in warnings[0]
+
+
+def test_settings_this_version_does_not_act_on_are_announced() -> None:
+    warnings = check_startup_settings(
+        settings(api_keys="k", async_embeddings=True, tenant_rate_limit="60/minute")
+    )
+    assert len(warnings) == 2
+    assert "MEMORY_ASYNC_EMBEDDINGS" in warnings[0]
+    assert "not enforced" in warnings[1]
