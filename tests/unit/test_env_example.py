@@ -29,3 +29,13 @@ def test_env_example_copied_to_dot_env_gives_the_defaults() -> None:
     assert from_file.database_url is None  # empty values mean "unset", so the embedded default
     assert from_file.auto_migrate is None
     assert from_file.model_dump() == defaults.model_dump()
+
+
+def test_operations_guide_lists_every_setting() -> None:
+    guide = (ENV_EXAMPLE.parent / "docs" / "operations.md").read_text()
+    missing = {
+        f"MEMORY_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`MEMORY_{name.upper()}`" not in guide
+    }
+    assert missing == set()
