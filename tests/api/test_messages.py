@@ -311,3 +311,16 @@ async def test_oversized_chunked_body_is_a_413_too(
     assert accepted.status_code == 200
     assert accepted.json()["content"] == "chunked"
     assert await count_rows(db_engine, tenant) == 1
+
+
+async def test_concurrent_retries_store_exactly_one_message(
+    client: httpx.AsyncClient, tenant: str, db_engine: AsyncEngine
+) -> None:
+    import asyncio
+
+    body = message(tenant, client_message_id="burst")
+    responses = await asyncio.gather(*(client.post("/v1/messages", json=body) for _ in range(6)))
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.json()["message_id"] for r in responses}) == 1
+    assert [r.headers["Idempotent-Replayed"] for r in responses].count("false") == 1
+    assert await count_rows(db_engine, tenant) == 1
