@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
-from tests.conftest import running_client
+from tests.conftest import ADMIN_KEY, running_client
 
 
 async def test_health_pings_the_database(client: httpx.AsyncClient) -> None:
@@ -199,3 +199,23 @@ async def test_readiness_pings_a_configured_redis(
         down = await client.get("/v1/admin/readiness")
     assert down.status_code == 503
     assert down.json()["checks"]["redis"]["ok"] is False
+
+
+async def test_scheduled_retention_runs_in_the_serving_process(
+    settings_factory: Callable[..., Settings], tenant: str
+) -> None:
+    settings = settings_factory(retention_schedule_seconds=1, retention_tenants=[tenant])
+    async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
+        ids = await seed_for_retention(client, tenant)
+        archived_at = None
+        for _ in range(100):  # wait for the schedule, at most about 10 s
+            response = await client.get(
+                f"/v1/messages/{ids['old_unimportant']}", params={"tenant_id": tenant}
+            )
+            archived_at = response.json()["archived_at"]
+            if archived_at is not None:
+                break
+            await asyncio.sleep(0.1)
+        kept = await client.get(f"/v1/messages/{ids['old_important']}", params={"tenant_id": tenant})
+    assert archived_at is not None
+    assert kept.json()["archived_at"] is None

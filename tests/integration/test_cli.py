@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import new_tenant
 
@@ -139,3 +141,36 @@ def test_embedded_default_serves_stops_cleanly_and_keeps_data(tmp_path: Path) ->
     assert [item["message_id"] for item in found.json()["items"]] == [
         created.json()["message_id"]
     ]
+
+
+async def test_retention_run_from_the_command_line(database_url: str, db_engine: AsyncEngine) -> None:
+    import asyncio
+
+    tenant = new_tenant()
+    async with db_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO messages (tenant_id, id, conversation_id, role, content, importance, "
+                "created_at) VALUES (:t, gen_random_uuid(), 'c', 'user', 'old note', 0.1, "
+                "now() - interval '400 days'), (:t, gen_random_uuid(), 'c', 'user', 'new', 0.1, now())"
+            ),
+            {"t": tenant},
+        )
+    env = base_env(MEMORY_DATABASE_URL=database_url, MEMORY_RETENTION_MAX_AGE_DAYS="365")
+
+    dry = await asyncio.to_thread(run_cli, "retention", "run", "--tenant", tenant, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["matched"] == 1
+    assert json.loads(dry.stdout)["archived"] == 0
+
+    real = await asyncio.to_thread(run_cli, "retention", "run", "--tenant", tenant, env=env)
+    report = json.loads(real.stdout)
+    assert (report["action"], report["archived"]) == ("archive", 1)
+    async with db_engine.connect() as connection:
+        archived = (
+            await connection.execute(
+                text("SELECT count(*) FROM messages WHERE tenant_id = :t AND archived_at IS NOT NULL"),
+                {"t": tenant},
+            )
+        ).scalar_one()
+    assert archived == 1
