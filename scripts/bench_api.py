@@ -4,7 +4,8 @@ Starts a private embedded PostgreSQL + pgvector and `memory-layer serve` (local 
 ingests N messages over HTTP, then measures, interleaved so every path sees the same machine state:
 
   embed_query      the local model alone, one query text
-  sql_search       the service's search SQL through asyncpg, query vector precomputed
+  sql_search       the service's own search SQL (imported, not copied) through asyncpg,
+                   query vector precomputed
   http_search_cold GET /v1/memory/search with a query text never seen before (model + SQL + HTTP)
   http_search      the same route with a query repeated from earlier rounds (vector from the cache)
   http_ingest      POST /v1/messages end to end (embedding + insert + commit + HTTP)
@@ -21,6 +22,7 @@ import asyncio
 import os
 import platform
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -36,9 +38,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from memory_layer.config import Settings  # noqa: E402
 from memory_layer.db.embedded import start_embedded  # noqa: E402
 from memory_layer.db.engine import to_libpq_url  # noqa: E402
 from memory_layer.embeddings.local import LocalEmbeddingProvider  # noqa: E402
+from memory_layer.repositories.messages import SEARCH_SQL, vector_literal  # noqa: E402
+from memory_layer.services.retrieval import weights_from  # noqa: E402
 
 TOPICS = ["python", "travel", "cooking", "music", "finance", "health", "family", "work", "garden"]
 TEMPLATES = [
@@ -51,23 +56,21 @@ TEMPLATES = [
 ]
 QUERIES = [f"what do I like about {t}" for t in TOPICS] + [f"{t} plans" for t in TOPICS]
 
-SEARCH_SQL = """
-WITH candidates AS (
-    SELECT tenant_id, id, embedding <=> $2::vector AS distance
-    FROM messages
-    WHERE tenant_id = $1 AND archived_at IS NULL AND embedding_status = 'ready'
-      AND embedding IS NOT NULL
-    ORDER BY embedding <=> $2::vector
-    LIMIT $3
-)
-SELECT m.id, m.content, greatest(0, 1 - c.distance) AS similarity,
-       (0.7 * greatest(0, 1 - c.distance) + 0.2 * m.importance
-        + 0.1 * power(0.5, greatest(0, extract(epoch FROM now() - m.created_at) / 3600.0) / 168.0))
-       / 1.0 AS score
-FROM candidates c JOIN messages m ON m.tenant_id = c.tenant_id AND m.id = c.id
-ORDER BY score DESC, m.created_at DESC, m.id
-LIMIT $4
-"""
+def positional(sql: str) -> tuple[str, list[str]]:
+    """The service's search SQL with :named parameters turned into asyncpg's $1, $2, ..."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"(?<!:):(\w+)", number, sql), names
+
+
+RAW_SEARCH_SQL, RAW_SEARCH_PARAMS = positional(SEARCH_SQL.format(filters=""))
+# The service runs with default settings here, so the raw query uses the default weights too.
+WEIGHTS = weights_from(Settings(_env_file=None))
 
 
 def free_port() -> int:
@@ -150,9 +153,16 @@ async def run(args: argparse.Namespace) -> str:
                 vector = await model.embed_query(query)
                 timings["embed_query"].append(time.perf_counter() - started)
 
-                literal = "[" + ",".join(f"{v:.7f}" for v in vector) + "]"
+                values = {
+                    "tenant_id": tenant, "query_vector": vector_literal(vector),
+                    "candidate_pool": 20, "top_k": 5,
+                    "half_life_hours": WEIGHTS.half_life_hours,
+                    "w_similarity": WEIGHTS.similarity, "w_importance": WEIGHTS.importance,
+                    "w_recency": WEIGHTS.recency, "w_total": WEIGHTS.total,
+                }
+                args_in_order = [values[name] for name in RAW_SEARCH_PARAMS]
                 started = time.perf_counter()
-                rows = await connection.fetch(SEARCH_SQL, tenant, literal, 20, 5)
+                rows = await connection.fetch(RAW_SEARCH_SQL, *args_in_order)
                 timings["sql_search"].append(time.perf_counter() - started)
 
                 started = time.perf_counter()

@@ -43,7 +43,7 @@ class ScoredRow:
 
 # The search is plain SQL text: building an expression tree per request cost more than the query.
 # Only fixed fragments are ever spliced in ({filters}); every value travels as a bind parameter.
-_SEARCH_SQL = """
+SEARCH_SQL = """
 WITH candidates AS (
     SELECT tenant_id, id, embedding <=> CAST(:query_vector AS vector) AS distance
     FROM messages
@@ -143,7 +143,7 @@ class MessageRepository:
             if value is not None:
                 fragments.append(f"\n      AND {fragment}")
                 params[name] = value
-        statement = text(_SEARCH_SQL.format(filters="".join(fragments)))
+        statement = text(SEARCH_SQL.format(filters="".join(fragments)))
         result = await self.session.execute(statement, params)
         return [
             ScoredRow(
