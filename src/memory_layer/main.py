@@ -21,6 +21,7 @@ from memory_layer.db.engine import create_engine, create_sessionmaker
 from memory_layer.db.migrations import upgrade_to_head, verify_schema
 from memory_layer.embeddings.factory import build_provider
 from memory_layer.observability.metrics import Metrics, MetricsMiddleware
+from memory_layer.services.auth import KeyRing
 from memory_layer.worker.retention import retention_loop
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.key_ring = KeyRing.from_settings(settings)
     metrics = Metrics()
     app.state.metrics = metrics
 

@@ -54,11 +54,12 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_principal(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     api_key: Annotated[str | None, Security(api_key_header)],
 ) -> Principal:
-    return await authenticate(session, settings, api_key)
+    return await authenticate(session, settings, request.app.state.key_ring, api_key)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

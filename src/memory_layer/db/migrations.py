@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -56,7 +57,9 @@ def downgrade_to_base(database_url: str, embedding_dimensions: int) -> None:
     command.downgrade(alembic_config(database_url, embedding_dimensions), "base")
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest migration this build ships (read from disk once; readiness asks often)."""
     script = ScriptDirectory.from_config(Config(str(find_alembic_ini())))
     return script.get_current_head()
 

@@ -37,15 +37,30 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _matches_any(presented_hash: str, configured: list[str]) -> bool:
+@dataclass(frozen=True)
+class KeyRing:
+    """Hashes of the configured keys, computed once per app instead of on every request."""
+
+    admin_hashes: tuple[str, ...]
+    service_hashes: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyRing:
+        return cls(
+            admin_hashes=tuple(hash_key(k.get_secret_value()) for k in settings.admin_api_keys),
+            service_hashes=tuple(hash_key(k.get_secret_value()) for k in settings.api_keys),
+        )
+
+
+def _matches_any(presented_hash: str, configured: tuple[str, ...]) -> bool:
     found = False
     for candidate in configured:  # no early exit: the time does not depend on which key matched
-        found |= hmac.compare_digest(presented_hash, hash_key(candidate))
+        found |= hmac.compare_digest(presented_hash, candidate)
     return found
 
 
 async def authenticate(
-    session: AsyncSession, settings: Settings, presented: str | None
+    session: AsyncSession, settings: Settings, key_ring: KeyRing, presented: str | None
 ) -> Principal:
     """Resolve the X-API-Key header to a principal, or raise 401."""
     if presented is None or presented == "":
@@ -58,11 +73,9 @@ async def authenticate(
             return Principal(tenant_id=None, is_admin=True, label="open-development")
         raise Unauthenticated("send an API key in the X-API-Key header", code="missing_api_key")
     presented_hash = hash_key(presented)
-    admin_keys = [key.get_secret_value() for key in settings.admin_api_keys]
-    service_keys = [key.get_secret_value() for key in settings.api_keys]
-    if _matches_any(presented_hash, admin_keys):
+    if _matches_any(presented_hash, key_ring.admin_hashes):
         return Principal(tenant_id=None, is_admin=True, label="admin-key")
-    if _matches_any(presented_hash, service_keys):
+    if _matches_any(presented_hash, key_ring.service_hashes):
         return Principal(tenant_id=None, is_admin=False, label="service-key")
     if presented.startswith(KEY_PREFIX):
         stored = await ApiKeyRepository(session).find_active_by_hash(presented_hash)
