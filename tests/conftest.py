@@ -95,6 +95,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "embedding_dimensions": 384,
         "db_pool_size": 4,
         "db_max_overflow": 4,
+        # Tests share one database; a worker in every app would embed other tests' pending rows.
+        # Worker tests turn it on against a database of their own.
+        "worker_enabled": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

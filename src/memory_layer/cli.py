@@ -1,4 +1,4 @@
-"""`memory-layer serve | migrate | keys ... | retention run`."""
+"""`memory-layer serve | worker | migrate | reembed | keys ... | retention run`."""
 
 from __future__ import annotations
 
@@ -111,6 +111,57 @@ def _db_action(action: str) -> object:
     return run
 
 
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from memory_layer.worker.standalone import run_worker
+
+    check_startup_settings(settings)
+    with _database(settings, migrate=False) as url:
+        return asyncio.run(
+            run_worker(url, settings, metrics_port=args.metrics_port, drain=args.drain)
+        )
+
+
+async def _reembed_async(url: str, settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from memory_layer.db.engine import create_engine, create_sessionmaker
+    from memory_layer.embeddings.factory import build_provider
+    from memory_layer.errors import InvalidInput
+    from memory_layer.services.reembed import reembed
+
+    engine = create_engine(url, pool_size=2, max_overflow=2)
+    embedder = await build_provider(settings)
+    bar = tqdm(unit="msg", desc=f"re-embedding with {embedder.model_name}", disable=args.quiet)
+    try:
+        report = await reembed(
+            engine,
+            create_sessionmaker(engine),
+            embedder,
+            settings,
+            tenant_id=args.tenant,
+            include_failed=args.include_failed,
+            change_dimension=args.change_dimension,
+            enqueue_only=args.enqueue_only,
+            chunk_size=args.chunk_size,
+            on_total=lambda total: setattr(bar, "total", total),
+            on_progress=lambda done: None if bar.update(done) else None,
+        )
+    except InvalidInput as exc:
+        print(f"memory-layer: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+        await embedder.close()
+        await engine.dispose()
+    print(json.dumps(report.__dict__, indent=2))
+    return 0
+
+
+def _reembed(args: argparse.Namespace, settings: Settings) -> int:
+    with _database(settings, migrate=False) as url:
+        return asyncio.run(_reembed_async(url, settings, args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memory-layer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +170,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (MEMORY_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (MEMORY_PORT, default 8000)")
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser(
+        "worker", help="run the embedding worker on its own (set MEMORY_WORKER_ENABLED=false on serve)"
+    )
+    worker.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    worker.add_argument("--drain", action="store_true", help="exit once nothing is due")
+    worker.set_defaults(handler=_worker)
+
+    reembed = commands.add_parser(
+        "reembed", help="embed again every message whose vector came from another model"
+    )
+    reembed.add_argument("--tenant", help="only this tenant")
+    reembed.add_argument("--include-failed", action="store_true", help="also retry failed rows")
+    reembed.add_argument(
+        "--change-dimension",
+        action="store_true",
+        help="retype the vector column to MEMORY_EMBEDDING_DIMENSIONS (clears every vector)",
+    )
+    reembed.add_argument(
+        "--enqueue-only", action="store_true", help="only queue the rows; running workers embed"
+    )
+    reembed.add_argument("--chunk-size", type=int, default=1000, help="rows queued per transaction")
+    reembed.add_argument("--quiet", action="store_true", help="no progress bar")
+    reembed.set_defaults(handler=_reembed)
 
     migrate = commands.add_parser("migrate", help="apply database migrations up to head")
     migrate.set_defaults(handler=_migrate)

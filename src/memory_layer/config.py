@@ -85,7 +85,34 @@ class Settings(BaseSettings):
     local_model_path: Path | None = None
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-embedding-001"
+    # Unset: Google's endpoint. Set it to reach a proxy or a local stand-in of the Gemini REST API.
+    gemini_base_url: str | None = None
+    gemini_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Retries of one Gemini call on 429/5xx/timeouts (Retry-After honoured), before the worker's own.
+    gemini_max_retries: int = Field(default=4, ge=0, le=20)
+    gemini_retry_max_seconds: float = Field(default=60.0, gt=0)
+    # The Gemini API takes at most 100 texts per batchEmbedContents call.
+    gemini_batch_size: int = Field(default=100, ge=1, le=100)
+    # Fake provider only: simulated latency per call, so tests and benchmarks can model a slow provider.
+    fake_embedding_delay_ms: float = Field(default=0.0, ge=0)
+
+    # Background embeddings. With async_embeddings, POST /v1/messages answers 202 and the worker
+    # embeds; without it messages are embedded inline and the worker only picks up retries.
     async_embeddings: bool = False
+    # Run the worker inside `memory-layer serve`; turn off when `memory-layer worker` runs apart.
+    worker_enabled: bool = True
+    worker_batch_size: int = Field(default=64, ge=1, le=1024)
+    # After a wake-up, wait this long for more messages so the model sees fuller batches.
+    worker_batch_wait_ms: float = Field(default=20.0, ge=0)
+    # Safety-net poll when no NOTIFY arrives (a lost listener connection, rows due for a retry).
+    worker_poll_seconds: float = Field(default=5.0, gt=0)
+    # A claimed batch is the worker's for this long; a killed worker's rows return after it.
+    worker_lease_seconds: float = Field(default=120.0, gt=0)
+    # On shutdown, how long the worker may take to finish its batch before handing it back.
+    worker_shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    embedding_max_attempts: int = Field(default=5, ge=1, le=100)
+    embedding_retry_base_seconds: float = Field(default=2.0, gt=0)
+    embedding_retry_max_seconds: float = Field(default=600.0, gt=0)
 
     # Auth.
     api_keys: CsvSecrets = Field(default_factory=list)
@@ -158,10 +185,10 @@ def check_startup_settings(settings: Settings) -> list[str]:
                 "MEMORY_ENVIRONMENT=production requires MEMORY_REDIS_URL while "
                 "MEMORY_REQUIRE_REDIS_IN_PRODUCTION is true."
             )
-    if settings.async_embeddings:
+    if settings.async_embeddings and not settings.worker_enabled:
         warnings.append(
-            "MEMORY_ASYNC_EMBEDDINGS=true is not supported by this version: messages are embedded "
-            "inline and POST /v1/messages answers 200 once the message and its vector are committed."
+            "MEMORY_ASYNC_EMBEDDINGS=true with MEMORY_WORKER_ENABLED=false: messages stay pending "
+            "until a `memory-layer worker` process runs against this database."
         )
     if settings.global_rate_limit or settings.tenant_rate_limit:
         warnings.append(

@@ -22,6 +22,7 @@ from memory_layer.db.migrations import upgrade_to_head, verify_schema
 from memory_layer.embeddings.factory import build_provider
 from memory_layer.observability.metrics import Metrics, MetricsMiddleware
 from memory_layer.services.auth import KeyRing
+from memory_layer.worker.embeddings import EmbeddingWorker, refresh_queue_depth, stop_worker
 from memory_layer.worker.retention import retention_loop
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     embedder = None
     redis_client: Redis | None = None
     background: list[asyncio.Task[None]] = []
+    worker_task: asyncio.Task[None] | None = None
+    worker_stop = asyncio.Event()
     try:
         auto_migrate = settings.auto_migrate if settings.auto_migrate is not None else embedded
         if auto_migrate:
@@ -65,6 +68,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.redis_url is not None:
             redis_client = Redis.from_url(settings.redis_url.get_secret_value())
         app.state.redis = redis_client
+        if settings.worker_enabled:
+            worker = EmbeddingWorker(
+                engine, app.state.sessionmaker, embedder, settings, app.state.metrics
+            )
+            app.state.worker = worker
+            worker_task = asyncio.create_task(worker.run(worker_stop), name="embedding-worker")
         if settings.retention_schedule_seconds > 0:
             background.append(
                 asyncio.create_task(retention_loop(app.state.sessionmaker, settings))
@@ -77,6 +86,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         yield
     finally:
+        if worker_task is not None:
+            # Finish the batch in hand; a batch that takes longer is handed back to the queue.
+            await stop_worker(worker_task, worker_stop, settings.worker_shutdown_grace_seconds)
         for task in background:
             task.cancel()
         for task in background:
@@ -113,6 +125,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
+        # Queue depth is read at scrape time, so it is right whichever process runs the worker.
+        try:
+            await asyncio.wait_for(refresh_queue_depth(app.state.sessionmaker, metrics), 2.0)
+        except Exception:
+            logger.warning("could not read the embedding queue depth for /metrics", exc_info=True)
         return Response(content=metrics.render(), media_type="text/plain; version=0.0.4")
 
     if settings.allowed_origins:

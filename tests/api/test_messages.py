@@ -245,7 +245,7 @@ async def test_replay_must_match_metadata_and_user_too(
     assert changed.status_code == 409
 
 
-async def test_embedding_failure_is_a_503_and_stores_nothing(
+async def test_inline_embedding_failure_queues_the_message_instead_of_losing_it(
     client: httpx.AsyncClient, tenant: str, db_engine: AsyncEngine
 ) -> None:
     from memory_layer.embeddings.base import EmbeddingError
@@ -253,22 +253,29 @@ async def test_embedding_failure_is_a_503_and_stores_nothing(
     embedder = client.app.state.embedder  # type: ignore[attr-defined]
 
     async def broken(texts: list[str]) -> list[list[float]]:
-        raise EmbeddingError("model unavailable")
+        raise EmbeddingError("model unavailable", kind="unavailable")
 
     async def broken_query(text: str) -> list[float]:
-        raise EmbeddingError("model unavailable")
+        raise EmbeddingError("model unavailable", kind="unavailable")
 
     embedder.embed_documents = broken
     embedder.embed_query = broken_query
     stored = await client.post("/v1/messages", json=message(tenant))
+    assert stored.status_code == 202, stored.text
+    body = stored.json()
+    assert body["embedding_status"] == "pending"
+    assert body["embedding_error"] == "unavailable: model unavailable"
+    assert stored.headers["Location"] == f"/v1/messages/{body['message_id']}"
+    assert await count_rows(db_engine, tenant) == 1
+
     searched = await client.post("/v1/memory/search", json={"tenant_id": tenant, "query": "x y z"})
-    for response in (stored, searched):
-        assert response.status_code == 503
-        assert response.json()["error"] == "embedding_failed"
-        assert "model unavailable" in response.json()["detail"]
-    assert await count_rows(db_engine, tenant) == 0
+    assert searched.status_code == 503
+    assert searched.json()["error"] == "embedding_failed"
+    assert "model unavailable" in searched.json()["detail"]
     metrics = (await client.get("/metrics")).text
-    assert 'memory_embedding_errors_total{provider="fake-hash-384"} 2.0' in metrics
+    assert (
+        'memory_embedding_errors_total{kind="unavailable",provider="fake-hash-384"} 2.0' in metrics
+    )
 
 
 async def test_oversized_body_is_a_413_before_validation(

@@ -59,9 +59,15 @@ def test_development_without_keys_starts_open_with_a_warning() -> None:
 
 
 def test_settings_this_version_does_not_act_on_are_announced() -> None:
+    warnings = check_startup_settings(settings(api_keys="k", tenant_rate_limit="60/minute"))
+    assert len(warnings) == 1
+    assert "not enforced" in warnings[0]
+
+
+def test_async_embeddings_without_any_worker_is_announced() -> None:
+    assert check_startup_settings(settings(api_keys="k", async_embeddings=True)) == []
     warnings = check_startup_settings(
-        settings(api_keys="k", async_embeddings=True, tenant_rate_limit="60/minute")
+        settings(api_keys="k", async_embeddings=True, worker_enabled=False)
     )
-    assert len(warnings) == 2
-    assert "MEMORY_ASYNC_EMBEDDINGS" in warnings[0]
-    assert "not enforced" in warnings[1]
+    assert len(warnings) == 1
+    assert "memory-layer worker" in warnings[0]

@@ -99,9 +99,9 @@ async def verify_schema(connection: AsyncConnection, settings: Settings) -> None
         raise SchemaMismatchError(
             f"MEMORY_EMBEDDING_DIMENSIONS={settings.embedding_dimensions} but the database stores "
             f"vector({stored}) embeddings. Either set MEMORY_EMBEDDING_DIMENSIONS={stored} (and a "
-            "provider that produces it), or change the column's dimension as described in "
-            "docs/operations.md (\"Changing the embedding dimension\"); the service never "
-            "rewrites stored vectors on its own."
+            "provider that produces it), or change the column's dimension with `memory-layer "
+            "reembed --change-dimension` (docs/operations.md, \"Changing the embedding "
+            "dimension\"); the service never rewrites stored vectors on its own."
         )
 
 
@@ -118,3 +118,32 @@ def resolve_database_url(settings: Settings) -> str:
     embedded.ensure_database()
     atexit.register(embedded.stop)
     return embedded.url()
+
+
+HNSW_INDEX_SQL = (
+    "CREATE INDEX ix_messages_embedding_hnsw ON messages USING hnsw (embedding vector_cosine_ops) "
+    "WITH (m = 16, ef_construction = 64)"
+)
+
+
+async def change_embedding_dimension(connection: AsyncConnection, dimensions: int) -> int:
+    """Make the column `vector(dimensions)` and queue every message for a new vector.
+
+    One transaction: the HNSW index is dropped, the column retyped with every vector cleared (they
+    belong to the old model), every message set pending, the index rebuilt on the empty column.
+    Message texts are untouched, so the worker (or `memory-layer reembed`) rebuilds every vector;
+    meanwhile keyword search still finds everything. Returns the number of messages queued.
+    """
+    await connection.execute(text("DROP INDEX IF EXISTS ix_messages_embedding_hnsw"))
+    await connection.execute(
+        text(f"ALTER TABLE messages ALTER COLUMN embedding TYPE vector({int(dimensions)}) USING NULL")
+    )
+    result = await connection.execute(
+        text(
+            "UPDATE messages SET embedding_status = 'pending', embedding_model = NULL, "
+            "embedding_attempts = 0, embedding_error = NULL, embedding_next_attempt_at = now(), "
+            "embedding_lease_owner = NULL, embedding_lease_expires_at = NULL, embedded_at = NULL"
+        )
+    )
+    await connection.execute(text(HNSW_INDEX_SQL))
+    return int(result.rowcount)

@@ -6,7 +6,18 @@ from typing import Protocol, runtime_checkable
 
 
 class EmbeddingError(RuntimeError):
-    """The provider could not produce vectors (model missing, remote error, bad answer)."""
+    """The provider could not produce vectors (model missing, remote error, bad answer).
+
+    `kind` is a short label for metrics and logs (rate_limited, unavailable, timeout, auth,
+    bad_response, invalid_input, model). `retryable` says whether trying the same texts again
+    later can succeed: the worker backs off on retryable errors and, for the rest, embeds the
+    texts of a failed batch one by one so one poison message cannot fail its neighbours.
+    """
+
+    def __init__(self, message: str, *, kind: str = "model", retryable: bool = True) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retryable = retryable
 
 
 @runtime_checkable

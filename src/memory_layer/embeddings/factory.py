@@ -23,10 +23,12 @@ async def build_provider(settings: Settings) -> EmbeddingProvider:
             settings.local_model_path,
             batch_size=settings.embedding_batch_size,
         )
+    elif settings.embedding_provider is EmbeddingProviderName.google_gemini:
+        provider = _gemini_provider(settings)
     else:
         raise ConfigurationError(
-            f"embedding provider {settings.embedding_provider.value!r} is not available in this "
-            "version; use 'local' or 'fake'."
+            f"unknown embedding provider {settings.embedding_provider.value!r}; "
+            "use 'local', 'google_gemini' or 'fake'."
         )
     if provider.dimensions != settings.embedding_dimensions:
         await provider.close()
@@ -37,3 +39,19 @@ async def build_provider(settings: Settings) -> EmbeddingProvider:
     if settings.query_cache_size > 0:
         return QueryCachingProvider(provider, settings.query_cache_size)
     return provider
+
+
+def _gemini_provider(settings: Settings) -> EmbeddingProvider:
+    if settings.gemini_api_key is None or not settings.gemini_api_key.get_secret_value().strip():
+        raise ConfigurationError(
+            "MEMORY_EMBEDDING_PROVIDER=google_gemini requires MEMORY_GEMINI_API_KEY."
+        )
+    try:
+        # The SDK is an optional extra: only this provider needs it.
+        from memory_layer.embeddings.gemini import GeminiEmbeddingProvider
+    except ImportError as exc:
+        raise ConfigurationError(
+            "MEMORY_EMBEDDING_PROVIDER=google_gemini needs the google-genai package: "
+            "pip install 'memory-layer[gemini]'."
+        ) from exc
+    return GeminiEmbeddingProvider.from_settings(settings)

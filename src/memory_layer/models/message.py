@@ -50,8 +50,12 @@ class Message(Base):
     embedding_model: Mapped[str | None] = mapped_column(String(128))
     embedding_status: Mapped[str] = mapped_column(String(16), server_default="pending")
     embedding_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
-    embedding_next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The worker's queue: a pending row is due once this time has passed (a lease pushes it ahead).
+    embedding_next_attempt_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     embedding_lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    embedding_lease_owner: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     embedding_error: Mapped[str | None] = mapped_column(Text)
     embedded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

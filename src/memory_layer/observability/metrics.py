@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+BATCH_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class Metrics:
@@ -40,8 +42,42 @@ class Metrics:
         )
         self.embedding_errors = Counter(
             "memory_embedding_errors_total",
-            "Embedding provider failures.",
-            ["provider"],
+            "Embedding provider failures by provider and kind (rate_limited, unavailable, ...).",
+            ["provider", "kind"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "memory_embedding_queue_depth",
+            "Messages waiting for an embedding (pending) or given up on (failed).",
+            ["status"],
+            registry=self.registry,
+        )
+        self.worker_batch_size = Histogram(
+            "memory_worker_batch_size",
+            "Messages per batch the embedding worker claimed.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=self.registry,
+        )
+        self.worker_batch_seconds = Histogram(
+            "memory_worker_batch_duration_seconds",
+            "Time from claiming a batch to committing its vectors.",
+            buckets=BATCH_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self.worker_embeddings = Counter(
+            "memory_worker_embeddings_total",
+            "Vectors the worker wrote (rate() gives embeddings per second).",
+            ["model"],
+            registry=self.registry,
+        )
+        self.worker_embeddings_per_second = Gauge(
+            "memory_worker_embeddings_per_second",
+            "Throughput of the worker's last batch.",
+            registry=self.registry,
+        )
+        self.worker_failed_rows = Counter(
+            "memory_worker_rows_failed_total",
+            "Messages that used up MEMORY_EMBEDDING_MAX_ATTEMPTS and were marked failed.",
             registry=self.registry,
         )
 

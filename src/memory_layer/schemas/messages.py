@@ -63,6 +63,13 @@ class MessageRead(BaseModel):
     importance: float
     created_at: datetime
     client_message_id: str | None
-    embedding_status: EmbeddingStatus
+    embedding_status: EmbeddingStatus = Field(
+        description="pending: queued for the worker (already found by keyword search); ready: "
+        "embedded; failed: gave up after MEMORY_EMBEDDING_MAX_ATTEMPTS (see embedding_error)."
+    )
     embedding_model: str | None
+    embedding_attempts: int
+    embedding_error: str | None = Field(description="The last embedding failure, if any.")
+    embedded_at: datetime | None
     archived_at: datetime | None
+    status_url: str = Field(description="Where to poll this message's embedding status.")

@@ -17,7 +17,7 @@ from memory_layer.models.message import EmbeddingStatus, Message
 from memory_layer.observability.metrics import Metrics
 from memory_layer.repositories.messages import MessageRepository
 from memory_layer.schemas.messages import MessageCreate
-from memory_layer.services.embedding import measured
+from memory_layer.services.embedding import embed_or_defer
 from memory_layer.services.scoring import importance_for
 
 # Client clocks drift; anything further ahead than this is a bug on their side, not an import.
@@ -62,7 +62,11 @@ async def ingest_message(
     embedder: EmbeddingProvider,
     metrics: Metrics,
 ) -> IngestResult:
-    """Store one message with its embedding; a retried client_message_id returns the original."""
+    """Store one message; a retried client_message_id returns the original.
+
+    Inline mode embeds before committing (status ready). With MEMORY_ASYNC_EMBEDDINGS, or when the
+    provider fails inline, the message is committed as pending and the worker embeds it.
+    """
     if len(data.content) > settings.max_content_chars:
         raise InvalidInput(
             f"content has {len(data.content)} characters; the limit is "
@@ -79,7 +83,12 @@ async def ingest_message(
         if existing is not None:
             return _replay(existing, data)
 
-    vector = (await measured(embedder.embed_documents([data.content]), embedder, metrics))[0]
+    vector: list[float] | None = None
+    error: str | None = None
+    if not settings.async_embeddings:
+        vector, failure = await embed_or_defer(data.content, embedder, metrics)
+        if failure is not None:
+            error = f"{failure.kind}: {failure}"
 
     importance = (
         data.importance_override
@@ -96,11 +105,18 @@ async def ingest_message(
         "metadata_": data.metadata,
         "importance": importance,
         "client_message_id": data.client_message_id,
-        "embedding": vector,
-        "embedding_model": embedder.model_name,
-        "embedding_status": EmbeddingStatus.ready.value,
-        "embedded_at": datetime.now(UTC),
     }
+    if vector is not None:
+        values.update(
+            embedding=vector,
+            embedding_model=embedder.model_name,
+            embedding_status=EmbeddingStatus.ready.value,
+            embedded_at=datetime.now(UTC),
+            embedding_next_attempt_at=None,
+        )
+    else:
+        # The row is the worker's job; the insert trigger NOTIFYs listening workers on commit.
+        values.update(embedding_status=EmbeddingStatus.pending.value, embedding_error=error)
     if data.created_at is not None:
         values["created_at"] = data.created_at
     message = await repository.insert_if_new(values)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from memory_layer.api.deps import AdminDep, SessionDep, SettingsDep
 from memory_layer.schemas.admin import (
     CheckResult,
+    EmbeddingQueueResponse,
     HealthResponse,
     ReadinessResponse,
+    RequeueRequest,
+    RequeueResponse,
     RetentionRequest,
     RetentionResponse,
 )
-from memory_layer.schemas.common import ErrorResponse
+from memory_layer.schemas.common import ErrorResponse, Identifier
+from memory_layer.services import embedding_queue, retention
 from memory_layer.services import health as checks
-from memory_layer.services import retention
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -60,3 +65,26 @@ async def run_retention(
 ) -> RetentionResponse:
     """Archive or delete old, unimportant messages (`dry_run` only counts them)."""
     return await retention.run_retention(session, body, settings=settings)
+
+
+ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 422)
+}
+
+
+@router.get("/embeddings", response_model=EmbeddingQueueResponse, responses=ADMIN_ERRORS)
+async def embedding_queue_status(
+    session: SessionDep,
+    _: AdminDep,
+    tenant_id: Annotated[Identifier | None, Query()] = None,
+) -> EmbeddingQueueResponse:
+    """Messages waiting for the embedding worker and messages it gave up on."""
+    return await embedding_queue.queue_status(session, tenant_id)
+
+
+@router.post("/embeddings/requeue", response_model=RequeueResponse, responses=ADMIN_ERRORS)
+async def requeue_failed_embeddings(
+    body: RequeueRequest, session: SessionDep, _: AdminDep
+) -> RequeueResponse:
+    """Queue failed messages again with a fresh attempt budget (all, a tenant's, or listed ids)."""
+    return await embedding_queue.requeue_failed(session, body)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Response, status
 
 from memory_layer.api.deps import EmbedderDep, MetricsDep, PrincipalDep, SessionDep, SettingsDep
-from memory_layer.models.message import Message
+from memory_layer.models.message import EmbeddingStatus, Message
 from memory_layer.schemas.common import ErrorResponse, Identifier
 from memory_layer.schemas.messages import MessageCreate, MessageRead
 from memory_layer.services import ingestion
@@ -35,11 +35,23 @@ def to_read(message: Message) -> MessageRead:
         client_message_id=message.client_message_id,
         embedding_status=message.embedding_status,
         embedding_model=message.embedding_model,
+        embedding_attempts=message.embedding_attempts or 0,
+        embedding_error=message.embedding_error,
+        embedded_at=message.embedded_at,
         archived_at=message.archived_at,
+        status_url=f"/v1/messages/{message.id}",
     )
 
 
-@router.post("", response_model=MessageRead, responses=ERRORS)
+@router.post(
+    "",
+    response_model=MessageRead,
+    responses={
+        **ERRORS,
+        202: {"model": MessageRead, "description": "Committed; the embedding is queued for the "
+              "worker. Poll `status_url` (also in the Location header)."},
+    },
+)
 async def create_message(
     body: MessageCreate,
     response: Response,
@@ -49,14 +61,19 @@ async def create_message(
     embedder: EmbedderDep,
     metrics: MetricsDep,
 ) -> MessageRead:
-    """Store a message with its embedding. A retry with the same client_message_id returns the
-    first message (header `Idempotent-Replayed: true`)."""
+    """Store a message: 200 once it is committed with its vector, 202 once it is committed and
+    queued for the embedding worker. A retry with the same client_message_id returns the first
+    message (header `Idempotent-Replayed: true`)."""
     tenant_id = resolve_tenant(principal, body.tenant_id)
     result = await ingestion.ingest_message(
         session, tenant_id, body, settings=settings, embedder=embedder, metrics=metrics
     )
     response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"
-    return to_read(result.message)
+    read = to_read(result.message)
+    if read.embedding_status is EmbeddingStatus.pending:
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Location"] = read.status_url
+    return read
 
 
 @router.get("/{message_id}", response_model=MessageRead, responses=ERRORS)

@@ -1,0 +1,252 @@
+"""SQL of the embedding queue. The queue is the messages table itself: a pending row is a job.
+
+A job is due when `embedding_status = 'pending' AND embedding_next_attempt_at <= now()`. Claiming
+takes due rows with FOR UPDATE SKIP LOCKED (concurrent workers never take the same row), stamps
+them with the claimer's lease owner and pushes `embedding_next_attempt_at` to the lease's end:
+a worker that dies simply lets its rows fall due again. Completion only writes rows whose lease
+owner is still the caller, so a worker that outlived its lease cannot overwrite newer work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from memory_layer.repositories.messages import vector_literal
+
+CHANNEL = "memory_layer_embeddings"
+
+CLAIM_SQL = text("""
+WITH due AS (
+    SELECT tenant_id, id
+    FROM messages
+    WHERE embedding_status = 'pending' AND embedding_next_attempt_at <= now()
+    ORDER BY embedding_next_attempt_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE messages m
+SET embedding_lease_owner = :owner,
+    embedding_lease_expires_at = now() + make_interval(secs => :lease_seconds),
+    embedding_next_attempt_at = now() + make_interval(secs => :lease_seconds),
+    embedding_attempts = m.embedding_attempts + 1
+FROM due
+WHERE m.tenant_id = due.tenant_id AND m.id = due.id
+RETURNING m.tenant_id, m.id, m.content, m.embedding_attempts
+""")
+
+COMPLETE_SQL = text("""
+UPDATE messages m
+SET embedding = CAST(v.embedding AS vector),
+    embedding_model = :model,
+    embedding_status = 'ready',
+    embedded_at = now(),
+    embedding_error = NULL,
+    embedding_lease_owner = NULL,
+    embedding_lease_expires_at = NULL,
+    embedding_next_attempt_at = NULL
+FROM unnest(CAST(:tenant_ids AS text[]), CAST(:ids AS uuid[]), CAST(:vectors AS text[]))
+     AS v(tenant_id, id, embedding)
+WHERE m.tenant_id = v.tenant_id AND m.id = v.id
+  AND m.embedding_status = 'pending' AND m.embedding_lease_owner = :owner
+RETURNING m.id
+""")
+
+# A failed attempt either schedules the next one (after `delay` seconds) or, with no attempts left,
+# parks the row as 'failed' with its last error until an operator re-queues it. Provider-wide
+# conditions (rate limits, outages) give the attempt back: they say nothing about the row.
+FAIL_SQL = text("""
+UPDATE messages m
+SET embedding_attempts = m.embedding_attempts - CASE WHEN v.counts THEN 0 ELSE 1 END,
+    embedding_status = CASE
+        WHEN v.counts AND m.embedding_attempts >= :max_attempts THEN 'failed' ELSE 'pending' END,
+    embedding_next_attempt_at = CASE
+        WHEN v.counts AND m.embedding_attempts >= :max_attempts THEN NULL
+        ELSE now() + make_interval(secs => v.delay) END,
+    embedding_error = v.error,
+    embedding_lease_owner = NULL,
+    embedding_lease_expires_at = NULL
+FROM unnest(CAST(:tenant_ids AS text[]), CAST(:ids AS uuid[]), CAST(:errors AS text[]),
+            CAST(:delays AS float8[]), CAST(:counts AS boolean[]))
+     AS v(tenant_id, id, error, delay, counts)
+WHERE m.tenant_id = v.tenant_id AND m.id = v.id
+  AND m.embedding_status = 'pending' AND m.embedding_lease_owner = :owner
+RETURNING m.id, m.embedding_status
+""")
+
+RELEASE_SQL = text("""
+UPDATE messages
+SET embedding_lease_owner = NULL,
+    embedding_lease_expires_at = NULL,
+    embedding_next_attempt_at = now(),
+    embedding_attempts = greatest(embedding_attempts - 1, 0)
+WHERE embedding_lease_owner = :owner AND embedding_status = 'pending'
+""")
+
+NEXT_DUE_SQL = text(
+    "SELECT min(embedding_next_attempt_at) FROM messages WHERE embedding_status = 'pending'"
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    tenant_id: str
+    id: uuid.UUID
+    content: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    job: Job
+    error: str
+    delay_seconds: float
+    counts: bool
+
+
+class EmbeddingJobRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim(self, owner: uuid.UUID, limit: int, lease_seconds: float) -> list[Job]:
+        result = await self.session.execute(
+            CLAIM_SQL, {"owner": owner, "limit": limit, "lease_seconds": lease_seconds}
+        )
+        return [Job(r.tenant_id, r.id, r.content, r.embedding_attempts) for r in result]
+
+    async def complete(
+        self, owner: uuid.UUID, model: str, done: list[tuple[Job, list[float]]]
+    ) -> int:
+        if not done:
+            return 0
+        result = await self.session.execute(
+            COMPLETE_SQL,
+            {
+                "owner": owner,
+                "model": model,
+                "tenant_ids": [job.tenant_id for job, _ in done],
+                "ids": [job.id for job, _ in done],
+                "vectors": [vector_literal(vector) for _, vector in done],
+            },
+        )
+        return len(result.all())
+
+    async def fail(
+        self, owner: uuid.UUID, failures: list[Failure], max_attempts: int
+    ) -> list[tuple[uuid.UUID, str]]:
+        """Record failed attempts; returns (id, new status) of each row still held."""
+        if not failures:
+            return []
+        result = await self.session.execute(
+            FAIL_SQL,
+            {
+                "owner": owner,
+                "max_attempts": max_attempts,
+                "tenant_ids": [f.job.tenant_id for f in failures],
+                "ids": [f.job.id for f in failures],
+                "errors": [f.error[:2000] for f in failures],
+                "delays": [f.delay_seconds for f in failures],
+                "counts": [f.counts for f in failures],
+            },
+        )
+        return [(row.id, row.embedding_status) for row in result]
+
+    async def release(self, owner: uuid.UUID) -> int:
+        """Hand back every row this owner still leases (graceful shutdown mid-batch)."""
+        result = await self.session.execute(RELEASE_SQL, {"owner": owner})
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def next_due_at(self) -> datetime | None:
+        result = await self.session.execute(NEXT_DUE_SQL)
+        value: datetime | None = result.scalar_one_or_none()
+        return value
+
+    async def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
+        """Rows per embedding status (pending and failed come from small partial indexes)."""
+        where = " AND tenant_id = :tenant_id" if tenant_id is not None else ""
+        result = await self.session.execute(
+            text(
+                "SELECT embedding_status, count(*) AS n FROM messages "
+                f"WHERE embedding_status IN ('pending', 'failed'){where} GROUP BY embedding_status"
+            ),
+            {"tenant_id": tenant_id} if tenant_id is not None else {},
+        )
+        counts = {"pending": 0, "failed": 0}
+        counts.update({row.embedding_status: int(row.n) for row in result})
+        return counts
+
+    async def requeue_failed(
+        self, tenant_id: str | None, message_ids: list[uuid.UUID] | None
+    ) -> int:
+        """Put failed rows back in the queue with a fresh attempt budget."""
+        conditions = ["embedding_status = 'failed'"]
+        params: dict[str, object] = {}
+        if tenant_id is not None:
+            conditions.append("tenant_id = :tenant_id")
+            params["tenant_id"] = tenant_id
+        if message_ids is not None:
+            conditions.append("id = ANY(CAST(:ids AS uuid[]))")
+            params["ids"] = message_ids
+        result = await self.session.execute(
+            text(
+                "UPDATE messages SET embedding_status = 'pending', embedding_attempts = 0, "
+                "embedding_next_attempt_at = now(), embedding_lease_owner = NULL, "
+                "embedding_lease_expires_at = NULL WHERE " + " AND ".join(conditions)
+            ),
+            params,
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def mark_for_reembed(
+        self, model: str, tenant_id: str | None, limit: int, include_failed: bool
+    ) -> int:
+        """Queue up to `limit` rows embedded by another model (or never embedded) again.
+
+        The old vector is dropped at once: it lives in another model's space, so comparing it with
+        the new model's query vectors would rank nonsense. Until its new vector lands, the row is
+        found by keyword search like any pending message.
+        """
+        statuses = "('ready', 'failed')" if include_failed else "('ready')"
+        tenant = " AND tenant_id = :tenant_id" if tenant_id is not None else ""
+        params: dict[str, object] = {"model": model, "limit": limit}
+        if tenant_id is not None:
+            params["tenant_id"] = tenant_id
+        result = await self.session.execute(
+            text(
+                f"""
+                WITH stale AS (
+                    SELECT tenant_id, id FROM messages
+                    WHERE embedding_status IN {statuses}
+                      AND (embedding_model IS DISTINCT FROM :model OR embedding IS NULL){tenant}
+                    LIMIT :limit
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE messages m
+                SET embedding = NULL, embedding_status = 'pending', embedding_attempts = 0,
+                    embedding_error = NULL, embedding_next_attempt_at = now(),
+                    embedding_lease_owner = NULL, embedding_lease_expires_at = NULL
+                FROM stale WHERE m.tenant_id = stale.tenant_id AND m.id = stale.id
+                """
+            ),
+            params,
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def count_stale(self, model: str, tenant_id: str | None, include_failed: bool) -> int:
+        statuses = "('ready', 'failed')" if include_failed else "('ready')"
+        tenant = " AND tenant_id = :tenant_id" if tenant_id is not None else ""
+        params: dict[str, object] = {"model": model}
+        if tenant_id is not None:
+            params["tenant_id"] = tenant_id
+        result = await self.session.execute(
+            text(
+                f"SELECT count(*) FROM messages WHERE embedding_status IN {statuses} "
+                f"AND (embedding_model IS DISTINCT FROM :model OR embedding IS NULL){tenant}"
+            ),
+            params,
+        )
+        return int(result.scalar_one())
