@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     score_weight_recency: float = Field(default=0.1, ge=0)
     recency_half_life_hours: float = Field(default=24.0 * 7, gt=0)
     search_candidate_multiplier: int = Field(default=4, ge=1, le=50)
+    # Reciprocal rank fusion constant: fused = 1/(k + vector rank) + 1/(k + keyword rank).
+    search_rrf_k: int = Field(default=60, ge=1, le=1000)
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
 
     # Retention.

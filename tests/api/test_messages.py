@@ -268,13 +268,24 @@ async def test_inline_embedding_failure_queues_the_message_instead_of_losing_it(
     assert stored.headers["Location"] == f"/v1/messages/{body['message_id']}"
     assert await count_rows(db_engine, tenant) == 1
 
-    searched = await client.post("/v1/memory/search", json={"tenant_id": tenant, "query": "x y z"})
-    assert searched.status_code == 503
-    assert searched.json()["error"] == "embedding_failed"
-    assert "model unavailable" in searched.json()["detail"]
+    # Hybrid search falls back to the keyword index, finds the pending message, and says so.
+    searched = await client.post(
+        "/v1/memory/search", json={"tenant_id": tenant, "query": "python programming"}
+    )
+    assert searched.status_code == 200, searched.text
+    assert searched.json()["mode"] == "keyword"
+    assert searched.json()["degraded"] == "embedding_failed: model unavailable"
+    assert [item["message_id"] for item in searched.json()["items"]] == [body["message_id"]]
+    # A search that needs the vector cannot fall back: 503, nothing half-answered.
+    vector_only = await client.post(
+        "/v1/memory/search", json={"tenant_id": tenant, "query": "python", "mode": "vector"}
+    )
+    assert vector_only.status_code == 503
+    assert vector_only.json()["error"] == "embedding_failed"
+    assert "model unavailable" in vector_only.json()["detail"]
     metrics = (await client.get("/metrics")).text
     assert (
-        'memory_embedding_errors_total{kind="unavailable",provider="fake-hash-384"} 2.0' in metrics
+        'memory_embedding_errors_total{kind="unavailable",provider="fake-hash-384"} 3.0' in metrics
     )
 
 

@@ -49,11 +49,14 @@ async def test_items_explain_their_score(client: httpx.AsyncClient, tenant: str)
                       "created_at", "score", "similarity", "importance", "recency"):
             assert field in item
         parts = item["score_parts"]
-        assert parts["similarity"] + parts["importance"] + parts["recency"] == pytest.approx(
+        assert parts["relevance"] + parts["importance"] + parts["recency"] == pytest.approx(
             item["score"], abs=1e-6
         )
-        # default weights 0.7 / 0.2 / 0.1 over raw signals
-        assert parts["similarity"] == pytest.approx(0.7 * item["similarity"], abs=1e-6)
+        # default weights 0.7 / 0.2 / 0.1 over raw signals; hybrid relevance is the fused score
+        # over its maximum 2 / (60 + 1)
+        explanation = item["explanation"]
+        assert explanation["relevance"] == pytest.approx(explanation["fused_score"] * 61 / 2)
+        assert parts["relevance"] == pytest.approx(0.7 * explanation["relevance"], abs=1e-6)
         assert parts["importance"] == pytest.approx(0.2 * item["importance"], abs=1e-6)
         assert parts["recency"] == pytest.approx(0.1 * item["recency"], abs=1e-6)
         assert 0.0 <= item["score"] <= 1.0

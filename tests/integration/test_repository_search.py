@@ -59,11 +59,15 @@ async def force_hnsw(session: AsyncSession) -> None:
 async def search(session: AsyncSession, tenant: str, query: np.ndarray, top_k: int):  # type: ignore[no-untyped-def]
     return await MessageRepository(session).search(
         tenant,
+        "synthetic",
         [float(v) for v in query],
+        mode="vector",
+        model="test",
         top_k=top_k,
         candidate_pool=top_k * 4,
         filters=SearchFilters(),
         weights=SIMILARITY_ONLY,
+        rrf_k=60,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,15 +19,18 @@ from memory_layer.services.scoring import ScoreWeights
 @dataclass(frozen=True)
 class SearchFilters:
     conversation_id: str | None = None
+    user_id: str | None = None
     role: str | None = None
     importance_min: float | None = None
     since: datetime | None = None
     until: datetime | None = None
+    metadata: dict[str, Any] | None = None
+    include_archived: bool = False
 
 
 @dataclass(frozen=True)
 class ScoredRow:
-    """A search hit: the message's public fields and its ranking signals."""
+    """A search hit: the message's public fields and every signal that ranked it."""
 
     id: uuid.UUID
     conversation_id: str
@@ -36,51 +40,151 @@ class ScoredRow:
     metadata: dict[str, Any]
     importance: float
     created_at: datetime
-    similarity: float
+    embedding_status: str
+    vector_rank: int | None
+    similarity: float | None
+    keyword_rank: int | None
+    keyword_score: float | None
+    fused: float
+    relevance: float
     recency: float
     score: float
+    embedding: list[float] | None = None
 
 
 # The search is plain SQL text: building an expression tree per request cost more than the query.
-# Only fixed fragments are ever spliced in ({filters}); every value travels as a bind parameter.
+# Only fixed fragments are ever spliced in ({filters}, the mode's CTEs); every value travels as a
+# bind parameter.
+#
+# Candidates come from two places, each limited to :candidate_pool rows of the tenant:
+#   vector_hits   nearest neighbours through the HNSW index (rows embedded by the current model)
+#   keyword_hits  full-text matches through the GIN index, ranked by ts_rank_cd (every row, so a
+#                 message whose embedding is still pending is already found)
+# and are fused by reciprocal rank fusion: fused = sum over lists of 1 / (rrf_k + rank).
+VECTOR_HITS = """
+vector_hits AS (
+    SELECT tenant_id, id, distance,
+           row_number() OVER (ORDER BY distance, id) AS vector_rank
+    FROM (
+        SELECT tenant_id, id, embedding <=> CAST(:query_vector AS vector) AS distance
+        FROM messages
+        WHERE tenant_id = :tenant_id
+          AND embedding_status = 'ready'
+          AND embedding_model = :model{filters}
+        ORDER BY embedding <=> CAST(:query_vector AS vector)
+        LIMIT :candidate_pool
+    ) nearest
+)"""
+
+NO_VECTOR_HITS = """
+vector_hits AS (
+    SELECT NULL::varchar AS tenant_id, NULL::uuid AS id, NULL::float8 AS distance,
+           NULL::bigint AS vector_rank
+    WHERE false
+)"""
+
+KEYWORD_HITS = """
+keyword_hits AS (
+    SELECT tenant_id, id, keyword_score,
+           row_number() OVER (ORDER BY keyword_score DESC, id) AS keyword_rank
+    FROM (
+        SELECT tenant_id, id, ts_rank_cd(content_tsv, tsq, 32) AS keyword_score
+        FROM messages, websearch_to_tsquery('english', :query_text) AS tsq
+        WHERE tenant_id = :tenant_id
+          AND content_tsv @@ tsq{filters}
+        ORDER BY keyword_score DESC
+        LIMIT :candidate_pool
+    ) matched
+)"""
+
+NO_KEYWORD_HITS = """
+keyword_hits AS (
+    SELECT NULL::varchar AS tenant_id, NULL::uuid AS id, NULL::float8 AS keyword_score,
+           NULL::bigint AS keyword_rank
+    WHERE false
+)"""
+
+# Relevance in [0, 1] per mode: cosine similarity (vector), ts_rank_cd/(1+ts_rank_cd) (keyword),
+# and for hybrid the fused score over its maximum, 2/(rrf_k+1) (first in both lists).
+RELEVANCE = {
+    "vector": "greatest(0.0, 1.0 - f.distance)",
+    "keyword": "coalesce(f.keyword_score, 0.0)",
+    "hybrid": "f.fused * (:rrf_k + 1) / 2.0",
+}
+
 SEARCH_SQL = """
-WITH candidates AS (
-    SELECT tenant_id, id, embedding <=> CAST(:query_vector AS vector) AS distance
-    FROM messages
-    WHERE tenant_id = :tenant_id
-      AND archived_at IS NULL
-      AND embedding_status = 'ready'
-      AND embedding IS NOT NULL{filters}
-    ORDER BY embedding <=> CAST(:query_vector AS vector)
-    LIMIT :candidate_pool
+WITH {vector_hits}, {keyword_hits},
+fused AS (
+    SELECT coalesce(v.tenant_id, k.tenant_id) AS tenant_id, coalesce(v.id, k.id) AS id,
+           v.distance, v.vector_rank, k.keyword_score, k.keyword_rank,
+           coalesce(1.0 / (:rrf_k + v.vector_rank), 0.0)
+             + coalesce(1.0 / (:rrf_k + k.keyword_rank), 0.0) AS fused
+    FROM vector_hits v
+    FULL JOIN keyword_hits k ON k.tenant_id = v.tenant_id AND k.id = v.id
 ), signals AS (
     SELECT m.id, m.conversation_id, m.user_id, m.role, m.content, m.metadata, m.importance,
-           m.created_at,
-           greatest(0.0, 1.0 - c.distance) AS similarity,
+           m.created_at, m.embedding_status,{embedding}
+           f.vector_rank, greatest(0.0, 1.0 - f.distance) AS similarity,
+           f.keyword_rank, f.keyword_score, f.fused,
+           {relevance} AS relevance,
            power(0.5, greatest(0.0, extract(epoch FROM now() - m.created_at) / 3600.0)
                       / :half_life_hours) AS recency
-    FROM candidates c
-    JOIN messages m ON m.tenant_id = c.tenant_id AND m.id = c.id
+    FROM fused f
+    JOIN messages m ON m.tenant_id = f.tenant_id AND m.id = f.id
+), scored AS (
+    SELECT *,
+           (:w_similarity * relevance + :w_importance * importance + :w_recency * recency)
+           / :w_total AS score
+    FROM signals
 )
-SELECT *,
-       (:w_similarity * similarity + :w_importance * importance + :w_recency * recency)
-       / :w_total AS score
-FROM signals
+SELECT * FROM scored{min_score}
 ORDER BY score DESC, created_at DESC, id
 LIMIT :top_k
 """
 
 _FILTERS = {
     "conversation_id": "conversation_id = :conversation_id",
+    "user_id": "user_id = :user_id",
     "role": "role = :role",
     "importance_min": "importance >= :importance_min",
     "since": "created_at >= :since",
     "until": "created_at <= :until",
+    "metadata": "metadata @> CAST(:metadata AS jsonb)",
 }
+
+
+def build_search_sql(
+    mode: str, filters: SearchFilters, *, with_embedding: bool, min_score: bool
+) -> tuple[str, dict[str, Any]]:
+    """The search statement for one mode and filter set, and the filter parameters it binds."""
+    fragments: list[str] = []
+    params: dict[str, Any] = {}
+    if not filters.include_archived:
+        fragments.append("archived_at IS NULL")
+    for name, fragment in _FILTERS.items():
+        value = getattr(filters, name)
+        if value is not None:
+            fragments.append(fragment)
+            params[name] = json.dumps(value) if name == "metadata" else value
+    where = "".join(f"\n          AND {fragment}" for fragment in fragments)
+    sql = SEARCH_SQL.format(
+        vector_hits=(VECTOR_HITS if mode != "keyword" else NO_VECTOR_HITS).format(filters=where),
+        keyword_hits=(KEYWORD_HITS if mode != "vector" else NO_KEYWORD_HITS).format(filters=where),
+        relevance=RELEVANCE[mode],
+        embedding="\n           m.embedding::text AS embedding," if with_embedding else "",
+        min_score="\nWHERE score >= :min_score" if min_score else "",
+    )
+    return sql, params
 
 
 def vector_literal(vector: list[float]) -> str:
     return "[" + ",".join(repr(float(v)) for v in vector) + "]"
+
+
+def _parse_vector(value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    return [float(v) for v in value.strip("[]").split(",")]
 
 
 class MessageRepository:
@@ -114,37 +218,45 @@ class MessageRepository:
     async def search(
         self,
         tenant_id: str,
-        query_vector: list[float],
+        query_text: str,
+        query_vector: list[float] | None,
         *,
+        mode: str,
+        model: str,
         top_k: int,
         candidate_pool: int,
         filters: SearchFilters,
         weights: ScoreWeights,
+        rrf_k: int,
+        min_score: float | None = None,
+        with_embedding: bool = False,
     ) -> list[ScoredRow]:
-        """Nearest neighbours through the HNSW index, re-ranked by the final score in SQL.
+        """Candidates from HNSW and/or full text, fused and ranked by the final score in SQL.
 
         hnsw.ef_search and hnsw.iterative_scan are set on every connection by the engine.
         """
-
-        params: dict[str, Any] = {
-            "tenant_id": tenant_id,
-            "query_vector": vector_literal(query_vector),
-            "candidate_pool": candidate_pool,
-            "top_k": top_k,
-            "half_life_hours": weights.half_life_hours,
-            "w_similarity": weights.similarity,
-            "w_importance": weights.importance,
-            "w_recency": weights.recency,
-            "w_total": weights.total,
-        }
-        fragments = []
-        for name, fragment in _FILTERS.items():
-            value = getattr(filters, name)
-            if value is not None:
-                fragments.append(f"\n      AND {fragment}")
-                params[name] = value
-        statement = text(SEARCH_SQL.format(filters="".join(fragments)))
-        result = await self.session.execute(statement, params)
+        sql, params = build_search_sql(
+            mode, filters, with_embedding=with_embedding, min_score=min_score is not None
+        )
+        params.update(
+            tenant_id=tenant_id,
+            candidate_pool=candidate_pool,
+            top_k=top_k,
+            rrf_k=rrf_k,
+            half_life_hours=weights.half_life_hours,
+            w_similarity=weights.similarity,
+            w_importance=weights.importance,
+            w_recency=weights.recency,
+            w_total=weights.total,
+        )
+        if mode != "keyword":
+            assert query_vector is not None
+            params.update(query_vector=vector_literal(query_vector), model=model)
+        if mode != "vector":
+            params["query_text"] = query_text
+        if min_score is not None:
+            params["min_score"] = min_score
+        result = await self.session.execute(text(sql), params)
         return [
             ScoredRow(
                 id=row.id,
@@ -155,9 +267,16 @@ class MessageRepository:
                 metadata=row.metadata,
                 importance=float(row.importance),
                 created_at=row.created_at,
-                similarity=float(row.similarity),
+                embedding_status=row.embedding_status,
+                vector_rank=row.vector_rank,
+                similarity=None if row.similarity is None else float(row.similarity),
+                keyword_rank=row.keyword_rank,
+                keyword_score=None if row.keyword_score is None else float(row.keyword_score),
+                fused=float(row.fused),
+                relevance=float(row.relevance),
                 recency=float(row.recency),
                 score=float(row.score),
+                embedding=_parse_vector(row.embedding) if with_embedding else None,
             )
             for row in result
         ]

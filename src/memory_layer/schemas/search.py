@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from memory_layer.models.message import Role
+from memory_layer.models.message import EmbeddingStatus, Role
 from memory_layer.schemas.common import Identifier
+
+
+class SearchMode(StrEnum):
+    hybrid = "hybrid"
+    vector = "vector"
+    keyword = "keyword"
 
 
 class SearchRequest(BaseModel):
@@ -22,11 +30,45 @@ class SearchRequest(BaseModel):
     )
     query: str = Field(min_length=1, max_length=4096)
     top_k: int = Field(default=5, ge=1, le=100)
+    mode: SearchMode = Field(
+        default=SearchMode.hybrid,
+        description="hybrid: vector and keyword candidates fused by reciprocal rank; vector: "
+        "embeddings only; keyword: full text only (no model call, finds pending messages).",
+    )
     conversation_id: Identifier | None = None
+    user_id: Identifier | None = None
     role: Role | None = None
     importance_min: float | None = Field(default=None, ge=0.0, le=1.0)
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="Only messages whose metadata contains this JSON object (PostgreSQL @>). "
+        "In a GET query string, pass it as JSON text.",
+    )
+    include_archived: bool = Field(default=False, description="Also search archived messages.")
+    min_score: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Drop hits whose final score is lower."
+    )
+    diversity: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="0 keeps the score order; up to 1 trades score for variety (maximal "
+        "marginal relevance over the candidates' embeddings).",
+    )
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError("must be a JSON object") from exc
+        if value is not None and not isinstance(value, dict):
+            raise ValueError("must be a JSON object")
+        return value
 
     @field_validator("query")
     @classmethod
@@ -47,9 +89,27 @@ class SearchRequest(BaseModel):
 class ScoreParts(BaseModel):
     """Weighted contributions to `score`; they add up to it."""
 
-    similarity: float
+    relevance: float
     importance: float
     recency: float
+
+
+class Explanation(BaseModel):
+    """Why a message ranked where it did."""
+
+    vector_rank: int | None = Field(description="Rank among the nearest neighbours, from 1; null "
+                                    "when not among the vector candidates.")
+    similarity: float | None = Field(description="Cosine similarity to the query, when a vector "
+                                     "candidate.")
+    keyword_rank: int | None = Field(description="Rank among the full-text matches, from 1.")
+    keyword_score: float | None = Field(description="ts_rank_cd / (1 + ts_rank_cd), in [0, 1).")
+    fused_score: float = Field(description="Reciprocal rank fusion: sum of 1 / (k + rank).")
+    relevance: float = Field(description="The query-match signal in [0, 1]: similarity (vector), "
+                             "keyword_score (keyword) or fused_score over its maximum (hybrid).")
+    importance: float
+    recency: float
+    mmr_rank: int | None = Field(default=None, description="Position chosen by diversity "
+                                 "re-ranking, when `diversity` > 0.")
 
 
 class SearchItem(BaseModel):
@@ -62,11 +122,15 @@ class SearchItem(BaseModel):
     content: str
     metadata: dict[str, Any]
     created_at: datetime
+    embedding_status: EmbeddingStatus
     score: float = Field(description="Final rank score in [0, 1].")
-    similarity: float = Field(description="Cosine similarity to the query, floored at 0.")
+    similarity: float | None = Field(
+        description="Cosine similarity to the query, floored at 0; null for keyword-only hits."
+    )
     importance: float
     recency: float = Field(description="0.5 ** (age / half-life), in [0, 1].")
     score_parts: ScoreParts
+    explanation: Explanation
 
 
 class SearchResponse(BaseModel):
@@ -74,4 +138,10 @@ class SearchResponse(BaseModel):
 
     total: int
     items: list[SearchItem]
+    mode: SearchMode = Field(description="The mode that produced the items.")
+    degraded: str | None = Field(
+        default=None,
+        description="Set when hybrid search fell back to keyword only (the embedding provider "
+        "failed); the reason.",
+    )
     embedding_model: str

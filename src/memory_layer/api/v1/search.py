@@ -9,7 +9,13 @@ from fastapi import APIRouter, Query
 from memory_layer.api.deps import EmbedderDep, MetricsDep, PrincipalDep, SessionDep, SettingsDep
 from memory_layer.repositories.messages import ScoredRow
 from memory_layer.schemas.common import ErrorResponse
-from memory_layer.schemas.search import ScoreParts, SearchItem, SearchRequest, SearchResponse
+from memory_layer.schemas.search import (
+    Explanation,
+    ScoreParts,
+    SearchItem,
+    SearchRequest,
+    SearchResponse,
+)
 from memory_layer.services import retrieval
 from memory_layer.services.auth import Principal, resolve_tenant
 from memory_layer.services.scoring import ScoreWeights, weighted_parts
@@ -21,8 +27,8 @@ ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def _to_item(row: ScoredRow, weights: ScoreWeights) -> SearchItem:
-    parts = weighted_parts(row.similarity, row.importance, row.recency, weights)
+def _to_item(row: ScoredRow, weights: ScoreWeights, mmr_rank: int | None) -> SearchItem:
+    parts = weighted_parts(row.relevance, row.importance, row.recency, weights)
     return SearchItem(
         message_id=row.id,
         conversation_id=row.conversation_id,
@@ -31,12 +37,24 @@ def _to_item(row: ScoredRow, weights: ScoreWeights) -> SearchItem:
         content=row.content,
         metadata=row.metadata,
         created_at=row.created_at,
+        embedding_status=row.embedding_status,
         score=row.score,
         similarity=row.similarity,
         importance=row.importance,
         recency=row.recency,
         score_parts=ScoreParts(
-            similarity=parts.similarity, importance=parts.importance, recency=parts.recency
+            relevance=parts.similarity, importance=parts.importance, recency=parts.recency
+        ),
+        explanation=Explanation(
+            vector_rank=row.vector_rank,
+            similarity=row.similarity,
+            keyword_rank=row.keyword_rank,
+            keyword_score=row.keyword_score,
+            fused_score=row.fused,
+            relevance=row.relevance,
+            importance=row.importance,
+            recency=row.recency,
+            mmr_rank=mmr_rank,
         ),
     )
 
@@ -50,12 +68,19 @@ async def _search(
     metrics: MetricsDep,
 ) -> SearchResponse:
     tenant_id = resolve_tenant(principal, request.tenant_id)
-    rows = await retrieval.search_memory(
+    outcome = await retrieval.search_memory(
         session, tenant_id, request, settings=settings, embedder=embedder, metrics=metrics
     )
     weights = retrieval.weights_from(settings)
-    items = [_to_item(row, weights) for row in rows]
-    return SearchResponse(total=len(items), items=items, embedding_model=embedder.model_name)
+    ranks = outcome.mmr_ranks or {}
+    items = [_to_item(row, weights, ranks.get(id(row))) for row in outcome.rows]
+    return SearchResponse(
+        total=len(items),
+        items=items,
+        mode=outcome.mode,
+        degraded=outcome.degraded,
+        embedding_model=embedder.model_name,
+    )
 
 
 @router.get("/search", response_model=SearchResponse, responses=ERRORS)
