@@ -14,7 +14,9 @@ async def build_provider(settings: Settings) -> EmbeddingProvider:
     """Create the provider named by MEMORY_EMBEDDING_PROVIDER and check its dimension."""
     provider: EmbeddingProvider
     if settings.embedding_provider is EmbeddingProviderName.fake:
-        provider = FakeEmbeddingProvider(settings.embedding_dimensions)
+        provider = FakeEmbeddingProvider(
+            settings.embedding_dimensions, delay_seconds=settings.fake_embedding_delay_ms / 1000
+        )
     elif settings.embedding_provider is EmbeddingProviderName.local:
         from memory_layer.embeddings.local import LocalEmbeddingProvider
 

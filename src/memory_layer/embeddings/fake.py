@@ -7,6 +7,7 @@ local model.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import re
@@ -15,8 +16,10 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 class FakeEmbeddingProvider:
-    def __init__(self, dimensions: int = 384) -> None:
+    def __init__(self, dimensions: int = 384, *, delay_seconds: float = 0.0) -> None:
         self._dimensions = dimensions
+        # Simulated provider latency per call (MEMORY_FAKE_EMBEDDING_DELAY_MS).
+        self._delay_seconds = delay_seconds
 
     @property
     def model_name(self) -> str:
@@ -45,6 +48,8 @@ class FakeEmbeddingProvider:
         return [v / norm for v in vector]
 
     async def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if self._delay_seconds:
+            await asyncio.sleep(self._delay_seconds)
         return [self.embed_sync(text) for text in texts]
 
     async def embed_query(self, text: str) -> list[float]:

@@ -1,0 +1,491 @@
+"""The embedding worker on real PostgreSQL: claiming, leases, retries, NOTIFY, kills, re-embedding.
+
+These tests own a database of their own: a worker claims every due row it can see, so it must not
+meet the pending rows other tests leave behind (and they must not meet it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from memory_layer.config import Settings
+from memory_layer.db.engine import create_engine, create_sessionmaker
+from memory_layer.db.migrations import stored_embedding_dimensions, upgrade_to_head
+from memory_layer.embeddings.base import EmbeddingError
+from memory_layer.embeddings.fake import FakeEmbeddingProvider
+from memory_layer.observability.metrics import Metrics
+from memory_layer.repositories.embedding_jobs import EmbeddingJobRepository
+from memory_layer.services.reembed import reembed
+from memory_layer.worker.embeddings import EmbeddingWorker, backoff_seconds
+from tests.conftest import ADMIN_KEY, DatabaseServer, make_settings, running_client
+
+WORKER_DATABASE = "memory_layer_worker_test"
+
+
+@pytest.fixture(scope="session")
+def worker_database_url(db_server: DatabaseServer) -> str:
+    url = db_server.create_database(WORKER_DATABASE)
+    upgrade_to_head(url, 384)
+    return url
+
+
+@pytest.fixture
+async def engine(worker_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(worker_database_url, pool_size=8, max_overflow=4)
+    async with engine.begin() as connection:
+        await connection.execute(text("TRUNCATE messages"))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+def worker_settings(url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "worker_batch_size": 16,
+        "worker_batch_wait_ms": 0,
+        "embedding_retry_base_seconds": 0.05,
+        "embedding_retry_max_seconds": 0.2,
+    }
+    values.update(overrides)
+    return make_settings(url, **values)
+
+
+class CountingProvider(FakeEmbeddingProvider):
+    """The fake provider, counting every text it embeds and failing on the ones it is told to."""
+
+    def __init__(
+        self, *, delay: float = 0.0, poison: str | None = None, kind: str = "invalid_input"
+    ) -> None:
+        super().__init__(384)
+        self.calls: Counter[str] = Counter()
+        self.delay = delay
+        self.poison = poison
+        self.kind = kind
+
+    async def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.poison is not None and any(self.poison in t for t in texts):
+            raise EmbeddingError(f"cannot embed {self.poison}", kind=self.kind,
+                                 retryable=self.kind in ("rate_limited", "unavailable"))
+        self.calls.update(texts)
+        return await super().embed_documents(texts)
+
+
+async def insert_pending(engine: AsyncEngine, texts: list[str], tenant: str = "t-worker") -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO messages (tenant_id, id, conversation_id, role, content, importance) "
+                "VALUES (:t, :id, 'c', 'user', :content, 0.5)"
+            ),
+            [{"t": tenant, "id": uuid.uuid4(), "content": content} for content in texts],
+        )
+
+
+async def statuses(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
+    async with engine.connect() as connection:
+        result = await connection.execute(
+            text(
+                "SELECT content, embedding_status, embedding_attempts, embedding_error, "
+                "embedding_model, embedding_lease_owner, embedding IS NOT NULL AS has_vector "
+                "FROM messages"
+            )
+        )
+        return {row.content: row._asdict() for row in result}
+
+
+def make_worker(
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    provider: FakeEmbeddingProvider,
+    settings: Settings,
+) -> EmbeddingWorker:
+    return EmbeddingWorker(engine, sessionmaker, provider, settings, Metrics())
+
+
+async def test_concurrent_workers_never_embed_a_row_twice(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
+) -> None:
+    texts = [f"message {i} about topic {i % 17}" for i in range(400)]
+    await insert_pending(engine, texts)
+    settings = worker_settings(worker_database_url)
+    providers = [CountingProvider(delay=0.01) for _ in range(4)]
+    workers = [make_worker(engine, sessionmaker, p, settings) for p in providers]
+    await asyncio.gather(*(worker.drain() for worker in workers))
+
+    total: Counter[str] = Counter()
+    for provider in providers:
+        total.update(provider.calls)
+    assert set(total) == set(texts)
+    assert max(total.values()) == 1, "a row was embedded twice"
+    assert sum(1 for p in providers if p.calls) > 1, "the test needs workers to overlap"
+    rows = await statuses(engine)
+    assert {row["embedding_status"] for row in rows.values()} == {"ready"}
+    assert all(row["has_vector"] and row["embedding_lease_owner"] is None for row in rows.values())
+    assert {row["embedding_model"] for row in rows.values()} == {"fake-hash-384"}
+
+
+async def test_poison_message_fails_after_max_attempts_and_can_be_requeued(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
+) -> None:
+    texts = [f"ordinary note {i}" for i in range(9)] + ["POISON pill"]
+    await insert_pending(engine, texts)
+    settings = worker_settings(worker_database_url, embedding_max_attempts=3)
+    provider = CountingProvider(poison="POISON")
+    worker = make_worker(engine, sessionmaker, provider, settings)
+    for _ in range(50):
+        await worker.drain()
+        if (await statuses(engine))["POISON pill"]["embedding_status"] == "failed":
+            break
+        await asyncio.sleep(0.05)  # the back-off is 0.05..0.2 s in these settings
+
+    rows = await statuses(engine)
+    poison = rows.pop("POISON pill")
+    assert poison["embedding_status"] == "failed"
+    assert poison["embedding_attempts"] == 3
+    assert poison["embedding_error"] == "invalid_input: cannot embed POISON"
+    # The batch was split, so the poison never took its neighbours down with it.
+    assert {row["embedding_status"] for row in rows.values()} == {"ready"}
+    assert worker.metrics.worker_failed_rows._value.get() == 1
+
+    settings_api = make_settings(worker_database_url)
+    async with running_client(settings_api, headers={"X-API-Key": ADMIN_KEY}) as client:
+        queue = await client.get("/v1/admin/embeddings")
+        assert queue.json() == {"tenant_id": None, "pending": 0, "failed": 1}
+        metrics = (await client.get("/metrics")).text
+        assert 'memory_embedding_queue_depth{status="failed"} 1.0' in metrics
+        requeued = await client.post("/v1/admin/embeddings/requeue", json={"tenant_id": "t-worker"})
+        assert requeued.status_code == 200, requeued.text
+        assert requeued.json() == {"requeued": 1}
+    row = (await statuses(engine))["POISON pill"]
+    assert (row["embedding_status"], row["embedding_attempts"]) == ("pending", 0)
+
+    provider.poison = None  # the provider was fixed
+    assert await worker.drain() == 1
+    assert (await statuses(engine))["POISON pill"]["embedding_status"] == "ready"
+
+
+async def test_rate_limits_back_off_without_spending_attempts(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
+) -> None:
+    await insert_pending(engine, ["hello there", "general kenobi"])
+    settings = worker_settings(
+        worker_database_url, embedding_max_attempts=1, embedding_retry_base_seconds=30
+    )
+    provider = CountingProvider(poison="", kind="rate_limited")  # every call is refused
+    worker = make_worker(engine, sessionmaker, provider, settings)
+    outcome = await worker.run_once()
+    assert (outcome.claimed, outcome.ready, outcome.retrying, outcome.failed) == (2, 0, 2, 0)
+    rows = await statuses(engine)
+    assert {r["embedding_status"] for r in rows.values()} == {"pending"}
+    assert {r["embedding_attempts"] for r in rows.values()} == {0}
+    assert {r["embedding_error"] for r in rows.values()} == {"rate_limited: cannot embed "}
+    # Backed off: nothing is due now, so a second pass claims nothing.
+    assert (await worker.run_once()).claimed == 0
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    import random
+
+    rng = random.Random(1)
+    waits = [backoff_seconds(attempt, 2.0, 60.0, rng) for attempt in range(1, 8)]
+    for attempt, wait in enumerate(waits, start=1):
+        step = min(60.0, 2.0 * 2 ** (attempt - 1))
+        assert step / 2 <= wait <= step
+    assert waits[-1] <= 60.0
+
+
+async def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_write(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
+) -> None:
+    await insert_pending(engine, ["claimed by a worker that froze"])
+    settings = worker_settings(worker_database_url, worker_lease_seconds=0.3)
+    frozen = make_worker(engine, sessionmaker, CountingProvider(), settings)
+    async with sessionmaker.begin() as session:
+        jobs = await EmbeddingJobRepository(session).claim(frozen.owner, 10, 0.3)
+    assert len(jobs) == 1
+    rescuer = make_worker(engine, sessionmaker, CountingProvider(), settings)
+    assert (await rescuer.run_once()).claimed == 0  # leased: not due yet
+    await asyncio.sleep(0.5)
+    outcome = await rescuer.run_once()
+    assert (outcome.claimed, outcome.ready) == (1, 1)
+    async with sessionmaker.begin() as session:
+        written = await EmbeddingJobRepository(session).complete(
+            frozen.owner, "stale-model", [(jobs[0], [0.0] * 384)]
+        )
+    assert written == 0
+    row = (await statuses(engine))["claimed by a worker that froze"]
+    assert (row["embedding_model"], row["embedding_attempts"]) == ("fake-hash-384", 2)
+
+
+async def test_notify_wakes_a_sleeping_worker_long_before_its_poll(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
+) -> None:
+    settings = worker_settings(worker_database_url, worker_poll_seconds=60)
+    worker = make_worker(engine, sessionmaker, CountingProvider(), settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.wait_for(worker.listening.wait(), 10)
+        await asyncio.sleep(0.2)  # the worker has found the queue empty and sleeps (poll: 60 s)
+        assert (await statuses(engine)) == {}
+        await insert_pending(engine, ["wake up"])
+        for _ in range(200):
+            if (await statuses(engine))["wake up"]["embedding_status"] == "ready":
+                break
+            await asyncio.sleep(0.05)
+        # Well inside the 60 s poll interval, so only the NOTIFY can have woken it.
+        assert (await statuses(engine))["wake up"]["embedding_status"] == "ready"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_graceful_stop_finishes_the_batch_in_hand(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
+) -> None:
+    await insert_pending(engine, [f"slow {i}" for i in range(40)])
+    settings = worker_settings(worker_database_url, worker_batch_size=10)
+    provider = CountingProvider(delay=0.5)
+    worker = make_worker(engine, sessionmaker, provider, settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    await asyncio.sleep(0.2)  # inside the first batch's model call
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    rows = await statuses(engine)
+    counts = Counter(row["embedding_status"] for row in rows.values())
+    assert counts == {"ready": 10, "pending": 30}
+    assert all(row["embedding_lease_owner"] is None for row in rows.values())
+
+
+async def test_cancelled_worker_hands_its_batch_back(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
+) -> None:
+    await insert_pending(engine, [f"slow {i}" for i in range(5)])
+    settings = worker_settings(worker_database_url)
+    worker = make_worker(engine, sessionmaker, CountingProvider(delay=5), settings)
+    task = asyncio.create_task(worker.run_once())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    rows = await statuses(engine)
+    assert {(r["embedding_status"], r["embedding_attempts"]) for r in rows.values()} == {
+        ("pending", 0)
+    }
+    assert all(r["embedding_lease_owner"] is None for r in rows.values())
+    # Handed back, not left to the lease: due at once.
+    assert (await make_worker(engine, sessionmaker, CountingProvider(), settings).drain()) == 5
+
+
+async def test_a_worker_killed_mid_batch_loses_nothing(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
+) -> None:
+    texts = [f"kill test message {i}" for i in range(200)]
+    await insert_pending(engine, texts)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")},
+        "MEMORY_DATABASE_URL": worker_database_url,
+        "MEMORY_EMBEDDING_PROVIDER": "fake",
+        "MEMORY_FAKE_EMBEDDING_DELAY_MS": "300",
+        "MEMORY_WORKER_BATCH_SIZE": "20",
+        "MEMORY_WORKER_LEASE_SECONDS": "1",
+        "MEMORY_API_KEYS": "k",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "memory_layer.cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        leased: list[Any] = []
+        for _ in range(600):
+            rows = await statuses(engine)
+            ready = sum(r["embedding_status"] == "ready" for r in rows.values())
+            leased = [r for r in rows.values() if r["embedding_lease_owner"] is not None]
+            if ready >= 20 and leased:
+                break
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            await asyncio.sleep(0.05)
+        assert leased, "the worker never held a batch"
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+    rows = await statuses(engine)
+    stranded = [r for r in rows.values() if r["embedding_lease_owner"] is not None]
+    assert stranded, "killed mid-batch: its rows are still leased"
+    assert len(rows) == 200
+    # A new worker finishes everything once the dead worker's lease (1 s) has run out.
+    settings = worker_settings(worker_database_url, worker_batch_size=50)
+    rescuer = make_worker(engine, sessionmaker, CountingProvider(), settings)
+    for _ in range(100):
+        await rescuer.drain()
+        rows = await statuses(engine)
+        if all(r["embedding_status"] == "ready" for r in rows.values()):
+            break
+        await asyncio.sleep(0.1)
+    assert len(rows) == 200
+    assert {r["embedding_status"] for r in rows.values()} == {"ready"}
+    assert all(r["has_vector"] for r in rows.values())
+    assert set(rescuer.embedder.calls) >= {r["content"] for r in stranded}  # type: ignore[attr-defined]
+
+
+async def test_serve_answers_202_and_its_worker_makes_the_message_ready(
+    engine: AsyncEngine, worker_database_url: str
+) -> None:
+    settings = make_settings(
+        worker_database_url, async_embeddings=True, worker_enabled=True, worker_batch_wait_ms=0
+    )
+    async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
+        await asyncio.wait_for(client.app.state.worker.listening.wait(), 10)  # type: ignore[attr-defined]
+        response = await client.post(
+            "/v1/messages",
+            json={"tenant_id": "t-async", "conversation_id": "c", "role": "user",
+                  "content": "The invoice number is INV-20931"},
+        )
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["embedding_status"] == "pending"
+        assert response.headers["Location"] == body["status_url"]
+        status = body
+        for _ in range(200):
+            status = (await client.get(body["status_url"], params={"tenant_id": "t-async"})).json()
+            if status["embedding_status"] == "ready":
+                break
+            await asyncio.sleep(0.05)
+        assert status["embedding_status"] == "ready"
+        assert status["embedding_model"] == "fake-hash-384"
+        assert status["embedding_attempts"] == 1
+        assert status["embedded_at"] is not None
+        metrics = (await client.get("/metrics")).text
+        assert 'memory_worker_embeddings_total{model="fake-hash-384"} 1.0' in metrics
+        assert "memory_worker_batch_size_count 1.0" in metrics
+        assert "memory_worker_batch_duration_seconds_count 1.0" in metrics
+        assert 'memory_embedding_queue_depth{status="pending"} 0.0' in metrics
+
+
+async def test_a_pending_message_is_found_by_keyword_right_after_the_write(
+    engine: AsyncEngine, worker_database_url: str
+) -> None:
+    settings = make_settings(worker_database_url, async_embeddings=True, worker_enabled=False)
+    async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
+        for content in ("My passport number is X7781234", "I like long walks on the beach"):
+            response = await client.post(
+                "/v1/messages",
+                json={"tenant_id": "t-ryw", "conversation_id": "c", "role": "user",
+                      "content": content},
+            )
+            assert response.status_code == 202
+        for mode in ("hybrid", "keyword"):
+            found = await client.post(
+                "/v1/memory/search",
+                json={"tenant_id": "t-ryw", "query": "passport number", "mode": mode},
+            )
+            assert found.status_code == 200, found.text
+            items = found.json()["items"]
+            assert [item["content"] for item in items] == ["My passport number is X7781234"]
+            assert items[0]["embedding_status"] == "pending"
+            assert items[0]["explanation"]["keyword_rank"] == 1
+            assert items[0]["explanation"]["vector_rank"] is None
+        blind = await client.post(
+            "/v1/memory/search",
+            json={"tenant_id": "t-ryw", "query": "passport number", "mode": "vector"},
+        )
+        assert blind.json()["items"] == []
+
+
+async def test_reembed_moves_every_row_to_the_current_model(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
+) -> None:
+    await insert_pending(engine, [f"old vector {i}" for i in range(30)])
+    settings = worker_settings(worker_database_url)
+    await make_worker(engine, sessionmaker, CountingProvider(), settings).drain()
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE messages SET embedding_model = 'retired-model'"))
+
+    provider = CountingProvider()
+    progress: list[int] = []
+    report = await reembed(
+        engine, sessionmaker, provider, settings, chunk_size=7, on_progress=progress.append
+    )
+    assert (report.queued, report.embedded, report.pending, report.failed) == (30, 30, 0, 0)
+    assert sum(progress) == 30
+    rows = await statuses(engine)
+    assert {r["embedding_model"] for r in rows.values()} == {"fake-hash-384"}
+    assert len(provider.calls) == 30
+    again = await reembed(engine, sessionmaker, provider, settings)
+    assert (again.queued, again.embedded) == (0, 0)
+
+
+async def test_changing_the_dimension_is_refused_unless_asked_and_then_loses_no_message(
+    db_server: DatabaseServer,
+) -> None:
+    from memory_layer.errors import InvalidInput
+
+    url = db_server.create_database("memory_layer_dimension_test")
+    upgrade_to_head(url, 8)
+    engine = create_engine(url, pool_size=2, max_overflow=2)
+    sessionmaker = create_sessionmaker(engine)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO messages (tenant_id, id, conversation_id, role, content, "
+                    "importance, embedding, embedding_model, embedding_status) "
+                    "SELECT 't', gen_random_uuid(), 'c', 'user', 'eight dims ' || g, 0.5, "
+                    "CAST('[1,0,0,0,0,0,0,0]' AS vector), 'tiny-model', 'ready' "
+                    "FROM generate_series(1, 25) AS g"
+                )
+            )
+        settings = worker_settings(url)  # 384 dimensions
+        with pytest.raises(InvalidInput, match="--change-dimension"):
+            await reembed(engine, sessionmaker, CountingProvider(), settings)
+        report = await reembed(
+            engine, sessionmaker, CountingProvider(), settings, change_dimension=True
+        )
+        assert report.dimension_changed_from == 8
+        assert (report.queued, report.embedded, report.pending) == (25, 25, 0)
+        async with engine.connect() as connection:
+            assert await stored_embedding_dimensions(connection) == 384
+            row = (
+                await connection.execute(
+                    text("SELECT count(*) AS n, min(vector_dims(embedding)) AS dims, "
+                         "count(*) FILTER (WHERE embedding_status = 'ready') AS ready "
+                         "FROM messages")
+                )
+            ).one()
+        assert (row.n, row.dims, row.ready) == (25, 384, 25)
+    finally:
+        await engine.dispose()
+
+
+async def test_requeue_needs_admin_rights(worker_database_url: str, engine: AsyncEngine) -> None:
+    settings = make_settings(worker_database_url)
+    async with running_client(settings, headers={"X-API-Key": "test-service-key"}) as client:
+        response = await client.post("/v1/admin/embeddings/requeue", json={})
+        assert response.status_code == 403
+        assert response.json()["error"] == "admin_required"
+
