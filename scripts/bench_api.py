@@ -42,7 +42,11 @@ from memory_layer.config import Settings  # noqa: E402
 from memory_layer.db.embedded import start_embedded  # noqa: E402
 from memory_layer.db.engine import to_libpq_url  # noqa: E402
 from memory_layer.embeddings.local import LocalEmbeddingProvider  # noqa: E402
-from memory_layer.repositories.messages import SEARCH_SQL, vector_literal  # noqa: E402
+from memory_layer.repositories.messages import (  # noqa: E402
+    SearchFilters,
+    build_search_sql,
+    vector_literal,
+)
 from memory_layer.services.retrieval import weights_from  # noqa: E402
 
 TOPICS = ["python", "travel", "cooking", "music", "finance", "health", "family", "work", "garden"]
@@ -68,7 +72,10 @@ def positional(sql: str) -> tuple[str, list[str]]:
     return re.sub(r"(?<!:):(\w+)", number, sql), names
 
 
-RAW_SEARCH_SQL, RAW_SEARCH_PARAMS = positional(SEARCH_SQL.format(filters=""))
+# The statement the service runs for a default (hybrid) search without filters.
+RAW_SEARCH_SQL, RAW_SEARCH_PARAMS = positional(
+    build_search_sql("hybrid", SearchFilters(), with_embedding=False, min_score=False)[0]
+)
 # The service runs with default settings here, so the raw query uses the default weights too.
 WEIGHTS = weights_from(Settings(_env_file=None))
 
@@ -155,6 +162,7 @@ async def run(args: argparse.Namespace) -> str:
 
                 values = {
                     "tenant_id": tenant, "query_vector": vector_literal(vector),
+                    "query_text": query, "model": model.model_name, "rrf_k": 60, "alpha": 0.5,
                     "candidate_pool": 20, "top_k": 5,
                     "half_life_hours": WEIGHTS.half_life_hours,
                     "w_similarity": WEIGHTS.similarity, "w_importance": WEIGHTS.importance,

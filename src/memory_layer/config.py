@@ -22,6 +22,11 @@ class EmbeddingProviderName(StrEnum):
     fake = "fake"
 
 
+class SearchFusion(StrEnum):
+    weighted = "weighted"
+    rrf = "rrf"
+
+
 class RetentionAction(StrEnum):
     archive = "archive"
     delete = "delete"
@@ -135,6 +140,11 @@ class Settings(BaseSettings):
     search_candidate_multiplier: int = Field(default=4, ge=1, le=50)
     # Reciprocal rank fusion constant: fused = 1/(k + vector rank) + 1/(k + keyword rank).
     search_rrf_k: int = Field(default=60, ge=1, le=1000)
+    # How hybrid search fuses its two candidate lists (docs/evaluation.md has the measurements):
+    # weighted = alpha * cosine similarity + (1 - alpha) * keyword score / best keyword score;
+    # rrf = reciprocal rank fusion.
+    search_fusion: SearchFusion = SearchFusion.weighted
+    search_hybrid_alpha: float = Field(default=0.5, ge=0.0, le=1.0)
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
 
     # Retention.

@@ -104,12 +104,27 @@ keyword_hits AS (
     WHERE false
 )"""
 
-# Relevance in [0, 1] per mode: cosine similarity (vector), ts_rank_cd/(1+ts_rank_cd) (keyword),
-# and for hybrid the fused score over its maximum, 2/(rrf_k+1) (first in both lists).
+# Relevance in [0, 1] per mode: cosine similarity (vector); ts_rank_cd/(1+ts_rank_cd) (keyword);
+# for hybrid either the fused RRF score over its maximum 2/(rrf_k+1) ("rrf"), or ("weighted") a
+# convex combination of cosine similarity and the keyword score relative to the best keyword hit,
+# the fusion docs/evaluation.md measured best on chat memories (RRF flattens the top ranks so much
+# that importance and recency decide between a strong and a weak match).
 RELEVANCE = {
-    "vector": "greatest(0.0, 1.0 - f.distance)",
-    "keyword": "coalesce(f.keyword_score, 0.0)",
-    "hybrid": "f.fused * (:rrf_k + 1) / 2.0",
+    "vector": "similarity",
+    "keyword": "coalesce(keyword_score, 0.0)",
+    "rrf": "fused * (:rrf_k + 1) / 2.0",
+    "weighted": "(:alpha * coalesce(similarity, 0.0) + (1.0 - :alpha) * coalesce(keyword_score "
+                "/ nullif(max(keyword_score) OVER (), 0.0), 0.0))",
+}
+
+# A keyword-only hit's similarity is computed from its stored vector (a few dozen rows at most),
+# so every hit that has a vector of the current model explains itself fully.
+SIMILARITY = {
+    "keyword": "NULL::float8",
+    "other": """CASE WHEN f.distance IS NOT NULL THEN greatest(0.0, 1.0 - f.distance)
+                WHEN m.embedding_status = 'ready' AND m.embedding_model = :model
+                THEN greatest(0.0, 1.0 - (m.embedding <=> CAST(:query_vector AS vector)))
+                END""",
 }
 
 SEARCH_SQL = """
@@ -121,16 +136,17 @@ fused AS (
              + coalesce(1.0 / (:rrf_k + k.keyword_rank), 0.0) AS fused
     FROM vector_hits v
     FULL JOIN keyword_hits k ON k.tenant_id = v.tenant_id AND k.id = v.id
-), signals AS (
+), hits AS (
     SELECT m.id, m.conversation_id, m.user_id, m.role, m.content, m.metadata, m.importance,
            m.created_at, m.embedding_status,{embedding}
-           f.vector_rank, greatest(0.0, 1.0 - f.distance) AS similarity,
+           f.vector_rank, {similarity} AS similarity,
            f.keyword_rank, f.keyword_score, f.fused,
-           {relevance} AS relevance,
            power(0.5, greatest(0.0, extract(epoch FROM now() - m.created_at) / 3600.0)
                       / :half_life_hours) AS recency
     FROM fused f
     JOIN messages m ON m.tenant_id = f.tenant_id AND m.id = f.id
+), signals AS (
+    SELECT *, {relevance} AS relevance FROM hits
 ), scored AS (
     SELECT *,
            (:w_similarity * relevance + :w_importance * importance + :w_recency * recency)
@@ -154,7 +170,12 @@ _FILTERS = {
 
 
 def build_search_sql(
-    mode: str, filters: SearchFilters, *, with_embedding: bool, min_score: bool
+    mode: str,
+    filters: SearchFilters,
+    *,
+    with_embedding: bool,
+    min_score: bool,
+    fusion: str = "weighted",
 ) -> tuple[str, dict[str, Any]]:
     """The search statement for one mode and filter set, and the filter parameters it binds."""
     fragments: list[str] = []
@@ -170,7 +191,8 @@ def build_search_sql(
     sql = SEARCH_SQL.format(
         vector_hits=(VECTOR_HITS if mode != "keyword" else NO_VECTOR_HITS).format(filters=where),
         keyword_hits=(KEYWORD_HITS if mode != "vector" else NO_KEYWORD_HITS).format(filters=where),
-        relevance=RELEVANCE[mode],
+        relevance=RELEVANCE[fusion if mode == "hybrid" else mode],
+        similarity=SIMILARITY["keyword" if mode == "keyword" else "other"],
         embedding="\n           m.embedding::text AS embedding," if with_embedding else "",
         min_score="\nWHERE score >= :min_score" if min_score else "",
     )
@@ -228,6 +250,8 @@ class MessageRepository:
         filters: SearchFilters,
         weights: ScoreWeights,
         rrf_k: int,
+        fusion: str = "weighted",
+        alpha: float = 0.5,
         min_score: float | None = None,
         with_embedding: bool = False,
     ) -> list[ScoredRow]:
@@ -236,13 +260,15 @@ class MessageRepository:
         hnsw.ef_search and hnsw.iterative_scan are set on every connection by the engine.
         """
         sql, params = build_search_sql(
-            mode, filters, with_embedding=with_embedding, min_score=min_score is not None
+            mode, filters, with_embedding=with_embedding, min_score=min_score is not None,
+            fusion=fusion,
         )
         params.update(
             tenant_id=tenant_id,
             candidate_pool=candidate_pool,
             top_k=top_k,
             rrf_k=rrf_k,
+            alpha=alpha,
             half_life_hours=weights.half_life_hours,
             w_similarity=weights.similarity,
             w_importance=weights.importance,

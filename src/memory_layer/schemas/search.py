@@ -99,13 +99,15 @@ class Explanation(BaseModel):
 
     vector_rank: int | None = Field(description="Rank among the nearest neighbours, from 1; null "
                                     "when not among the vector candidates.")
-    similarity: float | None = Field(description="Cosine similarity to the query, when a vector "
-                                     "candidate.")
+    similarity: float | None = Field(description="Cosine similarity to the query; null when the "
+                                     "message has no vector of the current model yet.")
     keyword_rank: int | None = Field(description="Rank among the full-text matches, from 1.")
     keyword_score: float | None = Field(description="ts_rank_cd / (1 + ts_rank_cd), in [0, 1).")
     fused_score: float = Field(description="Reciprocal rank fusion: sum of 1 / (k + rank).")
     relevance: float = Field(description="The query-match signal in [0, 1]: similarity (vector), "
-                             "keyword_score (keyword) or fused_score over its maximum (hybrid).")
+                             "keyword_score (keyword); for hybrid, by MEMORY_SEARCH_FUSION, "
+                             "alpha * similarity + (1 - alpha) * keyword_score / best keyword_score "
+                             "(weighted) or fused_score over its maximum (rrf).")
     importance: float
     recency: float
     mmr_rank: int | None = Field(default=None, description="Position chosen by diversity "

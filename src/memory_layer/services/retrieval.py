@@ -90,6 +90,8 @@ async def search_memory(
         filters=filters,
         weights=weights_from(settings),
         rrf_k=settings.search_rrf_k,
+        fusion=settings.search_fusion.value,
+        alpha=settings.search_hybrid_alpha,
         min_score=request.min_score,
         with_embedding=diversify,
     )

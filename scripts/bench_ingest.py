@@ -1,0 +1,290 @@
+"""Ingestion throughput with background embeddings, side by side with the model's own, in one run.
+
+Starts a private embedded PostgreSQL + pgvector and measures, on the same chat texts (the turns of
+scripts/data/eval_conversations.json, cycled to N):
+
+  (a) provider   the local model alone, embedding the texts in batches of MEMORY_WORKER_BATCH_SIZE
+                 exactly as the worker calls it (texts per second)
+  (b) service    N messages POSTed by C concurrent clients to `memory-layer serve` with
+                 MEMORY_ASYNC_EMBEDDINGS=true, until every one is `ready` (messages per second);
+                 once with the worker inside serve, once with a separate `memory-layer worker`
+  (c) acceptance the share of POSTs answered 202, and the p50/p95 latency of those answers
+  (d) kill       a standalone worker SIGKILLed mid-load and replaced: messages lost, messages
+                 embedded twice, time until all are ready
+
+Usage: python scripts/bench_ingest.py [--messages 1000] [--clients 16] [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from memory_layer.db.embedded import start_embedded  # noqa: E402
+from memory_layer.db.engine import to_libpq_url  # noqa: E402
+from memory_layer.db.migrations import upgrade_to_head  # noqa: E402
+from memory_layer.embeddings.local import LocalEmbeddingProvider  # noqa: E402
+
+DATASET = ROOT / "scripts" / "data" / "eval_conversations.json"
+BATCH_SIZE = 64
+KILL_LEASE_SECONDS = 10
+API_KEY = "bench-ingest-key"
+
+
+def chat_texts(count: int) -> list[str]:
+    data = json.loads(DATASET.read_text())
+    turns = [turn["text"] for conv in data["conversations"] for turn in conv["turns"]]
+    # Cycled, each copy made unique so no two rows are the same message.
+    return [f"{turns[i % len(turns)]} (#{i})" for i in range(count)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+@dataclass
+class LoadResult:
+    seconds_to_ready: float
+    accepted: int
+    answers: list[float]
+    lost: int
+    embedded_twice: int
+
+
+class Bench:
+    def __init__(self, url: str, args: argparse.Namespace) -> None:
+        self.url = url
+        self.args = args
+        self.cli = str(Path(sys.executable).parent / "memory-layer")
+        self.poller: asyncpg.Connection | None = None
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")}
+        env.update(
+            MEMORY_DATABASE_URL=self.url,
+            MEMORY_LOG_LEVEL="warning",
+            MEMORY_ASYNC_EMBEDDINGS="true",
+            MEMORY_WORKER_BATCH_SIZE=str(BATCH_SIZE),
+            MEMORY_API_KEYS=API_KEY,
+        )
+        env.update(extra)
+        return env
+
+    async def reset(self) -> None:
+        connection = await asyncpg.connect(to_libpq_url(self.url))
+        await connection.execute("TRUNCATE messages")
+        await connection.close()
+
+    async def counts(self) -> tuple[int, int, int]:
+        # One connection for all polls: a new one every 50 ms would cost the server a fork each.
+        if self.poller is None:
+            self.poller = await asyncpg.connect(to_libpq_url(self.url))
+        row = await self.poller.fetchrow(
+            "SELECT count(*) AS total, count(*) FILTER (WHERE embedding_status = 'ready') AS ready,"
+            " count(*) FILTER (WHERE embedding_attempts > 1) AS twice FROM messages"
+        )
+        assert row is not None
+        return int(row["total"]), int(row["ready"]), int(row["twice"])
+
+    async def load(
+        self, texts: list[str], *, standalone: bool, kill_at: float | None = None
+    ) -> LoadResult:
+        await self.reset()
+        port = free_port()
+        worker_env = {"MEMORY_WORKER_LEASE_SECONDS": str(KILL_LEASE_SECONDS)} if kill_at else {}
+        server = subprocess.Popen(
+            [self.cli, "serve", "--port", str(port)],
+            env=self.env(MEMORY_WORKER_ENABLED="false" if standalone else "true"),
+            cwd=ROOT,
+        )
+        workers: list[subprocess.Popen[bytes]] = []
+        if standalone:
+            workers.append(
+                subprocess.Popen([self.cli, "worker"], env=self.env(**worker_env), cwd=ROOT)
+            )
+        try:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", timeout=60, headers={"X-API-Key": API_KEY}
+            ) as client:
+                await wait_ready(client)
+                await asyncio.sleep(2 if standalone else 0)  # the worker loads its model
+                answers: list[float] = []
+                accepted = 0
+                queue: asyncio.Queue[int] = asyncio.Queue()
+                for i in range(len(texts)):
+                    queue.put_nowait(i)
+
+                async def post_all() -> None:
+                    nonlocal accepted
+                    while not queue.empty():
+                        i = queue.get_nowait()
+                        body = {"tenant_id": f"ingest-{i % 10}", "conversation_id": f"c{i % 37}",
+                                "role": "user" if i % 2 else "assistant", "content": texts[i]}
+                        started = time.perf_counter()
+                        response = await client.post("/v1/messages", json=body)
+                        answers.append(time.perf_counter() - started)
+                        response.raise_for_status()
+                        accepted += response.status_code == 202
+
+                started = time.perf_counter()
+                posting = asyncio.gather(*(post_all() for _ in range(self.args.clients)))
+                killed = False
+                while True:
+                    total, ready, twice = await self.counts()
+                    if kill_at is not None and not killed and ready >= kill_at * len(texts):
+                        # Mid-load and mid-batch: the worker holds a leased batch right now.
+                        workers[0].send_signal(signal.SIGKILL)
+                        workers[0].wait()
+                        workers.append(
+                            subprocess.Popen(
+                                [self.cli, "worker"], env=self.env(**worker_env), cwd=ROOT
+                            )
+                        )
+                        killed = True
+                    if posting.done() and ready == len(texts):
+                        break
+                    if time.perf_counter() - started > 900:
+                        raise RuntimeError(f"not all ready after 900 s: {ready}/{len(texts)}")
+                    await asyncio.sleep(0.05)
+                elapsed = time.perf_counter() - started
+                await posting
+        finally:
+            for process in [server, *workers]:
+                if process.poll() is None:
+                    process.terminate()
+                    process.wait(timeout=30)
+        return LoadResult(elapsed, accepted, answers, len(texts) - total, twice)
+
+
+async def wait_ready(client: httpx.AsyncClient) -> None:
+    for _ in range(400):
+        try:
+            if (await client.get("/v1/admin/readiness")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.3)
+    raise RuntimeError("service did not become ready")
+
+
+async def provider_throughput(texts: list[str]) -> float:
+    model = await asyncio.to_thread(LocalEmbeddingProvider.load, None, batch_size=32)
+    await model.embed_documents(texts[:BATCH_SIZE])  # warm-up
+    started = time.perf_counter()
+    for i in range(0, len(texts), BATCH_SIZE):
+        await model.embed_documents(texts[i : i + BATCH_SIZE])
+    elapsed = time.perf_counter() - started
+    await model.close()
+    return len(texts) / elapsed
+
+
+async def run(args: argparse.Namespace) -> str:
+    workdir = Path(tempfile.mkdtemp(prefix="ml-bench-ingest-"))
+    embedded = start_embedded(workdir)
+    try:
+        embedded.ensure_database()
+        url = embedded.url()
+        await asyncio.to_thread(upgrade_to_head, url, 384)
+        texts = chat_texts(args.messages)
+        bench = Bench(url, args)
+        provider = await provider_throughput(texts)
+        inproc = await bench.load(texts, standalone=False)
+        standalone = await bench.load(texts, standalone=True)
+        kill = await bench.load(texts, standalone=True, kill_at=0.3)
+    finally:
+        embedded.stop()
+
+    def rate(result: LoadResult) -> float:
+        return args.messages / result.seconds_to_ready
+
+    mean_words = statistics.fmean(len(t.split()) for t in texts)
+    lines = [
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M UTC} on {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}: "
+        f"`python scripts/bench_ingest.py --messages {args.messages} --clients {args.clients}`.",
+        "",
+        f"{args.messages} chat turns (mean {mean_words:.0f} words), local model all-MiniLM-L6-v2, "
+        f"worker batches of {BATCH_SIZE}, {args.clients} concurrent HTTP clients, "
+        "MEMORY_ASYNC_EMBEDDINGS=true.",
+        "",
+        "| measurement | messages/s | ratio to (a) | 202 share | 202 p50 ms | 202 p95 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| (a) the model alone, batched like the worker | {provider:.1f} | 1.00 | | | |",
+    ]
+    for name, result in (
+        ("(b) service, worker inside `serve`", inproc),
+        ("(b) service, separate `memory-layer worker`", standalone),
+    ):
+        lines.append(
+            f"| {name} | {rate(result):.1f} | {rate(result) / provider:.2f} | "
+            f"{result.accepted / args.messages:.1%} | {percentile(result.answers, 0.5) * 1000:.1f} "
+            f"| {percentile(result.answers, 0.95) * 1000:.1f} |"
+        )
+    lines += [
+        "",
+        f"(d) Worker killed (SIGKILL) after 30% of the messages were ready, a new worker started at "
+        f"once, lease {KILL_LEASE_SECONDS} s: {kill.lost} messages lost, "
+        f"{args.messages - kill.lost} of {args.messages} ready after {kill.seconds_to_ready:.1f} s "
+        f"(vs {standalone.seconds_to_ready:.1f} s without the kill), {kill.embedded_twice} "
+        "messages took a second attempt (the killed worker's leased batch, re-claimed after its "
+        "lease ran out).",
+    ]
+    return "\n".join(lines)
+
+
+MARK_BEGIN = "<!-- bench_ingest:begin -->"
+MARK_END = "<!-- bench_ingest:end -->"
+
+
+def write_report(path: Path, report: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{MARK_BEGIN}\n{report}\n{MARK_END}"
+    if MARK_BEGIN in text:
+        head, rest = text.split(MARK_BEGIN, 1)
+        text = head + block + rest.split(MARK_END, 1)[1]
+    else:
+        text = (text.rstrip() + "\n\n## Ingestion with background embeddings "
+                "(`scripts/bench_ingest.py`)\n\n" + block + "\n")
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--write", type=Path, default=None, help="update this Markdown file")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    print(report)
+    if args.write:
+        write_report(args.write, report)
+
+
+if __name__ == "__main__":
+    main()

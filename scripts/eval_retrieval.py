@@ -1,0 +1,207 @@
+"""Retrieval quality through the HTTP API: Recall@k per search mode on a conversation dataset.
+
+Loads every turn of the dataset (docs/evaluation.md describes the format) into a fresh tenant with
+POST /v1/messages, waits until every message is embedded, then asks each question with
+POST /v1/memory/search in each mode, restricted to the question's conversation, and reports
+Recall@k: the share of the question's evidence turns found in the top k, averaged over questions.
+
+Usage:
+  python scripts/eval_retrieval.py --base-url http://127.0.0.1:8000 [--api-key KEY]
+      [--dataset scripts/data/eval_conversations.json] [--write docs/evaluation.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATASET = ROOT / "scripts" / "data" / "eval_conversations.json"
+MODES = ("vector", "keyword", "hybrid")
+KS = (1, 5, 10, 20)
+
+
+@dataclass
+class Report:
+    """Recall@k per mode, overall and per question kind."""
+
+    questions: int
+    turns: int
+    recall: dict[str, dict[int, float]]
+    by_kind: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+def load_dataset(path: Path, conversations: list[str] | None = None,
+                 max_turns: int | None = None) -> dict[str, Any]:
+    """The dataset, optionally cut to some conversations and their first `max_turns` turns.
+
+    Questions whose evidence falls outside the cut are dropped, so every question stays
+    answerable.
+    """
+    data: dict[str, Any] = json.loads(path.read_text())
+    keep = [
+        c for c in data["conversations"]
+        if conversations is None or c["conversation_id"] in conversations
+    ]
+    if max_turns is not None:
+        keep = [{**c, "turns": c["turns"][:max_turns]} for c in keep]
+    turn_ids = {t["turn_id"] for c in keep for t in c["turns"]}
+    questions = [q for q in data["questions"] if set(q["evidence"]) <= turn_ids]
+    return {**data, "conversations": keep, "questions": questions}
+
+
+async def ingest(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
+                 concurrency: int = 8) -> int:
+    """POST every turn; wait until each queued one is embedded. Returns the number stored."""
+    turns = [(c["conversation_id"], t) for c in data["conversations"] for t in c["turns"]]
+    pending: list[str] = []
+    queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+    for item in turns:
+        queue.put_nowait(item)
+
+    async def post_all() -> None:
+        while not queue.empty():
+            conversation_id, turn = queue.get_nowait()
+            response = await client.post(
+                "/v1/messages",
+                json={
+                    "tenant_id": tenant,
+                    "conversation_id": conversation_id,
+                    "role": turn["role"],
+                    "content": turn["text"],
+                    "user_id": turn["speaker"] if turn["role"] == "user" else None,
+                    "created_at": turn["date"],
+                    "client_message_id": turn["turn_id"],
+                    "metadata": {"turn_id": turn["turn_id"], "session": turn["session"]},
+                },
+            )
+            response.raise_for_status()
+            if response.status_code == 202:
+                pending.append(response.json()["status_url"])
+
+    await asyncio.gather(*(post_all() for _ in range(concurrency)))
+    for url in pending:
+        for _ in range(1200):
+            status = (await client.get(url, params={"tenant_id": tenant})).json()
+            if status["embedding_status"] == "ready":
+                break
+            if status["embedding_status"] == "failed":
+                raise RuntimeError(f"{url} failed to embed: {status['embedding_error']}")
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError(f"{url} still pending after 120 s")
+    return len(turns)
+
+
+async def evaluate(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
+                   modes: tuple[str, ...] = MODES, ks: tuple[int, ...] = KS) -> Report:
+    """Ask every question in every mode; Recall@k averaged over questions."""
+    top_k = max(ks)
+    per_mode: dict[str, dict[int, list[float]]] = {m: defaultdict(list) for m in modes}
+    per_kind: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(
+        lambda: {m: defaultdict(list) for m in modes}
+    )
+    for question in data["questions"]:
+        evidence = set(question["evidence"])
+        for mode in modes:
+            response = await client.post(
+                "/v1/memory/search",
+                json={"tenant_id": tenant, "query": question["question"], "mode": mode,
+                      "top_k": top_k, "conversation_id": question["conversation_id"]},
+            )
+            response.raise_for_status()
+            ranked = [item["metadata"].get("turn_id") for item in response.json()["items"]]
+            for k in ks:
+                recall = len(evidence & set(ranked[:k])) / len(evidence)
+                per_mode[mode][k].append(recall)
+                per_kind[question["kind"]][mode][k].append(recall)
+
+    def mean(values: dict[int, list[float]]) -> dict[int, float]:
+        return {k: statistics.fmean(values[k]) if values[k] else 0.0 for k in ks}
+
+    kinds: dict[str, int] = defaultdict(int)
+    for question in data["questions"]:
+        kinds[question["kind"]] += 1
+    return Report(
+        questions=len(data["questions"]),
+        turns=sum(len(c["turns"]) for c in data["conversations"]),
+        recall={mode: mean(per_mode[mode]) for mode in modes},
+        by_kind={kind: {m: mean(v) for m, v in by_mode.items()} for kind, by_mode in per_kind.items()},
+        kinds=dict(kinds),
+    )
+
+
+def render(report: Report, command: str) -> str:
+    ks = sorted(next(iter(report.recall.values())))
+    lines = [
+        f"`{command}`: {report.turns} turns, {report.questions} questions.",
+        "",
+        "| mode | " + " | ".join(f"Recall@{k}" for k in ks) + " |",
+        "|---|" + "---:|" * len(ks),
+    ]
+    for mode, values in report.recall.items():
+        lines.append(f"| {mode} | " + " | ".join(f"{values[k]:.3f}" for k in ks) + " |")
+    lines += ["", "Recall@10 by question kind:", "",
+              "| kind | questions | " + " | ".join(report.recall) + " |",
+              "|---|---:|" + "---:|" * len(report.recall)]
+    for kind, by_mode in sorted(report.by_kind.items()):
+        lines.append(f"| {kind} | {report.kinds[kind]} | "
+                     + " | ".join(f"{by_mode[m][10]:.3f}" for m in report.recall) + " |")
+    return "\n".join(lines)
+
+
+MARK_BEGIN = "<!-- eval_retrieval:begin -->"
+MARK_END = "<!-- eval_retrieval:end -->"
+
+
+def write_report(path: Path, block_text: str) -> None:
+    text = path.read_text() if path.exists() else "# Retrieval evaluation\n"
+    block = f"{MARK_BEGIN}\n{block_text}\n{MARK_END}"
+    if MARK_BEGIN in text:
+        head, rest = text.split(MARK_BEGIN, 1)
+        text = head + block + rest.split(MARK_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Results\n\n" + block + "\n"
+    path.write_text(text)
+
+
+async def run(args: argparse.Namespace) -> Report:
+    data = load_dataset(args.dataset, args.conversations, args.max_turns)
+    headers = {"X-API-Key": args.api_key} if args.api_key else None
+    tenant = args.tenant or f"eval-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=args.base_url, headers=headers, timeout=120) as client:
+        await ingest(client, data, tenant)
+        return await evaluate(client, data, tenant, tuple(args.modes))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--api-key", help="a key that may write and search the tenant")
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--tenant", help="default: a new tenant per run")
+    parser.add_argument("--conversations", nargs="*", help="only these conversation ids")
+    parser.add_argument("--max-turns", type=int, help="only the first N turns of each")
+    parser.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
+    parser.add_argument("--write", type=Path, help="update this Markdown file")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    text = render(report, "python scripts/eval_retrieval.py " + " ".join(sys.argv[1:]))
+    print(text)
+    if args.write:
+        write_report(args.write, text)
+
+
+if __name__ == "__main__":
+    main()
