@@ -162,7 +162,7 @@ async def run(args: argparse.Namespace) -> str:
 
                 values = {
                     "tenant_id": tenant, "query_vector": vector_literal(vector),
-                    "query_text": query, "model": model.model_name, "rrf_k": 60, "alpha": 0.5,
+                    "query_text": query, "model": model.model_name, "rrf_k": 60, "keyword_weight": 0.5,
                     "candidate_pool": 20, "top_k": 5,
                     "half_life_hours": WEIGHTS.half_life_hours,
                     "w_similarity": WEIGHTS.similarity, "w_importance": WEIGHTS.importance,

@@ -141,10 +141,10 @@ class Settings(BaseSettings):
     # Reciprocal rank fusion constant: fused = 1/(k + vector rank) + 1/(k + keyword rank).
     search_rrf_k: int = Field(default=60, ge=1, le=1000)
     # How hybrid search fuses its two candidate lists (docs/evaluation.md has the measurements):
-    # weighted = alpha * cosine similarity + (1 - alpha) * keyword score / best keyword score;
-    # rrf = reciprocal rank fusion.
+    # weighted = min(1, cosine similarity + keyword_weight * keyword score); rrf = reciprocal
+    # rank fusion.
     search_fusion: SearchFusion = SearchFusion.weighted
-    search_hybrid_alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    search_keyword_weight: float = Field(default=0.5, ge=0.0, le=10.0)
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
 
     # Retention.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,8 +89,10 @@ keyword_hits AS (
     SELECT tenant_id, id, keyword_score,
            row_number() OVER (ORDER BY keyword_score DESC, id) AS keyword_rank
     FROM (
-        SELECT tenant_id, id, ts_rank_cd(content_tsv, tsq, 32) AS keyword_score
-        FROM messages, websearch_to_tsquery('english', :query_text) AS tsq
+        SELECT tenant_id, id,
+               (ts_rank_cd(content_tsv, tsq, 32)
+                + CASE WHEN content_tsv @@ all_terms THEN 1.0 ELSE 0.0 END) / 2.0 AS keyword_score
+        FROM messages, {tsquery} AS tsq, websearch_to_tsquery('english', :query_text) AS all_terms
         WHERE tenant_id = :tenant_id
           AND content_tsv @@ tsq{filters}
         ORDER BY keyword_score DESC
@@ -104,17 +107,17 @@ keyword_hits AS (
     WHERE false
 )"""
 
-# Relevance in [0, 1] per mode: cosine similarity (vector); ts_rank_cd/(1+ts_rank_cd) (keyword);
-# for hybrid either the fused RRF score over its maximum 2/(rrf_k+1) ("rrf"), or ("weighted") a
-# convex combination of cosine similarity and the keyword score relative to the best keyword hit,
-# the fusion docs/evaluation.md measured best on chat memories (RRF flattens the top ranks so much
-# that importance and recency decide between a strong and a weak match).
+# Relevance in [0, 1] per mode: cosine similarity (vector); the keyword score (keyword);
+# for hybrid, by MEMORY_SEARCH_FUSION, either ("weighted") the similarity plus a keyword bonus,
+# min(1, similarity + keyword_weight * keyword_score), or ("rrf") the reciprocal-rank-fused score
+# over its maximum 2/(rrf_k+1). docs/evaluation.md has the measurements behind the default:
+# RRF flattens the top ranks so much that importance and recency decide between a strong and a
+# weak match, and a convex mix halves the similarity scale for the same reason.
 RELEVANCE = {
     "vector": "similarity",
     "keyword": "coalesce(keyword_score, 0.0)",
     "rrf": "fused * (:rrf_k + 1) / 2.0",
-    "weighted": "(:alpha * coalesce(similarity, 0.0) + (1.0 - :alpha) * coalesce(keyword_score "
-                "/ nullif(max(keyword_score) OVER (), 0.0), 0.0))",
+    "weighted": "least(1.0, coalesce(similarity, 0.0) + :keyword_weight * coalesce(keyword_score, 0.0))",
 }
 
 # A keyword-only hit's similarity is computed from its stored vector (a few dozen rows at most),
@@ -169,6 +172,24 @@ _FILTERS = {
 }
 
 
+# A question in plain words matches messages holding any of its terms: requiring all of them, as
+# websearch syntax does, finds almost nothing for a question like "what did the landlord say about
+# the boiler?". The keyword score is half cover density (ts_rank_cd / (1 + ts_rank_cd)) and half
+# "every term matched" (websearch semantics, so a code like KX-4471-B must match as a phrase):
+# full-text ranking has no IDF, and without that half a rare exact token weighs no more than a
+# common word. Queries that use websearch operators (quotes, OR, -word) keep their strict meaning.
+_WEBSEARCH_OPERATORS = re.compile(r'"|\bor\b|(?:^|\s)-\w', re.IGNORECASE)
+# The lexemes are already stemmed by the english parser; 'simple' reads them back unchanged.
+ANY_TERM_TSQUERY = (
+    "to_tsquery('simple', replace(websearch_to_tsquery('english', :query_text)::text, ' & ', ' | '))"
+)
+WEBSEARCH_TSQUERY = "websearch_to_tsquery('english', :query_text)"
+
+
+def uses_websearch_syntax(query: str) -> bool:
+    return bool(_WEBSEARCH_OPERATORS.search(query))
+
+
 def build_search_sql(
     mode: str,
     filters: SearchFilters,
@@ -176,6 +197,7 @@ def build_search_sql(
     with_embedding: bool,
     min_score: bool,
     fusion: str = "weighted",
+    strict_keywords: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """The search statement for one mode and filter set, and the filter parameters it binds."""
     fragments: list[str] = []
@@ -190,7 +212,9 @@ def build_search_sql(
     where = "".join(f"\n          AND {fragment}" for fragment in fragments)
     sql = SEARCH_SQL.format(
         vector_hits=(VECTOR_HITS if mode != "keyword" else NO_VECTOR_HITS).format(filters=where),
-        keyword_hits=(KEYWORD_HITS if mode != "vector" else NO_KEYWORD_HITS).format(filters=where),
+        keyword_hits=(KEYWORD_HITS if mode != "vector" else NO_KEYWORD_HITS).format(
+            filters=where, tsquery=WEBSEARCH_TSQUERY if strict_keywords else ANY_TERM_TSQUERY
+        ),
         relevance=RELEVANCE[fusion if mode == "hybrid" else mode],
         similarity=SIMILARITY["keyword" if mode == "keyword" else "other"],
         embedding="\n           m.embedding::text AS embedding," if with_embedding else "",
@@ -251,7 +275,7 @@ class MessageRepository:
         weights: ScoreWeights,
         rrf_k: int,
         fusion: str = "weighted",
-        alpha: float = 0.5,
+        keyword_weight: float = 0.5,
         min_score: float | None = None,
         with_embedding: bool = False,
     ) -> list[ScoredRow]:
@@ -261,14 +285,14 @@ class MessageRepository:
         """
         sql, params = build_search_sql(
             mode, filters, with_embedding=with_embedding, min_score=min_score is not None,
-            fusion=fusion,
+            fusion=fusion, strict_keywords=uses_websearch_syntax(query_text),
         )
         params.update(
             tenant_id=tenant_id,
             candidate_pool=candidate_pool,
             top_k=top_k,
             rrf_k=rrf_k,
-            alpha=alpha,
+            keyword_weight=keyword_weight,
             half_life_hours=weights.half_life_hours,
             w_similarity=weights.similarity,
             w_importance=weights.importance,

@@ -102,12 +102,14 @@ class Explanation(BaseModel):
     similarity: float | None = Field(description="Cosine similarity to the query; null when the "
                                      "message has no vector of the current model yet.")
     keyword_rank: int | None = Field(description="Rank among the full-text matches, from 1.")
-    keyword_score: float | None = Field(description="ts_rank_cd / (1 + ts_rank_cd), in [0, 1).")
+    keyword_score: float | None = Field(description="Full-text score in [0, 1): half cover "
+                                        "density ts_rank_cd / (1 + ts_rank_cd), half whether every "
+                                        "query term matched.")
     fused_score: float = Field(description="Reciprocal rank fusion: sum of 1 / (k + rank).")
     relevance: float = Field(description="The query-match signal in [0, 1]: similarity (vector), "
                              "keyword_score (keyword); for hybrid, by MEMORY_SEARCH_FUSION, "
-                             "alpha * similarity + (1 - alpha) * keyword_score / best keyword_score "
-                             "(weighted) or fused_score over its maximum (rrf).")
+                             "min(1, similarity + MEMORY_SEARCH_KEYWORD_WEIGHT * keyword_score) "
+                             "(weighted, the default) or fused_score over its maximum (rrf).")
     importance: float
     recency: float
     mmr_rank: int | None = Field(default=None, description="Position chosen by diversity "

@@ -91,7 +91,7 @@ async def search_memory(
         weights=weights_from(settings),
         rrf_k=settings.search_rrf_k,
         fusion=settings.search_fusion.value,
-        alpha=settings.search_hybrid_alpha,
+        keyword_weight=settings.search_keyword_weight,
         min_score=request.min_score,
         with_embedding=diversify,
     )
