@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     search_fusion: SearchFusion = SearchFusion.weighted
     search_keyword_weight: float = Field(default=0.5, ge=0.0, le=10.0)
     hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
+    # Tenants with at most this many messages are searched exactly (every vector compared, via
+    # the tenant index): faster than the HNSW graph for them and never misses a neighbour. Larger
+    # tenants use HNSW with iterative scans. 0 always uses the index.
+    search_exact_max_rows: int = Field(default=10_000, ge=0)
 
     # Retention.
     retention_max_age_days: float = Field(default=90.0, gt=0)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from cachetools import TTLCache
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
@@ -117,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.key_ring = KeyRing.from_settings(settings)
     metrics = Metrics()
     app.state.metrics = metrics
+    # Tenant sizes decide exact versus HNSW search; a minute-old count is good enough for that.
+    app.state.tenant_sizes = TTLCache(maxsize=100_000, ttl=60)
 
     install_error_handlers(app)
     app.include_router(messages.router)

@@ -126,3 +126,34 @@ async def test_archived_and_pending_rows_are_not_vector_hits(session: AsyncSessi
     )
     rows = await search(session, tenant, unit_vectors(1, 5)[0], 10)
     assert [str(row.id) for row in rows] == [ids[2]]
+
+
+async def test_exact_path_compares_every_vector_of_the_tenant(session: AsyncSession) -> None:
+    from memory_layer.repositories.messages import build_search_sql
+
+    big, small = new_tenant(), new_tenant()
+    await insert_vectors(session, big, unit_vectors(1500, 11))
+    small_data = unit_vectors(40, 12)
+    small_ids = await insert_vectors(session, small, small_data)
+    assert await MessageRepository(session).tenant_size(small, 100) == 40
+    assert await MessageRepository(session).tenant_size(big, 100) == 101  # counted up to cap + 1
+    await force_hnsw(session)  # even where the index would be preferred
+    query = unit_vectors(1, 13)[0]
+    sql, _ = build_search_sql("vector", SearchFilters(), with_embedding=False, min_score=False,
+                              exact=True)
+    plan = "\n".join(
+        row[0] for row in await session.execute(
+            text("EXPLAIN " + sql),
+            {"tenant_id": small, "query_vector": "[" + ",".join(map(str, query)) + "]",
+             "model": "test", "candidate_pool": 40, "top_k": 10, "rrf_k": 60,
+             "half_life_hours": 1.0, "w_similarity": 1.0, "w_importance": 0.0,
+             "w_recency": 0.0, "w_total": 1.0},
+        )
+    )
+    assert "ix_messages_embedding_hnsw" not in plan
+    rows = await MessageRepository(session).search(
+        small, "synthetic", [float(v) for v in query], mode="vector", model="test", top_k=10,
+        candidate_pool=40, filters=SearchFilters(), weights=SIMILARITY_ONLY, rrf_k=60, exact=True,
+    )
+    exact = np.argsort(-(small_data @ query))[:10]
+    assert [str(row.id) for row in rows] == [small_ids[i] for i in exact]

@@ -72,10 +72,16 @@ vector_hits AS (
         WHERE tenant_id = :tenant_id
           AND embedding_status = 'ready'
           AND embedding_model = :model{filters}
-        ORDER BY embedding <=> CAST(:query_vector AS vector)
+        ORDER BY {vector_order}
         LIMIT :candidate_pool
     ) nearest
 )"""
+
+# The HNSW index serves `ORDER BY embedding <=> q` only; the `+ 0` form makes PostgreSQL compare
+# every one of the tenant's vectors (through the tenant index): exact, and for a small tenant
+# faster than walking a graph built over everyone's rows.
+INDEX_ORDER = "embedding <=> CAST(:query_vector AS vector)"
+EXACT_ORDER = "(embedding <=> CAST(:query_vector AS vector)) + 0"
 
 NO_VECTOR_HITS = """
 vector_hits AS (
@@ -198,6 +204,7 @@ def build_search_sql(
     min_score: bool,
     fusion: str = "weighted",
     strict_keywords: bool = False,
+    exact: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """The search statement for one mode and filter set, and the filter parameters it binds."""
     fragments: list[str] = []
@@ -211,7 +218,9 @@ def build_search_sql(
             params[name] = json.dumps(value) if name == "metadata" else value
     where = "".join(f"\n          AND {fragment}" for fragment in fragments)
     sql = SEARCH_SQL.format(
-        vector_hits=(VECTOR_HITS if mode != "keyword" else NO_VECTOR_HITS).format(filters=where),
+        vector_hits=(VECTOR_HITS if mode != "keyword" else NO_VECTOR_HITS).format(
+            filters=where, vector_order=EXACT_ORDER if exact else INDEX_ORDER
+        ),
         keyword_hits=(KEYWORD_HITS if mode != "vector" else NO_KEYWORD_HITS).format(
             filters=where, tsquery=WEBSEARCH_TSQUERY if strict_keywords else ANY_TERM_TSQUERY
         ),
@@ -278,6 +287,7 @@ class MessageRepository:
         keyword_weight: float = 0.5,
         min_score: float | None = None,
         with_embedding: bool = False,
+        exact: bool = False,
     ) -> list[ScoredRow]:
         """Candidates from HNSW and/or full text, fused and ranked by the final score in SQL.
 
@@ -285,7 +295,7 @@ class MessageRepository:
         """
         sql, params = build_search_sql(
             mode, filters, with_embedding=with_embedding, min_score=min_score is not None,
-            fusion=fusion, strict_keywords=uses_websearch_syntax(query_text),
+            fusion=fusion, strict_keywords=uses_websearch_syntax(query_text), exact=exact,
         )
         params.update(
             tenant_id=tenant_id,
@@ -330,6 +340,17 @@ class MessageRepository:
             )
             for row in result
         ]
+
+    async def tenant_size(self, tenant_id: str, cap: int) -> int:
+        """The tenant's message count, counted no further than `cap` + 1 (cheap for big tenants)."""
+        result = await self.session.execute(
+            text(
+                "SELECT count(*) FROM (SELECT 1 FROM messages WHERE tenant_id = :tenant_id "
+                "LIMIT :cap) AS capped"
+            ),
+            {"tenant_id": tenant_id, "cap": cap + 1},
+        )
+        return int(result.scalar_one())
 
     def _retention_conditions(
         self, tenants: list[str] | None, cutoff: datetime, importance_below: float

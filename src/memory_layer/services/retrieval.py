@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.config import Settings
@@ -63,9 +64,19 @@ async def search_memory(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
+    tenant_sizes: TTLCache[str, int] | None = None,
 ) -> SearchOutcome:
     """The tenant's most relevant messages for the query, best first."""
     vector, mode, degraded = await _query_vector(request, embedder, metrics)
+    repository = MessageRepository(session)
+    exact = False
+    if mode is not SearchMode.keyword and settings.search_exact_max_rows > 0:
+        size = tenant_sizes.get(tenant_id) if tenant_sizes is not None else None
+        if size is None:
+            size = await repository.tenant_size(tenant_id, settings.search_exact_max_rows)
+            if tenant_sizes is not None:
+                tenant_sizes[tenant_id] = size
+        exact = size <= settings.search_exact_max_rows
     filters = SearchFilters(
         conversation_id=request.conversation_id,
         user_id=request.user_id,
@@ -78,7 +89,7 @@ async def search_memory(
     )
     candidate_pool = max(request.top_k * settings.search_candidate_multiplier, 20)
     diversify = request.diversity > 0
-    rows = await MessageRepository(session).search(
+    rows = await repository.search(
         tenant_id,
         request.query,
         vector,
@@ -94,6 +105,7 @@ async def search_memory(
         keyword_weight=settings.search_keyword_weight,
         min_score=request.min_score,
         with_embedding=diversify,
+        exact=exact,
     )
     if not diversify:
         return SearchOutcome(rows=rows, mode=mode, degraded=degraded)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from cachetools import TTLCache
+from fastapi import APIRouter, Query, Request
 
 from memory_layer.api.deps import EmbedderDep, MetricsDep, PrincipalDep, SessionDep, SettingsDep
 from memory_layer.repositories.messages import ScoredRow
@@ -66,10 +67,12 @@ async def _search(
     settings: SettingsDep,
     embedder: EmbedderDep,
     metrics: MetricsDep,
+    tenant_sizes: TTLCache[str, int],
 ) -> SearchResponse:
     tenant_id = resolve_tenant(principal, request.tenant_id)
     outcome = await retrieval.search_memory(
-        session, tenant_id, request, settings=settings, embedder=embedder, metrics=metrics
+        session, tenant_id, request, settings=settings, embedder=embedder, metrics=metrics,
+        tenant_sizes=tenant_sizes,
     )
     weights = retrieval.weights_from(settings)
     ranks = outcome.mmr_ranks or {}
@@ -86,6 +89,7 @@ async def _search(
 @router.get("/search", response_model=SearchResponse, responses=ERRORS)
 async def search_get(
     request: Annotated[SearchRequest, Query()],
+    http: Request,
     session: SessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
@@ -93,12 +97,15 @@ async def search_get(
     metrics: MetricsDep,
 ) -> SearchResponse:
     """What the tenant's memory holds that is relevant to `query`, best first."""
-    return await _search(request, session, principal, settings, embedder, metrics)
+    return await _search(
+        request, session, principal, settings, embedder, metrics, http.app.state.tenant_sizes
+    )
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
 async def search_post(
     request: SearchRequest,
+    http: Request,
     session: SessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
@@ -106,4 +113,6 @@ async def search_post(
     metrics: MetricsDep,
 ) -> SearchResponse:
     """The same search with a JSON body, so the query text stays out of access logs."""
-    return await _search(request, session, principal, settings, embedder, metrics)
+    return await _search(
+        request, session, principal, settings, embedder, metrics, http.app.state.tenant_sizes
+    )
