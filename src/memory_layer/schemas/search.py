@@ -32,7 +32,7 @@ class SearchRequest(BaseModel):
     top_k: int = Field(default=5, ge=1, le=100)
     mode: SearchMode = Field(
         default=SearchMode.hybrid,
-        description="hybrid: vector and keyword candidates fused by reciprocal rank; vector: "
+        description="hybrid: vector and keyword candidates fused (MEMORY_SEARCH_FUSION); vector: "
         "embeddings only; keyword: full text only (no model call, finds pending messages).",
     )
     conversation_id: Identifier | None = None
@@ -129,7 +129,8 @@ class SearchItem(BaseModel):
     embedding_status: EmbeddingStatus
     score: float = Field(description="Final rank score in [0, 1].")
     similarity: float | None = Field(
-        description="Cosine similarity to the query, floored at 0; null for keyword-only hits."
+        description="Cosine similarity to the query, floored at 0; null when the message has no "
+        "vector of the current model yet (or in keyword mode)."
     )
     importance: float
     recency: float = Field(description="0.5 ** (age / half-life), in [0, 1].")
