@@ -23,7 +23,6 @@ import os
 import platform
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from benchkit import free_port, wait_ready, write_block  # noqa: E402
 
 from memory_layer.config import Settings  # noqa: E402
 from memory_layer.db.embedded import start_embedded  # noqa: E402
@@ -80,12 +81,6 @@ RAW_SEARCH_SQL, RAW_SEARCH_PARAMS = positional(
 WEIGHTS = weights_from(Settings(_env_file=None))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def metric_mean_ms(metrics_text: str, name: str) -> float:
     values = {}
     for line in metrics_text.splitlines():
@@ -114,15 +109,7 @@ async def run(args: argparse.Namespace) -> str:
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/v1/admin/readiness")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.3)
-            else:
-                raise RuntimeError("service did not become ready")
+            await wait_ready(client, attempts=300)
 
             rng = random.Random(42)
             tenants = [f"bench-{i}" for i in range(args.tenants)]
@@ -254,21 +241,6 @@ async def run(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-MARK_BEGIN = "<!-- bench_api:begin -->"
-MARK_END = "<!-- bench_api:end -->"
-
-
-def write_report(path: Path, report: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{MARK_BEGIN}\n{report}\n{MARK_END}"
-    if MARK_BEGIN in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## API latency (`scripts/bench_api.py`)\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1000)
@@ -279,7 +251,8 @@ def main() -> None:
     report = asyncio.run(run(args))
     print(report)
     if args.write:
-        write_report(args.write, report)
+        write_block(args.write, "bench_api", report, title="Benchmarks",
+                    heading="API latency (`scripts/bench_api.py`)")
 
 
 if __name__ == "__main__":

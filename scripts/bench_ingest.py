@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from benchkit import free_port, wait_ready, write_block  # noqa: E402
 
 from memory_layer.db.embedded import start_embedded  # noqa: E402
 from memory_layer.db.engine import to_libpq_url  # noqa: E402
@@ -55,12 +56,6 @@ def chat_texts(count: int) -> list[str]:
     turns = [turn["text"] for conv in data["conversations"] for turn in conv["turns"]]
     # Cycled, each copy made unique so no two rows are the same message.
     return [f"{turns[i % len(turns)]} (#{i})" for i in range(count)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -182,17 +177,6 @@ class Bench:
         return LoadResult(elapsed, accepted, answers, len(texts) - total, twice)
 
 
-async def wait_ready(client: httpx.AsyncClient) -> None:
-    for _ in range(400):
-        try:
-            if (await client.get("/v1/admin/readiness")).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        await asyncio.sleep(0.3)
-    raise RuntimeError("service did not become ready")
-
-
 async def provider_throughput(texts: list[str]) -> float:
     model = await asyncio.to_thread(LocalEmbeddingProvider.load, None, batch_size=32)
     await model.embed_documents(texts[:BATCH_SIZE])  # warm-up
@@ -258,22 +242,6 @@ async def run(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-MARK_BEGIN = "<!-- bench_ingest:begin -->"
-MARK_END = "<!-- bench_ingest:end -->"
-
-
-def write_report(path: Path, report: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{MARK_BEGIN}\n{report}\n{MARK_END}"
-    if MARK_BEGIN in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = (text.rstrip() + "\n\n## Ingestion with background embeddings "
-                "(`scripts/bench_ingest.py`)\n\n" + block + "\n")
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1000)
@@ -283,7 +251,8 @@ def main() -> None:
     report = asyncio.run(run(args))
     print(report)
     if args.write:
-        write_report(args.write, report)
+        write_block(args.write, "bench_ingest", report, title="Benchmarks",
+                    heading="Ingestion with background embeddings (`scripts/bench_ingest.py`)")
 
 
 if __name__ == "__main__":

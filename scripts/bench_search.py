@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from benchkit import free_port, wait_ready, write_block  # noqa: E402
+
 from memory_layer.db.embedded import start_embedded  # noqa: E402
 from memory_layer.db.engine import to_libpq_url  # noqa: E402
 from memory_layer.db.migrations import upgrade_to_head  # noqa: E402
@@ -53,12 +54,6 @@ CLUSTERS = 512
 API_KEY = "bench-search-key"
 MODEL = FakeEmbeddingProvider(DIMS).model_name
 NN_SQL = "SELECT id FROM messages WHERE tenant_id = $1 ORDER BY embedding <=> $2::vector LIMIT 10"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def copy_rows(connection: asyncpg.Connection, n: int, seed: int) -> None:
@@ -140,13 +135,7 @@ async def measure_size(url: str, n: int, queries: int, seed: int) -> SizeResult:
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,
                                      headers={"X-API-Key": API_KEY}) as client:
-            for _ in range(400):
-                try:
-                    if (await client.get("/v1/admin/readiness")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.3)
+            await wait_ready(client)
             texts = [f"bench query {i}" for i in range(queries)]
             tenant_of = [f"t-{i % TENANTS}" for i in range(queries)]
             for i, query in enumerate(texts):  # warm the service's query-vector cache
@@ -229,21 +218,6 @@ async def run(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-MARK_BEGIN = "<!-- bench_search:begin -->"
-MARK_END = "<!-- bench_search:end -->"
-
-
-def write_report(path: Path, report: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{MARK_BEGIN}\n{report}\n{MARK_END}"
-    if MARK_BEGIN in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Search at scale (`scripts/bench_search.py`)\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
@@ -254,7 +228,8 @@ def main() -> None:
     report = asyncio.run(run(args))
     print(report)
     if args.write:
-        write_report(args.write, report)
+        write_block(args.write, "bench_search", report, title="Benchmarks",
+                    heading="Search at scale (`scripts/bench_search.py`)")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,10 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchkit import write_block  # noqa: E402
+
 DEFAULT_DATASET = ROOT / "scripts" / "data" / "eval_conversations.json"
 MODES = ("vector", "keyword", "hybrid")
 KS = (1, 5, 10, 20)
@@ -161,21 +165,6 @@ def render(report: Report, command: str) -> str:
     return "\n".join(lines)
 
 
-MARK_BEGIN = "<!-- eval_retrieval:begin -->"
-MARK_END = "<!-- eval_retrieval:end -->"
-
-
-def write_report(path: Path, block_text: str) -> None:
-    text = path.read_text() if path.exists() else "# Retrieval evaluation\n"
-    block = f"{MARK_BEGIN}\n{block_text}\n{MARK_END}"
-    if MARK_BEGIN in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Results\n\n" + block + "\n"
-    path.write_text(text)
-
-
 async def run(args: argparse.Namespace) -> Report:
     data = load_dataset(args.dataset, args.conversations, args.max_turns)
     headers = {"X-API-Key": args.api_key} if args.api_key else None
@@ -200,7 +189,8 @@ def main() -> None:
     text = render(report, "python scripts/eval_retrieval.py " + " ".join(sys.argv[1:]))
     print(text)
     if args.write:
-        write_report(args.write, text)
+        write_block(args.write, "eval_retrieval", text, title="Retrieval evaluation",
+                    heading="Results")
 
 
 if __name__ == "__main__":

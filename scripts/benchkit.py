@@ -1,0 +1,45 @@
+"""What the benchmark and evaluation scripts share: a free port, waiting for a service, and
+replacing one marked block of a Markdown report."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_ready(client: httpx.AsyncClient, attempts: int = 400) -> None:
+    """Poll /v1/admin/readiness until the service answers 200 (models take seconds to load)."""
+    for _ in range(attempts):
+        try:
+            if (await client.get("/v1/admin/readiness")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.3)
+    raise RuntimeError("service did not become ready")
+
+
+def write_block(path: Path, name: str, report: str, *, title: str, heading: str) -> None:
+    """Put `report` between `<!-- name:begin -->` and `<!-- name:end -->` in `path`.
+
+    The block is replaced where it exists; otherwise it is appended under `heading`, and a missing
+    file starts with `# title`.
+    """
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else f"# {title}\n"
+    block = f"{begin}\n{report}\n{end}"
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
+    path.write_text(text)
