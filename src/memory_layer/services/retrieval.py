@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from cachetools import TTLCache
@@ -15,6 +14,7 @@ from memory_layer.observability.metrics import Metrics
 from memory_layer.repositories.messages import MessageRepository, ScoredRow, SearchFilters
 from memory_layer.schemas.search import SearchMode, SearchRequest
 from memory_layer.services.diversity import mmr_order
+from memory_layer.services.embedding import call_provider
 from memory_layer.services.scoring import ScoreWeights
 
 
@@ -40,11 +40,9 @@ async def _query_vector(
 ) -> tuple[list[float] | None, SearchMode, str | None]:
     if request.mode is SearchMode.keyword:
         return None, SearchMode.keyword, None
-    started = time.perf_counter()
     try:
-        vector = await embedder.embed_query(request.query)
+        vector = await call_provider(embedder.embed_query(request.query), embedder, metrics)
     except EmbeddingError as exc:
-        metrics.embedding_errors.labels(provider=embedder.model_name, kind=exc.kind).inc()
         if request.mode is SearchMode.hybrid:
             # The provider is down or rate-limited: answer from the keyword index rather than not
             # at all, and say so.
@@ -52,7 +50,6 @@ async def _query_vector(
         raise ServiceUnavailable(
             f"the embedding provider failed, nothing was searched: {exc}", code="embedding_failed"
         ) from exc
-    metrics.embedding_seconds.observe(time.perf_counter() - started)
     return vector, request.mode, None
 
 
