@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import logging.config
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +12,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from memory_layer.db.engine import to_async_url
+from memory_layer.kit.db.engine import to_async_url
 from memory_layer.models import Base
 
 config = context.config
@@ -24,10 +26,14 @@ def _database_url() -> str:
     url = config.attributes.get("database_url")
     if url:
         return str(url)
+    # `alembic ...` run by hand: the service's own choice of database (the embedded server is
+    # started here and stopped when the process ends), never migrated twice.
     from memory_layer.config import Settings
-    from memory_layer.db.migrations import resolve_database_url
+    from memory_layer.kit.db.database import open_database
 
-    return resolve_database_url(Settings())
+    stack = contextlib.ExitStack()
+    atexit.register(stack.close)
+    return stack.enter_context(open_database(Settings(), migrate=False)).url
 
 
 def _do_run_migrations(connection: Connection) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from pgvector import Vector
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -40,15 +41,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from benchkit import free_port, wait_ready, write_block  # noqa: E402
 
 from memory_layer.config import Settings  # noqa: E402
-from memory_layer.db.embedded import start_embedded  # noqa: E402
-from memory_layer.db.engine import to_libpq_url  # noqa: E402
-from memory_layer.embeddings.local import LocalEmbeddingProvider  # noqa: E402
-from memory_layer.repositories.messages import (  # noqa: E402
-    SearchFilters,
-    build_search_sql,
-    vector_literal,
-)
-from memory_layer.services.retrieval import weights_from  # noqa: E402
+from memory_layer.embeddings.providers.local import LocalEmbeddingProvider  # noqa: E402
+from memory_layer.kit.db.embedded import start_embedded  # noqa: E402
+from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
+from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan  # noqa: E402
+from memory_layer.search.repository import build_search_sql  # noqa: E402
+from memory_layer.search.scoring import ScoreWeights  # noqa: E402
 
 TOPICS = ["python", "travel", "cooking", "music", "finance", "health", "family", "work", "garden"]
 TEMPLATES = [
@@ -73,12 +71,23 @@ def positional(sql: str) -> tuple[str, list[str]]:
     return re.sub(r"(?<!:):(\w+)", number, sql), names
 
 
-# The statement the service runs for a default (hybrid) search without filters.
-RAW_SEARCH_SQL, RAW_SEARCH_PARAMS = positional(
-    build_search_sql("hybrid", SearchFilters(), with_embedding=False, min_score=False)[0]
-)
-# The service runs with default settings here, so the raw query uses the default weights too.
-WEIGHTS = weights_from(Settings(_env_file=None))
+# The service runs with default settings here, so the raw query uses the default settings too.
+SETTINGS = Settings(_env_file=None)
+
+
+def raw_search(tenant: str, query: str, vector: list[float], model: str) -> tuple[str, list[object]]:
+    """The statement the service runs for a default (hybrid) search without filters, and its
+    arguments in asyncpg's order (the vector in pgvector's text form)."""
+    plan = SearchPlan(
+        tenant_id=tenant, query_text=query, query_vector=vector, mode=SearchMode.hybrid,
+        fusion=SETTINGS.search_fusion, model=model, limit=5, candidate_pool=20,
+        filters=SearchFilters(), weights=ScoreWeights.from_settings(SETTINGS),
+        rrf_k=SETTINGS.search_rrf_k, keyword_weight=SETTINGS.search_keyword_weight,
+    )
+    statement, params = build_search_sql(plan)
+    params["query_vector"] = Vector._to_db(vector)
+    sql, names = positional(statement.text)
+    return sql, [params[name] for name in names]
 
 
 def metric_mean_ms(metrics_text: str, name: str) -> float:
@@ -147,17 +156,9 @@ async def run(args: argparse.Namespace) -> str:
                 vector = await model.embed_query(query)
                 timings["embed_query"].append(time.perf_counter() - started)
 
-                values = {
-                    "tenant_id": tenant, "query_vector": vector_literal(vector),
-                    "query_text": query, "model": model.model_name, "rrf_k": 60, "keyword_weight": 0.5,
-                    "candidate_pool": 20, "top_k": 5,
-                    "half_life_hours": WEIGHTS.half_life_hours,
-                    "w_similarity": WEIGHTS.similarity, "w_importance": WEIGHTS.importance,
-                    "w_recency": WEIGHTS.recency, "w_total": WEIGHTS.total,
-                }
-                args_in_order = [values[name] for name in RAW_SEARCH_PARAMS]
+                raw_sql, raw_args = raw_search(tenant, query, vector, model.model_name)
                 started = time.perf_counter()
-                rows = await connection.fetch(RAW_SEARCH_SQL, *args_in_order)
+                rows = await connection.fetch(raw_sql, *raw_args)
                 timings["sql_search"].append(time.perf_counter() - started)
 
                 started = time.perf_counter()

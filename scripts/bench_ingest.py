@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from benchkit import free_port, wait_ready, write_block  # noqa: E402
 
-from memory_layer.db.embedded import start_embedded  # noqa: E402
-from memory_layer.db.engine import to_libpq_url  # noqa: E402
-from memory_layer.db.migrations import upgrade_to_head  # noqa: E402
-from memory_layer.embeddings.local import LocalEmbeddingProvider  # noqa: E402
+from memory_layer.embeddings.providers.local import LocalEmbeddingProvider  # noqa: E402
+from memory_layer.kit.db.embedded import start_embedded  # noqa: E402
+from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
+from memory_layer.kit.db.migrations import upgrade_to_head  # noqa: E402
 
 DATASET = ROOT / "scripts" / "data" / "eval_conversations.json"
 BATCH_SIZE = 64

@@ -36,17 +36,17 @@ from pathlib import Path
 import asyncpg
 import httpx
 import numpy as np
+from pgvector import Vector
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from benchkit import free_port, wait_ready, write_block  # noqa: E402
 
-from memory_layer.db.embedded import start_embedded  # noqa: E402
-from memory_layer.db.engine import to_libpq_url  # noqa: E402
-from memory_layer.db.migrations import upgrade_to_head  # noqa: E402
-from memory_layer.embeddings.fake import FakeEmbeddingProvider  # noqa: E402
-from memory_layer.repositories.messages import vector_literal  # noqa: E402
+from memory_layer.embeddings.providers.fake import FakeEmbeddingProvider  # noqa: E402
+from memory_layer.kit.db.embedded import start_embedded  # noqa: E402
+from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
+from memory_layer.kit.db.migrations import upgrade_to_head  # noqa: E402
 
 DIMS = 384
 TENANTS = 100
@@ -142,7 +142,7 @@ async def measure_size(url: str, n: int, queries: int, seed: int) -> SizeResult:
                 body = {"tenant_id": tenant_of[i], "query": query, "mode": "vector", "top_k": 10}
                 (await client.post("/v1/memory/search", json=body)).raise_for_status()
             for i, query in enumerate(texts):
-                literal = vector_literal(provider.embed_sync(query))
+                literal = Vector(provider.embed_sync(query)).to_text()
                 started = time.perf_counter()
                 rows = await connection.fetch(NN_SQL, tenant_of[i], literal)
                 sql.append(time.perf_counter() - started)

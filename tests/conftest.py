@@ -22,10 +22,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from memory_layer.app import create_app
 from memory_layer.config import Settings
-from memory_layer.db.engine import create_engine
-from memory_layer.db.migrations import upgrade_to_head
-from memory_layer.main import create_app
+from memory_layer.kit.db.engine import create_engine
+from memory_layer.kit.db.migrations import upgrade_to_head
 
 # Settings of the developer's shell must not leak into the tests.
 for _name in list(os.environ):
@@ -68,7 +68,7 @@ def db_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseServ
     if given:
         yield DatabaseServer(given)
         return
-    from memory_layer.db.embedded import start_embedded
+    from memory_layer.kit.db.embedded import start_embedded
 
     # A short path: the server's Unix socket lives in its data directory.
     data_dir = Path(tmp_path_factory.mktemp("pg"))

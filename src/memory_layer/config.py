@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     # Off by default: a dropped connection costs one 503 (and the pool is refreshed) instead of
     # an extra round trip on every request. Turn on behind proxies that drop idle connections.
     db_pool_pre_ping: bool = False
+    # How long a request waits for a pooled connection before it fails with 503.
+    db_pool_timeout_seconds: float = Field(default=30.0, gt=0)
     # None: migrate the embedded database at start-up, leave an external one to `memory-layer migrate`.
     auto_migrate: bool | None = None
 

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from memory_layer.auth.repository import ApiKeyRepository
+from memory_layer.auth.service import create_api_key
 from memory_layer.config import Settings
-from memory_layer.db.engine import create_engine, create_sessionmaker
-from memory_layer.db.migrations import upgrade_to_head
-from memory_layer.repositories.api_keys import ApiKeyRepository
-from memory_layer.services.auth import create_api_key
+from memory_layer.kit.db.engine import create_engine, create_sessionmaker
+from memory_layer.kit.db.migrations import upgrade_to_head
 from tests.conftest import DatabaseServer, make_settings, new_tenant, running_client
 
 SERVICE_KEY = "service-key-for-tests"

@@ -248,7 +248,7 @@ async def test_replay_must_match_metadata_and_user_too(
 async def test_inline_embedding_failure_queues_the_message_instead_of_losing_it(
     client: httpx.AsyncClient, tenant: str, db_engine: AsyncEngine
 ) -> None:
-    from memory_layer.embeddings.base import EmbeddingError
+    from memory_layer.embeddings.providers.base import EmbeddingError
 
     embedder = client.app.state.embedder  # type: ignore[attr-defined]
 

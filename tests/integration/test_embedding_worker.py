@@ -21,14 +21,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from memory_layer.config import Settings
-from memory_layer.db.engine import create_engine, create_sessionmaker
-from memory_layer.db.migrations import stored_embedding_dimensions, upgrade_to_head
-from memory_layer.embeddings.base import EmbeddingError
-from memory_layer.embeddings.fake import FakeEmbeddingProvider
-from memory_layer.observability.metrics import Metrics
-from memory_layer.repositories.embedding_jobs import EmbeddingJobRepository
-from memory_layer.services.reembed import reembed
-from memory_layer.worker.embeddings import EmbeddingWorker, backoff_seconds
+from memory_layer.embeddings.providers.base import EmbeddingError
+from memory_layer.embeddings.providers.fake import FakeEmbeddingProvider
+from memory_layer.embeddings.reembed import reembed
+from memory_layer.embeddings.repository import EmbeddingJobRepository
+from memory_layer.embeddings.worker import EmbeddingWorker, backoff_seconds
+from memory_layer.kit.db.engine import create_engine, create_sessionmaker
+from memory_layer.kit.db.migrations import stored_embedding_dimensions, upgrade_to_head
+from memory_layer.kit.observability.metrics import Metrics
 from tests.conftest import ADMIN_KEY, DatabaseServer, make_settings, running_client
 
 WORKER_DATABASE = "memory_layer_worker_test"
@@ -443,7 +443,7 @@ async def test_reembed_moves_every_row_to_the_current_model(
 async def test_changing_the_dimension_is_refused_unless_asked_and_then_loses_no_message(
     db_server: DatabaseServer,
 ) -> None:
-    from memory_layer.errors import InvalidInput
+    from memory_layer.kit.errors import InvalidInput
 
     url = db_server.create_database("memory_layer_dimension_test")
     upgrade_to_head(url, 8)

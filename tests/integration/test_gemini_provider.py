@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from memory_layer.config import ConfigurationError, Settings
-from memory_layer.embeddings.base import EmbeddingError, EmbeddingProvider
-from memory_layer.embeddings.cache import QueryCachingProvider
-from memory_layer.embeddings.factory import build_provider
-from memory_layer.embeddings.gemini import GeminiEmbeddingProvider
+from memory_layer.embeddings.providers import build_provider
+from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
+from memory_layer.embeddings.providers.cache import QueryCachingProvider
+from memory_layer.embeddings.providers.gemini import GeminiEmbeddingProvider
 from tests.support.gemini_standin import (
     VALID_API_KEY,
     GeminiStandIn,

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from memory_layer.embeddings.local import LocalEmbeddingProvider
+from memory_layer.embeddings.providers.local import LocalEmbeddingProvider
 from tests.conftest import ADMIN_KEY, make_settings, new_tenant, running_client
 
 pytestmark = pytest.mark.real_model

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from memory_layer.db.engine import create_engine
-from memory_layer.db.migrations import (
+from memory_layer.kit.db.engine import create_engine
+from memory_layer.kit.db.migrations import (
     SchemaMismatchError,
     downgrade_to_base,
     upgrade_to_head,

@@ -11,13 +11,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from memory_layer.db.engine import create_sessionmaker
-from memory_layer.repositories.messages import MessageRepository, SearchFilters
-from memory_layer.services.scoring import ScoreWeights
+from memory_layer.config import SearchFusion
+from memory_layer.kit.db.engine import create_sessionmaker
+from memory_layer.kit.db.vectors import vector_param
+from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan
+from memory_layer.search.repository import ScoredRow, SearchRepository, build_search_sql
+from memory_layer.search.scoring import ScoreWeights
 from tests.conftest import new_tenant
 
 DIMS = 384
-SIMILARITY_ONLY = ScoreWeights(similarity=1.0, importance=0.0, recency=0.0)
+SIMILARITY_ONLY = ScoreWeights(relevance=1.0, importance=0.0, recency=0.0)
 
 
 def unit_vectors(count: int, seed: int) -> np.ndarray:
@@ -56,19 +59,28 @@ async def force_hnsw(session: AsyncSession) -> None:
         await session.execute(text(f"SET LOCAL {setting} = off"))
 
 
-async def search(session: AsyncSession, tenant: str, query: np.ndarray, top_k: int):  # type: ignore[no-untyped-def]
-    return await MessageRepository(session).search(
-        tenant,
-        "synthetic",
-        [float(v) for v in query],
-        mode="vector",
+def vector_plan(tenant: str, query: np.ndarray, top_k: int, *, exact: bool = False) -> SearchPlan:
+    return SearchPlan(
+        tenant_id=tenant,
+        query_text="synthetic",
+        query_vector=[float(v) for v in query],
+        mode=SearchMode.vector,
+        fusion=SearchFusion.weighted,
         model="test",
-        top_k=top_k,
+        limit=top_k,
         candidate_pool=top_k * 4,
         filters=SearchFilters(),
         weights=SIMILARITY_ONLY,
         rrf_k=60,
+        keyword_weight=0.5,
+        exact=exact,
     )
+
+
+async def search(
+    session: AsyncSession, tenant: str, query: np.ndarray, top_k: int, *, exact: bool = False
+) -> list[ScoredRow]:
+    return await SearchRepository(session).search(vector_plan(tenant, query, top_k, exact=exact))
 
 
 async def test_hnsw_answer_matches_exact_nearest_neighbours(session: AsyncSession) -> None:
@@ -129,31 +141,22 @@ async def test_archived_and_pending_rows_are_not_vector_hits(session: AsyncSessi
 
 
 async def test_exact_path_compares_every_vector_of_the_tenant(session: AsyncSession) -> None:
-    from memory_layer.repositories.messages import build_search_sql
-
     big, small = new_tenant(), new_tenant()
     await insert_vectors(session, big, unit_vectors(1500, 11))
     small_data = unit_vectors(40, 12)
     small_ids = await insert_vectors(session, small, small_data)
-    assert await MessageRepository(session).tenant_size(small, 100) == 40
-    assert await MessageRepository(session).tenant_size(big, 100) == 101  # counted up to cap + 1
+    assert await SearchRepository(session).tenant_size(small, 100) == 40
+    assert await SearchRepository(session).tenant_size(big, 100) == 101  # counted up to cap + 1
     await force_hnsw(session)  # even where the index would be preferred
     query = unit_vectors(1, 13)[0]
-    sql, _ = build_search_sql("vector", SearchFilters(), with_embedding=False, min_score=False,
-                              exact=True)
+    statement, params = build_search_sql(vector_plan(small, query, 10, exact=True))
     plan = "\n".join(
-        row[0] for row in await session.execute(
-            text("EXPLAIN " + sql),
-            {"tenant_id": small, "query_vector": "[" + ",".join(map(str, query)) + "]",
-             "model": "test", "candidate_pool": 40, "top_k": 10, "rrf_k": 60,
-             "half_life_hours": 1.0, "w_similarity": 1.0, "w_importance": 0.0,
-             "w_recency": 0.0, "w_total": 1.0},
+        row[0]
+        for row in await session.execute(
+            text("EXPLAIN " + statement.text).bindparams(vector_param("query_vector")), params
         )
     )
     assert "ix_messages_embedding_hnsw" not in plan
-    rows = await MessageRepository(session).search(
-        small, "synthetic", [float(v) for v in query], mode="vector", model="test", top_k=10,
-        candidate_pool=40, filters=SearchFilters(), weights=SIMILARITY_ONLY, rrf_k=60, exact=True,
-    )
+    rows = await search(session, small, query, 10, exact=True)
     exact = np.argsort(-(small_data @ query))[:10]
     assert [str(row.id) for row in rows] == [small_ids[i] for i in exact]

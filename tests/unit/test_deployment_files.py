@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
-from memory_layer.cli import build_parser
+from memory_layer.cli import app as cli_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +38,19 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return instructions
 
 
+def parse_cli(args: list[str]) -> int:
+    """Parse a command line as the console script would, without running it (`--help` stops
+    after parsing): 0 when valid, click's usage-error status 2 otherwise."""
+    return CliRunner().invoke(cli_app, [*args, "--help"]).exit_code
+
+
+def test_cli_parser_refuses_unknown_commands_and_options() -> None:
+    assert parse_cli(["serve", "--host", "0.0.0.0", "--port", "8000"]) == 0
+    assert parse_cli(["keys", "create", "--tenant", "t"]) == 0
+    assert parse_cli(["serve", "--no-such-option"]) == 2
+    assert parse_cli(["no-such-command"]) == 2
+
+
 def test_every_built_service_runs_a_real_memory_layer_command() -> None:
     services = compose()["services"]
     built = {name: spec for name, spec in services.items() if "build" in spec}
@@ -44,8 +58,7 @@ def test_every_built_service_runs_a_real_memory_layer_command() -> None:
     for name, spec in built.items():
         command = spec["command"]
         assert command[0] in console_scripts(), name
-        # argparse exits (SystemExit) on an unknown sub-command or option
-        build_parser().parse_args(command[1:])
+        assert parse_cli(command[1:]) == 0, name
         assert (ROOT / spec["build"] / "Dockerfile").is_file()
 
 

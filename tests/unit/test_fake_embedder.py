@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from memory_layer.embeddings.fake import FakeEmbeddingProvider
+from memory_layer.embeddings.providers.fake import FakeEmbeddingProvider
 
 
 async def test_vectors_are_deterministic_unit_length_and_sized() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from memory_layer.embeddings.cache import QueryCachingProvider
-from memory_layer.embeddings.fake import FakeEmbeddingProvider
+from memory_layer.embeddings.providers.cache import QueryCachingProvider
+from memory_layer.embeddings.providers.fake import FakeEmbeddingProvider
 
 
 class CountingProvider(FakeEmbeddingProvider):

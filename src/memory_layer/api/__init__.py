@@ -1,1 +1,0 @@
-"""HTTP layer: thin routers, dependencies, error mapping."""

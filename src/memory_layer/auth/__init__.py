@@ -1,0 +1,1 @@
+"""Who is calling: API keys (configured and tenant-bound), principals, tenant resolution."""

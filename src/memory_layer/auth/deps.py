@@ -1,0 +1,42 @@
+"""Request dependencies of authentication: PrincipalDep and AdminDep."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from memory_layer.auth.service import KeyRing, Principal, authenticate, require_admin
+from memory_layer.kit.db.session import SessionmakerDep
+from memory_layer.kit.http.deps import SettingsDep
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def get_key_ring(request: Request) -> KeyRing:
+    key_ring: KeyRing = request.app.state.key_ring
+    return key_ring
+
+
+async def get_principal(
+    sessionmaker: SessionmakerDep,
+    settings: SettingsDep,
+    key_ring: Annotated[KeyRing, Depends(get_key_ring)],
+    api_key: Annotated[str | None, Security(api_key_header)],
+) -> Principal:
+    # A session of its own, closed before the route runs: the key look-up never keeps a
+    # connection (or a transaction) open while the route embeds a text.
+    async with sessionmaker() as session:
+        return await authenticate(session, settings, key_ring, api_key)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_admin(principal: PrincipalDep) -> Principal:
+    require_admin(principal)
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(get_admin)]

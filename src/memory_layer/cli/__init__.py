@@ -1,0 +1,45 @@
+"""`memory-layer serve | worker | migrate | reembed | keys ... | retention run`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from memory_layer.cli import keys, reembed, retention, server
+from memory_layer.config import ConfigurationError
+from memory_layer.kit.db.migrations import SchemaMismatchError
+
+app = typer.Typer(
+    name="memory-layer",
+    help=__doc__,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command(help="run the HTTP service")(server.serve)
+app.command(help="run the embedding worker on its own (set MEMORY_WORKER_ENABLED=false on serve)")(
+    server.worker
+)
+app.command(help="apply database migrations up to head")(server.migrate)
+app.command(help="embed again every message whose vector came from another model")(reembed.reembed)
+app.add_typer(keys.app, name="keys", help="manage tenant-bound API keys")
+app.add_typer(retention.app, name="retention", help="retention without the HTTP API")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: settings and schema problems exit 2 with one clear line."""
+    try:
+        result = app(args=argv, prog_name="memory-layer", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return 1
+    except (ConfigurationError, SchemaMismatchError) as exc:
+        print(f"memory-layer: {exc}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+

@@ -1,1 +1,0 @@
-"""Database plumbing: engine/session factories and the embedded PostgreSQL launcher."""

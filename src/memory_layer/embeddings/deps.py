@@ -1,0 +1,17 @@
+"""Request dependency of the embedding provider built in the lifespan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from memory_layer.embeddings.providers.base import EmbeddingProvider
+
+
+def get_embedder(request: Request) -> EmbeddingProvider:
+    embedder: EmbeddingProvider = request.app.state.embedder
+    return embedder
+
+
+EmbedderDep = Annotated[EmbeddingProvider, Depends(get_embedder)]

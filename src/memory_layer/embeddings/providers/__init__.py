@@ -1,0 +1,59 @@
+"""Embedding providers behind one protocol, and `build_provider` for the configured one."""
+
+from __future__ import annotations
+
+import asyncio
+
+from memory_layer.config import ConfigurationError, EmbeddingProviderName, Settings
+from memory_layer.embeddings.providers.base import EmbeddingProvider
+from memory_layer.embeddings.providers.cache import QueryCachingProvider
+from memory_layer.embeddings.providers.fake import FakeEmbeddingProvider
+
+
+async def build_provider(settings: Settings) -> EmbeddingProvider:
+    """Create the provider named by MEMORY_EMBEDDING_PROVIDER and check its dimension."""
+    provider: EmbeddingProvider
+    if settings.embedding_provider is EmbeddingProviderName.fake:
+        provider = FakeEmbeddingProvider(
+            settings.embedding_dimensions, delay_seconds=settings.fake_embedding_delay_ms / 1000
+        )
+    elif settings.embedding_provider is EmbeddingProviderName.local:
+        from memory_layer.embeddings.providers.local import LocalEmbeddingProvider
+
+        provider = await asyncio.to_thread(
+            LocalEmbeddingProvider.load,
+            settings.local_model_path,
+            batch_size=settings.embedding_batch_size,
+        )
+    elif settings.embedding_provider is EmbeddingProviderName.google_gemini:
+        provider = _gemini_provider(settings)
+    else:
+        raise ConfigurationError(
+            f"unknown embedding provider {settings.embedding_provider.value!r}; "
+            "use 'local', 'google_gemini' or 'fake'."
+        )
+    if provider.dimensions != settings.embedding_dimensions:
+        await provider.close()
+        raise ConfigurationError(
+            f"the {provider.model_name} model produces {provider.dimensions}-dimensional vectors "
+            f"but MEMORY_EMBEDDING_DIMENSIONS={settings.embedding_dimensions}; set them equal."
+        )
+    if settings.query_cache_size > 0:
+        return QueryCachingProvider(provider, settings.query_cache_size)
+    return provider
+
+
+def _gemini_provider(settings: Settings) -> EmbeddingProvider:
+    if settings.gemini_api_key is None or not settings.gemini_api_key.get_secret_value().strip():
+        raise ConfigurationError(
+            "MEMORY_EMBEDDING_PROVIDER=google_gemini requires MEMORY_GEMINI_API_KEY."
+        )
+    try:
+        # The SDK is an optional extra: only this provider needs it.
+        from memory_layer.embeddings.providers.gemini import GeminiEmbeddingProvider
+    except ImportError as exc:
+        raise ConfigurationError(
+            "MEMORY_EMBEDDING_PROVIDER=google_gemini needs the google-genai package: "
+            "pip install 'memory-layer[gemini]'."
+        ) from exc
+    return GeminiEmbeddingProvider.from_settings(settings)

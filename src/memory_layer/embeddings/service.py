@@ -1,0 +1,78 @@
+"""Calling the embedding provider from a request, and the queue as operators see it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
+from memory_layer.embeddings.repository import EmbeddingJobRepository
+from memory_layer.kit.errors import InvalidInput
+from memory_layer.kit.observability.metrics import Metrics
+
+T = TypeVar("T")
+
+
+async def call_provider(call: Awaitable[T], embedder: EmbeddingProvider, metrics: Metrics) -> T:
+    """Await one provider call, timed; a failure is counted by kind and raised again."""
+    started = time.perf_counter()
+    try:
+        result = await call
+    except EmbeddingError as exc:
+        metrics.embedding_errors.labels(provider=embedder.model_name, kind=exc.kind).inc()
+        raise
+    metrics.embedding_seconds.observe(time.perf_counter() - started)
+    return result
+
+
+async def embed_or_defer(
+    text: str, embedder: EmbeddingProvider, metrics: Metrics
+) -> tuple[list[float] | None, EmbeddingError | None]:
+    """Embed one document inline; on a provider failure return the error instead of raising.
+
+    Ingestion then stores the message as pending and the worker retries it with back-off: a
+    provider outage delays a vector, it never loses a message.
+    """
+    try:
+        vectors = await call_provider(embedder.embed_documents([text]), embedder, metrics)
+    except EmbeddingError as exc:
+        return None, exc
+    return vectors[0], None
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    tenant_id: str | None
+    pending: int
+    failed: int
+
+
+async def queue_status(session: AsyncSession, tenant_id: str | None) -> QueueDepth:
+    """Pending and failed message counts, for one tenant or all."""
+    counts = await EmbeddingJobRepository(session).status_counts(tenant_id)
+    return QueueDepth(tenant_id=tenant_id, pending=counts["pending"], failed=counts["failed"])
+
+
+async def requeue_failed(
+    session: AsyncSession, tenant_id: str | None, message_ids: list[uuid.UUID] | None
+) -> int:
+    """Give failed messages a fresh attempt budget; the NOTIFY trigger wakes the workers."""
+    if message_ids is not None and tenant_id is None:
+        raise InvalidInput("message_ids need a tenant_id", code="tenant_required")
+    return await EmbeddingJobRepository(session).requeue_failed(tenant_id, message_ids)
+
+
+async def refresh_queue_depth(
+    sessionmaker: async_sessionmaker[AsyncSession], metrics: Metrics
+) -> QueueDepth:
+    """Read the queue depth into the pending/failed gauges (at scrape time, or by the worker)."""
+    async with sessionmaker() as session:
+        depth = await queue_status(session, None)
+    metrics.queue_depth.labels(status="pending").set(depth.pending)
+    metrics.queue_depth.labels(status="failed").set(depth.failed)
+    return depth

@@ -1,0 +1,59 @@
+"""`memory-layer worker`: the embedding worker as its own process (production deployments).
+
+SIGTERM or SIGINT stops it gracefully: the batch in hand is finished (or, after
+MEMORY_WORKER_SHUTDOWN_GRACE_SECONDS, handed back to the queue) before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from memory_layer.config import Settings
+from memory_layer.embeddings.providers import build_provider
+from memory_layer.embeddings.worker import EmbeddingWorker, stop_worker
+from memory_layer.kit.db.engine import create_engine, create_sessionmaker
+from memory_layer.kit.db.migrations import verify_schema
+from memory_layer.kit.observability.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+async def run_worker(
+    database_url: str, settings: Settings, *, metrics_port: int | None = None, drain: bool = False
+) -> int:
+    """Run one worker until signalled (or, with `drain`, until nothing is due)."""
+    engine = create_engine(database_url, pool_size=2, max_overflow=2)
+    embedder = None
+    try:
+        async with engine.connect() as connection:
+            await verify_schema(connection, settings)
+        embedder = await build_provider(settings)
+        metrics = Metrics()
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
+        worker = EmbeddingWorker(engine, create_sessionmaker(engine), embedder, settings, metrics)
+        if drain:
+            ready = await worker.drain()
+            logger.info("embedding worker drained the queue: %d messages embedded", ready)
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        logger.info(
+            "embedding worker %s started: %s, batches of %d", worker.owner,
+            embedder.model_name, settings.worker_batch_size,
+        )
+        task = asyncio.create_task(worker.run(stop), name="embedding-worker")
+        await stop.wait()
+        logger.info("embedding worker stopping: finishing the batch in hand")
+        await stop_worker(task, stop, settings.worker_shutdown_grace_seconds)
+        return 0
+    finally:
+        if embedder is not None:
+            await embedder.close()
+        await engine.dispose()

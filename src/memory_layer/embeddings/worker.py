@@ -1,0 +1,282 @@
+"""The embedding worker: claims pending messages in batches, embeds them, writes the vectors.
+
+It runs inside `memory-layer serve` (small deployments, the embedded default) or alone as
+`memory-layer worker`; any number may run against one database. It sleeps until PostgreSQL
+notifies it of a new pending row (LISTEN), with a slow poll as a safety net and to pick up rows
+whose back-off or lease has run out. Every state change is a committed UPDATE of the row itself,
+so killing a worker at any instant loses nothing: its lease expires and another worker (or its
+own restart) finishes the rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from memory_layer.config import Settings
+from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
+from memory_layer.embeddings.repository import CHANNEL, EmbeddingJobRepository, Failure, Job
+from memory_layer.embeddings.service import refresh_queue_depth
+from memory_layer.kit.db.engine import to_libpq_url
+from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.models.message import EmbeddingStatus
+
+logger = logging.getLogger(__name__)
+
+# Errors that describe the provider, not the texts: back off the whole batch, spend no attempt.
+PROVIDER_WIDE_KINDS = frozenset({"rate_limited", "unavailable"})
+# Errors a single text can cause: embed the failed batch's texts one by one to find the culprit.
+PER_TEXT_KINDS = frozenset({"invalid_input", "bad_response", "model"})
+
+
+def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential back-off with full jitter in [0.5, 1.0] of the step (attempt counts from 1)."""
+    step: float = min(cap, base * 2.0 ** max(attempt - 1, 0))
+    return step * (0.5 + 0.5 * rng.random())
+
+
+@dataclass
+class BatchOutcome:
+    claimed: int = 0
+    ready: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+class EmbeddingWorker:
+    """One worker loop; `run(stop)` until the event is set, `run_once()` for a single batch."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        embedder: EmbeddingProvider,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.engine = engine
+        self.sessionmaker = sessionmaker
+        self.embedder = embedder
+        self.settings = settings
+        self.metrics = metrics
+        self.owner = uuid.uuid4()
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.wake = asyncio.Event()
+        self.listening = asyncio.Event()
+        self._last_depth_refresh = 0.0
+
+    # --- one batch -------------------------------------------------------------------------
+
+    async def run_once(self) -> BatchOutcome:
+        """Claim up to MEMORY_WORKER_BATCH_SIZE due rows, embed them, record the outcome."""
+        async with self.sessionmaker.begin() as session:
+            jobs = await EmbeddingJobRepository(session).claim(
+                self.owner, self.settings.worker_batch_size, self.settings.worker_lease_seconds
+            )
+        outcome = BatchOutcome(claimed=len(jobs))
+        if not jobs:
+            return outcome
+        started = self.clock()
+        try:
+            done, failures = await self._embed(jobs)
+        except asyncio.CancelledError:
+            # Cancelled mid-batch (shutdown ran out of patience): hand the rows back now rather
+            # than leaving them to the lease.
+            await asyncio.shield(self.release())
+            raise
+        async with self.sessionmaker.begin() as session:
+            repository = EmbeddingJobRepository(session)
+            outcome.ready = await repository.complete(self.owner, self.embedder.model_name, done)
+            statuses = await repository.fail(
+                self.owner, failures, self.settings.embedding_max_attempts
+            )
+        outcome.failed = sum(1 for _, status in statuses if status == EmbeddingStatus.failed)
+        outcome.retrying = len(statuses) - outcome.failed
+        elapsed = self.clock() - started
+        self.metrics.worker_batch_size.observe(len(jobs))
+        self.metrics.worker_batch_seconds.observe(elapsed)
+        self.metrics.worker_embeddings.labels(model=self.embedder.model_name).inc(outcome.ready)
+        if elapsed > 0 and outcome.ready:
+            self.metrics.worker_embeddings_per_second.set(outcome.ready / elapsed)
+        if outcome.failed:
+            self.metrics.worker_failed_rows.inc(outcome.failed)
+            logger.warning("%d messages failed to embed for good; see embedding_error",
+                           outcome.failed)
+        return outcome
+
+    async def _embed(self, jobs: list[Job]) -> tuple[list[tuple[Job, list[float]]], list[Failure]]:
+        try:
+            vectors = await self._call([job.content for job in jobs])
+        except EmbeddingError as exc:
+            self._count_error(exc)
+            if exc.kind in PER_TEXT_KINDS and len(jobs) > 1:
+                return await self._embed_one_by_one(jobs)
+            return [], [self._failure(job, exc) for job in jobs]
+        return list(zip(jobs, vectors, strict=True)), []
+
+    async def _call(self, texts: list[str]) -> list[list[float]]:
+        """The provider call, with any unexpected exception treated as a failure of these texts."""
+        try:
+            vectors = await self.embedder.embed_documents(texts)
+        except EmbeddingError:
+            raise
+        except Exception as exc:
+            raise EmbeddingError(f"{type(exc).__name__}: {exc}", kind="model") from exc
+        if len(vectors) != len(texts):
+            raise EmbeddingError(
+                f"provider returned {len(vectors)} vectors for {len(texts)} texts", kind="bad_response"
+            )
+        return vectors
+
+    async def _embed_one_by_one(
+        self, jobs: list[Job]
+    ) -> tuple[list[tuple[Job, list[float]]], list[Failure]]:
+        done: list[tuple[Job, list[float]]] = []
+        failures: list[Failure] = []
+        for job in jobs:
+            try:
+                done.append((job, (await self._call([job.content]))[0]))
+            except EmbeddingError as exc:
+                self._count_error(exc)
+                failures.append(self._failure(job, exc))
+        return done, failures
+
+    def _failure(self, job: Job, exc: EmbeddingError) -> Failure:
+        counts = exc.kind not in PROVIDER_WIDE_KINDS
+        # An attempt that is given back does not advance the back-off; use the attempts so far.
+        attempt = job.attempts if counts else max(job.attempts - 1, 1)
+        delay = backoff_seconds(
+            attempt,
+            self.settings.embedding_retry_base_seconds,
+            self.settings.embedding_retry_max_seconds,
+            self.rng,
+        )
+        return Failure(job=job, error=f"{exc.kind}: {exc}", delay_seconds=delay, counts=counts)
+
+    def _count_error(self, exc: EmbeddingError) -> None:
+        self.metrics.embedding_errors.labels(provider=self.embedder.model_name, kind=exc.kind).inc()
+
+    async def release(self) -> int:
+        async with self.sessionmaker.begin() as session:
+            return await EmbeddingJobRepository(session).release(self.owner)
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def drain(self) -> int:
+        """Process batches until nothing is due; returns the number of rows made ready."""
+        ready = 0
+        while True:
+            outcome = await self.run_once()
+            ready += outcome.ready
+            if outcome.claimed == 0:
+                return ready
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set; the batch in hand is finished first."""
+        listener = asyncio.create_task(self._listen(stop), name="embedding-listener")
+        try:
+            while not stop.is_set():
+                try:
+                    outcome = await self.run_once()
+                    await self.refresh_queue_depth()
+                except Exception:
+                    logger.exception("embedding worker batch failed; retrying after the poll interval")
+                    outcome = BatchOutcome()
+                    await self._sleep_until(stop, self.settings.worker_poll_seconds)
+                    continue
+                if outcome.claimed >= self.settings.worker_batch_size:
+                    continue  # more is probably due: no waiting
+                await self._sleep_until(stop, await self._seconds_until_due())
+                self.wake.clear()
+                if self.settings.worker_batch_wait_ms > 0 and not stop.is_set():
+                    # Let a burst of writes gather so the model sees a fuller batch.
+                    await asyncio.sleep(self.settings.worker_batch_wait_ms / 1000)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _seconds_until_due(self) -> float:
+        poll = self.settings.worker_poll_seconds
+        try:
+            async with self.sessionmaker() as session:
+                due = await EmbeddingJobRepository(session).next_due_at()
+        except Exception:
+            return poll
+        if due is None:
+            return poll
+        return max(0.0, min(poll, (due - datetime.now(UTC)).total_seconds()))
+
+    async def _sleep_until(self, stop: asyncio.Event, timeout: float) -> None:
+        if timeout <= 0 or self.wake.is_set():
+            return
+        waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """LISTEN on a dedicated connection; reconnect after losing it (the poll covers the gap)."""
+        dsn = to_libpq_url(self.engine.url.render_as_string(hide_password=False))
+
+        def on_notify(*_: object) -> None:
+            self.wake.set()
+
+        while not stop.is_set():
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await asyncpg.connect(dsn)
+                await connection.add_listener(CHANNEL, on_notify)
+                self.listening.set()
+                self.wake.set()  # rows may have arrived while no one listened
+                while not connection.is_closed() and not stop.is_set():
+                    await asyncio.sleep(self.settings.worker_poll_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("embedding worker cannot LISTEN (%s); polling until it can", exc)
+            finally:
+                self.listening.clear()
+                if connection is not None and not connection.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(connection.close(timeout=2))
+            if not stop.is_set():
+                await asyncio.sleep(self.settings.worker_poll_seconds)
+
+    async def refresh_queue_depth(self, *, force: bool = False) -> None:
+        """Update the pending/failed gauges, at most once a second."""
+        now = self.clock()
+        if not force and now - self._last_depth_refresh < 1.0:
+            return
+        self._last_depth_refresh = now
+        await refresh_queue_depth(self.sessionmaker, self.metrics)
+
+
+async def stop_worker(task: asyncio.Task[None], stop: asyncio.Event, grace_seconds: float) -> None:
+    """Ask the worker to stop, give it `grace_seconds` to finish its batch, then cancel it."""
+    stop.set()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout=grace_seconds)
+    except TimeoutError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    except asyncio.CancelledError:
+        task.cancel()
+        raise

@@ -1,0 +1,4 @@
+"""Plumbing that no domain owns: database, HTTP, errors, observability, Redis.
+
+Nothing in `kit` imports a domain package; domains import `kit`.
+"""

@@ -1,0 +1,1 @@
+"""Database plumbing: engine, session dependency, embedded PostgreSQL, migrations, vectors."""

@@ -1,0 +1,37 @@
+"""The request's database session: the dependency owns the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+
+def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+
+
+async def get_session(sessionmaker: SessionmakerDep) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the handler succeeds, else rolled back.
+
+    Used with scope="function", so the commit happens before the response is sent: a 2xx means
+    the data is committed, and a failed commit becomes an error response, not a lost write. The
+    session takes a pooled connection at its first statement, not here: services embed texts
+    before they touch the database, so no connection idles in a transaction during a model call.
+    """
+    async with sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -1,0 +1,54 @@
+"""pgvector plumbing: the vector bind type, the HNSW index and the column's dimension.
+
+Vectors travel as bind parameters typed with pgvector's own SQLAlchemy type, never as strings
+assembled here.
+"""
+
+from __future__ import annotations
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import BindParameter, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+HNSW_INDEX_NAME = "ix_messages_embedding_hnsw"
+HNSW_INDEX_SQL = (
+    f"CREATE INDEX {HNSW_INDEX_NAME} ON messages USING hnsw (embedding vector_cosine_ops) "
+    "WITH (m = 16, ef_construction = 64)"
+)
+
+
+def vector_param(name: str) -> BindParameter[object]:
+    """A bind parameter that takes a list of floats (or a numpy array) as a pgvector vector."""
+    return bindparam(name, type_=Vector())
+
+
+def vector_array_param(name: str) -> BindParameter[object]:
+    """A bind parameter that takes a list of vectors as `vector[]` (for unnest)."""
+    return bindparam(name, type_=ARRAY(Vector()))
+
+
+async def stored_embedding_dimensions(connection: AsyncConnection) -> int | None:
+    """The N of the `messages.embedding vector(N)` column, or None before the first migration."""
+    result = await connection.execute(
+        text(
+            "SELECT a.atttypmod FROM pg_attribute a "
+            "WHERE a.attrelid = to_regclass('messages') AND a.attname = 'embedding' "
+            "AND NOT a.attisdropped"
+        )
+    )
+    value = result.scalar_one_or_none()
+    return int(value) if value is not None and value > 0 else None
+
+
+async def retype_embedding_column(connection: AsyncConnection, dimensions: int) -> None:
+    """Make the column `vector(dimensions)`, clearing every vector, and rebuild the HNSW index.
+
+    The caller's transaction also queues every message for a new vector (the embeddings domain
+    owns that statement); texts are untouched.
+    """
+    await connection.execute(text(f"DROP INDEX IF EXISTS {HNSW_INDEX_NAME}"))
+    await connection.execute(
+        text(f"ALTER TABLE messages ALTER COLUMN embedding TYPE vector({int(dimensions)}) USING NULL")
+    )
+    await connection.execute(text(HNSW_INDEX_SQL))

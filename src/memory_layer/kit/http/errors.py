@@ -1,0 +1,77 @@
+"""One place that turns errors into `{"error": code, "detail": ...}` bodies."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from memory_layer.kit.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def error_body(code: str, detail: Any) -> dict[str, Any]:
+    return {"error": code, "detail": detail}
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return JSONResponse(status_code=exc.status_code, content=error_body(exc.code, exc.detail))
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
+        for err in exc.errors()
+    ]
+    return JSONResponse(status_code=422, content=error_body("validation_error", details))
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return JSONResponse(
+        status_code=exc.status_code,
+        content=error_body(code, exc.detail),
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        status_code=503,
+        content=error_body(
+            "database_unavailable",
+            "the database is unreachable; retry (writes with the same client_message_id)",
+        ),
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        status_code=500, content=error_body("internal_error", "an unexpected error occurred")
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
+    # Every pooled connection busy for MEMORY_DB_POOL_TIMEOUT_SECONDS: overloaded, so retry later.
+    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,37 @@
+"""Field types and validators shared by the schemas of several domains."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, Field
+
+# Identifiers clients choose: printable, no spaces or control characters, at most 128 characters.
+IDENTIFIER_PATTERN = r"^[\w.:@/+=-]{1,128}$"
+Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, examples=["my-app"])]
+
+
+def reject_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL; refuse it instead of failing at INSERT time."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+def require_text(value: str) -> str:
+    """Text fields must hold something besides whitespace (and never NUL)."""
+    reject_nul(value)
+    if not value.strip():
+        raise ValueError("must contain non-whitespace text")
+    return value
+
+
+# Message content and query text: at least one non-whitespace character, no NUL.
+NonBlankText = Annotated[str, AfterValidator(require_text)]
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx body: a stable code to branch on and a human-readable detail."""
+
+    error: str = Field(examples=["tenant_mismatch"])
+    detail: object = Field(examples=["this API key may only act for tenant 'acme'"])

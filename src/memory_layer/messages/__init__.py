@@ -1,0 +1,1 @@
+"""Storing conversation messages and reading them back (POST/GET /v1/messages)."""

@@ -1,0 +1,1 @@
+"""Retention: archive or delete old, unimportant messages (on request, from cron, on a schedule)."""

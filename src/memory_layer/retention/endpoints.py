@@ -1,0 +1,28 @@
+"""The retention route: what cron calls."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from memory_layer.auth.deps import AdminDep
+from memory_layer.kit.db.session import SessionDep
+from memory_layer.kit.http.deps import SettingsDep
+from memory_layer.kit.schemas import ErrorResponse
+from memory_layer.retention import service
+from memory_layer.retention.schemas import RetentionRequest, RetentionResponse
+
+router = APIRouter(prefix="/v1/admin/retention", tags=["admin"])
+
+
+@router.post(
+    "/run",
+    response_model=RetentionResponse,
+    responses={code: {"model": ErrorResponse} for code in (401, 403, 409, 422)},
+)
+async def run_retention(
+    body: RetentionRequest, session: SessionDep, settings: SettingsDep, _: AdminDep
+) -> RetentionResponse:
+    """Archive or delete old, unimportant messages (`dry_run` only counts them)."""
+    params = service.RetentionParams(**body.model_dump())
+    report = await service.run_retention(session, params, settings=settings)
+    return RetentionResponse.model_validate(report)

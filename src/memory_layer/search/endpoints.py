@@ -1,0 +1,134 @@
+"""Search routes: GET for convenience, POST to keep query text out of access logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from cachetools import TTLCache
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from memory_layer.auth.deps import PrincipalDep
+from memory_layer.auth.service import Principal, resolve_tenant
+from memory_layer.config import Settings
+from memory_layer.embeddings.deps import EmbedderDep
+from memory_layer.embeddings.providers.base import EmbeddingProvider
+from memory_layer.kit.db.session import SessionDep
+from memory_layer.kit.http.deps import MetricsDep, SettingsDep
+from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.kit.schemas import ErrorResponse
+from memory_layer.search import service
+from memory_layer.search.repository import ScoredRow
+from memory_layer.search.schemas import (
+    Explanation,
+    ScoreParts,
+    SearchItem,
+    SearchRequest,
+    SearchResponse,
+)
+
+router = APIRouter(prefix="/v1/memory", tags=["search"])
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 422, 503)
+}
+
+
+def _to_item(row: ScoredRow) -> SearchItem:
+    return SearchItem(
+        message_id=row.id,
+        conversation_id=row.conversation_id,
+        user_id=row.user_id,
+        role=row.role,
+        content=row.content,
+        metadata=row.metadata,
+        created_at=row.created_at,
+        embedding_status=row.embedding_status,
+        score=row.score,
+        similarity=row.similarity,
+        importance=row.importance,
+        recency=row.recency,
+        score_parts=ScoreParts(
+            relevance=row.part_relevance, importance=row.part_importance, recency=row.part_recency
+        ),
+        explanation=Explanation(
+            vector_rank=row.vector_rank,
+            similarity=row.similarity,
+            keyword_rank=row.keyword_rank,
+            keyword_score=row.keyword_score,
+            fused_score=row.fused,
+            relevance=row.relevance,
+            importance=row.importance,
+            recency=row.recency,
+            mmr_rank=row.mmr_rank,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Searcher:
+    """Everything a search request needs, resolved once for GET and POST alike."""
+
+    session: AsyncSession
+    principal: Principal
+    settings: Settings
+    embedder: EmbeddingProvider
+    metrics: Metrics
+    tenant_sizes: TTLCache[str, int]
+
+    async def __call__(self, body: SearchRequest) -> SearchResponse:
+        tenant_id = resolve_tenant(self.principal, body.tenant_id)
+        outcome = await service.search_memory(
+            self.session,
+            tenant_id,
+            service.SearchQuery(
+                text=body.query,
+                top_k=body.top_k,
+                mode=body.mode,
+                filters=body.filters(),
+                min_score=body.min_score,
+                diversity=body.diversity,
+            ),
+            settings=self.settings,
+            embedder=self.embedder,
+            metrics=self.metrics,
+            tenant_sizes=self.tenant_sizes,
+        )
+        items = [_to_item(row) for row in outcome.rows]
+        return SearchResponse(
+            total=len(items),
+            items=items,
+            mode=outcome.mode,
+            degraded=outcome.degraded,
+            embedding_model=self.embedder.model_name,
+        )
+
+
+def get_searcher(
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    embedder: EmbedderDep,
+    metrics: MetricsDep,
+) -> Searcher:
+    # Tenant sizes decide exact versus HNSW search; the app keeps them a minute.
+    return Searcher(session, principal, settings, embedder, metrics, request.app.state.tenant_sizes)
+
+
+SearcherDep = Annotated[Searcher, Depends(get_searcher)]
+
+
+@router.get("/search", response_model=SearchResponse, responses=ERRORS)
+async def search_get(
+    body: Annotated[SearchRequest, Query()], search: SearcherDep
+) -> SearchResponse:
+    """What the tenant's memory holds that is relevant to `query`, best first."""
+    return await search(body)
+
+
+@router.post("/search", response_model=SearchResponse, responses=ERRORS)
+async def search_post(body: SearchRequest, search: SearcherDep) -> SearchResponse:
+    """The same search with a JSON body, so the query text stays out of access logs."""
+    return await search(body)

@@ -1,0 +1,65 @@
+"""What one search is: the mode, the filters and every knob, decided once by the service."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from memory_layer.config import SearchFusion
+
+if TYPE_CHECKING:
+    from memory_layer.search.scoring import ScoreWeights
+
+
+class SearchMode(StrEnum):
+    hybrid = "hybrid"
+    vector = "vector"
+    keyword = "keyword"
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    conversation_id: str | None = None
+    user_id: str | None = None
+    role: str | None = None
+    importance_min: float | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    metadata: dict[str, Any] | None = None
+    include_archived: bool = False
+
+
+# Queries that use websearch operators (quotes, OR, -word) keep their strict meaning.
+_WEBSEARCH_OPERATORS = re.compile(r'"|\bor\b|(?:^|\s)-\w', re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """Everything the repository needs for one search statement."""
+
+    tenant_id: str
+    query_text: str
+    query_vector: list[float] | None
+    mode: SearchMode
+    fusion: SearchFusion
+    model: str
+    limit: int
+    candidate_pool: int
+    filters: SearchFilters
+    weights: ScoreWeights
+    rrf_k: int
+    keyword_weight: float
+    min_score: float | None = None
+    with_embedding: bool = False
+    exact: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.query_vector is None) != (self.mode is SearchMode.keyword):
+            raise ValueError("a query vector is needed exactly when the mode uses vectors")
+
+    @property
+    def strict_keywords(self) -> bool:
+        return bool(_WEBSEARCH_OPERATORS.search(self.query_text))

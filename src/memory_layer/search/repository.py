@@ -1,0 +1,268 @@
+"""SQL of search: candidates from HNSW and full text, fused and scored in one statement."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import TextClause, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from memory_layer.kit.db.vectors import vector_param
+from memory_layer.models.message import EmbeddingStatus
+from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan
+from memory_layer.search.scoring import RECENCY_SQL, SCORED_SQL, relevance_sql
+
+
+@dataclass(frozen=True)
+class ScoredRow:
+    """A search hit: the message's public fields and every signal that ranked it."""
+
+    id: uuid.UUID
+    conversation_id: str
+    user_id: str | None
+    role: str
+    content: str
+    metadata: dict[str, Any]
+    importance: float
+    created_at: datetime
+    embedding_status: str
+    vector_rank: int | None
+    similarity: float | None
+    keyword_rank: int | None
+    keyword_score: float | None
+    fused: float
+    relevance: float
+    recency: float
+    part_relevance: float
+    part_importance: float
+    part_recency: float
+    score: float
+    embedding: list[float] | None = None
+    mmr_rank: int | None = None
+
+
+READY = f"'{EmbeddingStatus.ready.value}'"
+
+# The search is plain SQL text: building an expression tree per request cost more than the query.
+# Only fixed fragments are ever spliced in ({filters}, the mode's CTEs); every value travels as a
+# bind parameter.
+#
+# Candidates come from two places, each limited to :candidate_pool rows of the tenant:
+#   vector_hits   nearest neighbours through the HNSW index (rows embedded by the current model)
+#   keyword_hits  full-text matches through the GIN index, ranked by ts_rank_cd (every row, so a
+#                 message whose embedding is still pending is already found)
+# and are fused by reciprocal rank fusion: fused = sum over lists of 1 / (rrf_k + rank).
+VECTOR_HITS = f"""
+vector_hits AS (
+    SELECT tenant_id, id, distance,
+           row_number() OVER (ORDER BY distance, id) AS vector_rank
+    FROM (
+        SELECT tenant_id, id, embedding <=> CAST(:query_vector AS vector) AS distance
+        FROM messages
+        WHERE tenant_id = :tenant_id
+          AND embedding_status = {READY}
+          AND embedding_model = :model{{filters}}
+        ORDER BY {{vector_order}}
+        LIMIT :candidate_pool
+    ) nearest
+)"""
+
+# The HNSW index serves `ORDER BY embedding <=> q` only; the `+ 0` form makes PostgreSQL compare
+# every one of the tenant's vectors (through the tenant index): exact, and for a small tenant
+# faster than walking a graph built over everyone's rows.
+INDEX_ORDER = "embedding <=> CAST(:query_vector AS vector)"
+EXACT_ORDER = "(embedding <=> CAST(:query_vector AS vector)) + 0"
+
+NO_VECTOR_HITS = """
+vector_hits AS (
+    SELECT NULL::varchar AS tenant_id, NULL::uuid AS id, NULL::float8 AS distance,
+           NULL::bigint AS vector_rank
+    WHERE false
+)"""
+
+KEYWORD_HITS = """
+keyword_hits AS (
+    SELECT tenant_id, id, keyword_score,
+           row_number() OVER (ORDER BY keyword_score DESC, id) AS keyword_rank
+    FROM (
+        SELECT tenant_id, id,
+               (ts_rank_cd(content_tsv, tsq, 32)
+                + CASE WHEN content_tsv @@ all_terms THEN 1.0 ELSE 0.0 END) / 2.0 AS keyword_score
+        FROM messages, {tsquery} AS tsq, websearch_to_tsquery('english', :query_text) AS all_terms
+        WHERE tenant_id = :tenant_id
+          AND content_tsv @@ tsq{filters}
+        ORDER BY keyword_score DESC
+        LIMIT :candidate_pool
+    ) matched
+)"""
+
+NO_KEYWORD_HITS = """
+keyword_hits AS (
+    SELECT NULL::varchar AS tenant_id, NULL::uuid AS id, NULL::float8 AS keyword_score,
+           NULL::bigint AS keyword_rank
+    WHERE false
+)"""
+
+# A keyword-only hit's similarity is computed from its stored vector (a few dozen rows at most),
+# so every hit that has a vector of the current model explains itself fully.
+SIMILARITY_FROM_VECTORS = f"""CASE WHEN f.distance IS NOT NULL THEN greatest(0.0, 1.0 - f.distance)
+                WHEN m.embedding_status = {READY} AND m.embedding_model = :model
+                THEN greatest(0.0, 1.0 - (m.embedding <=> CAST(:query_vector AS vector)))
+                END"""
+NO_SIMILARITY = "NULL::float8"
+
+SEARCH_SQL = """
+WITH {vector_hits}, {keyword_hits},
+fused AS (
+    SELECT coalesce(v.tenant_id, k.tenant_id) AS tenant_id, coalesce(v.id, k.id) AS id,
+           v.distance, v.vector_rank, k.keyword_score, k.keyword_rank,
+           coalesce(1.0 / (:rrf_k + v.vector_rank), 0.0)
+             + coalesce(1.0 / (:rrf_k + k.keyword_rank), 0.0) AS fused
+    FROM vector_hits v
+    FULL JOIN keyword_hits k ON k.tenant_id = v.tenant_id AND k.id = v.id
+), hits AS (
+    SELECT m.id, m.conversation_id, m.user_id, m.role, m.content, m.metadata, m.importance,
+           m.created_at, m.embedding_status,{embedding}
+           f.vector_rank, {similarity} AS similarity,
+           f.keyword_rank, f.keyword_score, f.fused,
+           {recency} AS recency
+    FROM fused f
+    JOIN messages m ON m.tenant_id = f.tenant_id AND m.id = f.id
+), signals AS (
+    SELECT *, {relevance} AS relevance FROM hits
+), scored AS ({scored}
+)
+SELECT * FROM scored{min_score}
+ORDER BY score DESC, created_at DESC, id
+LIMIT :limit
+"""
+
+_FILTERS = {
+    "conversation_id": "conversation_id = :conversation_id",
+    "user_id": "user_id = :user_id",
+    "role": "role = :role",
+    "importance_min": "importance >= :importance_min",
+    "since": "created_at >= :since",
+    "until": "created_at <= :until",
+    "metadata": "metadata @> CAST(:metadata AS jsonb)",
+}
+
+
+# A question in plain words matches messages holding any of its terms: requiring all of them, as
+# websearch syntax does, finds almost nothing for a question like "what did the landlord say about
+# the boiler?". The keyword score is half cover density (ts_rank_cd / (1 + ts_rank_cd)) and half
+# "every term matched" (websearch semantics, so a code like KX-4471-B must match as a phrase):
+# full-text ranking has no IDF, and without that half a rare exact token weighs no more than a
+# common word. Queries that use websearch operators keep their strict meaning.
+# The lexemes are already stemmed by the english parser; 'simple' reads them back unchanged.
+ANY_TERM_TSQUERY = (
+    "to_tsquery('simple', replace(websearch_to_tsquery('english', :query_text)::text, ' & ', ' | '))"
+)
+WEBSEARCH_TSQUERY = "websearch_to_tsquery('english', :query_text)"
+
+
+def _filter_sql(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
+    fragments: list[str] = []
+    params: dict[str, Any] = {}
+    if not filters.include_archived:
+        fragments.append("archived_at IS NULL")
+    for name, fragment in _FILTERS.items():
+        value = getattr(filters, name)
+        if value is not None:
+            fragments.append(fragment)
+            params[name] = json.dumps(value) if name == "metadata" else value
+    return "".join(f"\n          AND {fragment}" for fragment in fragments), params
+
+
+def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
+    """The search statement for one plan, and every parameter it binds."""
+    where, params = _filter_sql(plan.filters)
+    uses_vectors = plan.mode is not SearchMode.keyword
+    sql = SEARCH_SQL.format(
+        vector_hits=(VECTOR_HITS if uses_vectors else NO_VECTOR_HITS).format(
+            filters=where, vector_order=EXACT_ORDER if plan.exact else INDEX_ORDER
+        ),
+        keyword_hits=(KEYWORD_HITS if plan.mode is not SearchMode.vector else NO_KEYWORD_HITS).format(
+            filters=where, tsquery=WEBSEARCH_TSQUERY if plan.strict_keywords else ANY_TERM_TSQUERY
+        ),
+        relevance=relevance_sql(plan.mode, plan.fusion),
+        similarity=SIMILARITY_FROM_VECTORS if uses_vectors else NO_SIMILARITY,
+        recency=RECENCY_SQL.format(created_at="m.created_at"),
+        scored=SCORED_SQL.format(source="signals"),
+        embedding="\n           m.embedding," if plan.with_embedding else "",
+        min_score="\nWHERE score >= :min_score" if plan.min_score is not None else "",
+    )
+    params.update(
+        plan.weights.params(),
+        tenant_id=plan.tenant_id,
+        candidate_pool=plan.candidate_pool,
+        limit=plan.limit,
+        rrf_k=plan.rrf_k,
+        keyword_weight=plan.keyword_weight,
+    )
+    statement = text(sql)
+    if uses_vectors:
+        statement = statement.bindparams(vector_param("query_vector"))
+        params.update(query_vector=plan.query_vector, model=plan.model)
+    if plan.mode is not SearchMode.vector:
+        params["query_text"] = plan.query_text
+    if plan.min_score is not None:
+        params["min_score"] = plan.min_score
+    if plan.with_embedding:
+        return statement.columns(embedding=Vector()), params  # type: ignore[return-value]
+    return statement, params
+
+
+class SearchRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def search(self, plan: SearchPlan) -> list[ScoredRow]:
+        """Candidates from HNSW and/or full text, fused and ranked by the final score in SQL.
+
+        hnsw.ef_search and hnsw.iterative_scan are set on every connection by the engine.
+        """
+        statement, params = build_search_sql(plan)
+        result = await self.session.execute(statement, params)
+        return [
+            ScoredRow(
+                id=row.id,
+                conversation_id=row.conversation_id,
+                user_id=row.user_id,
+                role=row.role,
+                content=row.content,
+                metadata=row.metadata,
+                importance=float(row.importance),
+                created_at=row.created_at,
+                embedding_status=row.embedding_status,
+                vector_rank=row.vector_rank,
+                similarity=None if row.similarity is None else float(row.similarity),
+                keyword_rank=row.keyword_rank,
+                keyword_score=None if row.keyword_score is None else float(row.keyword_score),
+                fused=float(row.fused),
+                relevance=float(row.relevance),
+                recency=float(row.recency),
+                part_relevance=float(row.part_relevance),
+                part_importance=float(row.part_importance),
+                part_recency=float(row.part_recency),
+                score=float(row.score),
+                embedding=row.embedding if plan.with_embedding else None,
+            )
+            for row in result
+        ]
+
+    async def tenant_size(self, tenant_id: str, cap: int) -> int:
+        """The tenant's message count, counted no further than `cap` + 1 (cheap for big tenants)."""
+        result = await self.session.execute(
+            text(
+                "SELECT count(*) FROM (SELECT 1 FROM messages WHERE tenant_id = :tenant_id "
+                "LIMIT :cap) AS capped"
+            ),
+            {"tenant_id": tenant_id, "cap": cap + 1},
+        )
+        return int(result.scalar_one())

@@ -1,0 +1,149 @@
+"""Schemas of the search routes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from memory_layer.kit.schemas import Identifier, NonBlankText
+from memory_layer.models.message import EmbeddingStatus, Role
+from memory_layer.search.plan import SearchFilters, SearchMode
+
+
+class SearchRequest(BaseModel):
+    """What to look for, and where (query string for GET, JSON body for POST)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: Identifier | None = Field(
+        default=None, description="Required unless the API key is bound to a tenant."
+    )
+    query: NonBlankText = Field(min_length=1, max_length=4096)
+    top_k: int = Field(default=5, ge=1, le=100)
+    mode: SearchMode = Field(
+        default=SearchMode.hybrid,
+        description="hybrid: vector and keyword candidates fused (MEMORY_SEARCH_FUSION); vector: "
+        "embeddings only; keyword: full text only (no model call, finds pending messages).",
+    )
+    conversation_id: Identifier | None = None
+    user_id: Identifier | None = None
+    role: Role | None = None
+    importance_min: float | None = Field(default=None, ge=0.0, le=1.0)
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="Only messages whose metadata contains this JSON object (PostgreSQL @>). "
+        "In a GET query string, pass it as JSON text.",
+    )
+    include_archived: bool = Field(default=False, description="Also search archived messages.")
+    min_score: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Drop hits whose final score is lower."
+    )
+    diversity: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="0 keeps the score order; up to 1 trades score for variety (maximal "
+        "marginal relevance over the candidates' embeddings).",
+    )
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError("must be a JSON object") from exc
+        if value is not None and not isinstance(value, dict):
+            raise ValueError("must be a JSON object")
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> SearchRequest:
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError("since must not be after until")
+        return self
+
+    def filters(self) -> SearchFilters:
+        return SearchFilters(
+            conversation_id=self.conversation_id,
+            user_id=self.user_id,
+            role=self.role.value if self.role is not None else None,
+            importance_min=self.importance_min,
+            since=self.since,
+            until=self.until,
+            metadata=self.metadata,
+            include_archived=self.include_archived,
+        )
+
+
+class ScoreParts(BaseModel):
+    """Weighted contributions to `score`; they add up to it."""
+
+    relevance: float
+    importance: float
+    recency: float
+
+
+class Explanation(BaseModel):
+    """Why a message ranked where it did."""
+
+    vector_rank: int | None = Field(description="Rank among the nearest neighbours, from 1; null "
+                                    "when not among the vector candidates.")
+    similarity: float | None = Field(description="Cosine similarity to the query; null when the "
+                                     "message has no vector of the current model yet.")
+    keyword_rank: int | None = Field(description="Rank among the full-text matches, from 1.")
+    keyword_score: float | None = Field(description="Full-text score in [0, 1): half cover "
+                                        "density ts_rank_cd / (1 + ts_rank_cd), half whether every "
+                                        "query term matched.")
+    fused_score: float = Field(description="Reciprocal rank fusion: sum of 1 / (k + rank).")
+    relevance: float = Field(description="The query-match signal in [0, 1]: similarity (vector), "
+                             "keyword_score (keyword); for hybrid, by MEMORY_SEARCH_FUSION, "
+                             "min(1, similarity + MEMORY_SEARCH_KEYWORD_WEIGHT * keyword_score) "
+                             "(weighted, the default) or fused_score over its maximum (rrf).")
+    importance: float
+    recency: float
+    mmr_rank: int | None = Field(default=None, description="Position chosen by diversity "
+                                 "re-ranking, when `diversity` > 0.")
+
+
+class SearchItem(BaseModel):
+    """One remembered message, with the numbers that ranked it."""
+
+    message_id: uuid.UUID
+    conversation_id: str
+    user_id: str | None
+    role: Role
+    content: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    embedding_status: EmbeddingStatus
+    score: float = Field(description="Final rank score in [0, 1].")
+    similarity: float | None = Field(
+        description="Cosine similarity to the query, floored at 0; null when the message has no "
+        "vector of the current model yet (or in keyword mode)."
+    )
+    importance: float
+    recency: float = Field(description="0.5 ** (age / half-life), in [0, 1].")
+    score_parts: ScoreParts
+    explanation: Explanation
+
+
+class SearchResponse(BaseModel):
+    """Hits ordered by score, best first."""
+
+    total: int
+    items: list[SearchItem]
+    mode: SearchMode = Field(description="The mode that produced the items.")
+    degraded: str | None = Field(
+        default=None,
+        description="Set when hybrid search fell back to keyword only (the embedding provider "
+        "failed); the reason.",
+    )
+    embedding_model: str

@@ -1,0 +1,92 @@
+"""How a search hit is scored: the one definition of the formula, as SQL the search runs.
+
+    relevance  = per mode, in [0, 1] (RELEVANCE below)
+    recency    = 0.5 ** (age_hours / half_life_hours)
+    part_x     = w_x * x / (w_relevance + w_importance + w_recency)   for x in relevance,
+                                                                      importance, recency
+    score      = part_relevance + part_importance + part_recency
+
+so every score lies in [0, 1] and the parts returned with each hit add up to it. The SQL computes
+them once; nothing recomputes them in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from memory_layer.config import SearchFusion, Settings
+from memory_layer.search.plan import SearchMode
+
+
+@dataclass(frozen=True)
+class ScoreWeights:
+    relevance: float = 0.7
+    importance: float = 0.2
+    recency: float = 0.1
+    half_life_hours: float = 168.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ScoreWeights:
+        return cls(
+            relevance=settings.score_weight_similarity,
+            importance=settings.score_weight_importance,
+            recency=settings.score_weight_recency,
+            half_life_hours=settings.recency_half_life_hours,
+        )
+
+    @property
+    def total(self) -> float:
+        total = self.relevance + self.importance + self.recency
+        return total if total > 0 else 1.0
+
+    def params(self) -> dict[str, Any]:
+        """The bind parameters SCORED_SQL and RECENCY_SQL read."""
+        return {
+            "half_life_hours": self.half_life_hours,
+            "w_relevance": self.relevance / self.total,
+            "w_importance": self.importance / self.total,
+            "w_recency": self.recency / self.total,
+        }
+
+
+# Relevance in [0, 1] per mode: cosine similarity (vector); the keyword score (keyword);
+# for hybrid, by MEMORY_SEARCH_FUSION, either ("weighted") the similarity plus a keyword bonus,
+# min(1, similarity + keyword_weight * keyword_score), or ("rrf") the reciprocal-rank-fused score
+# over its maximum 2/(rrf_k+1). docs/evaluation.md has the measurements behind the default:
+# RRF flattens the top ranks so much that importance and recency decide between a strong and a
+# weak match, and a convex mix halves the similarity scale for the same reason.
+_RELEVANCE_BY_MODE = {
+    SearchMode.vector: "similarity",
+    SearchMode.keyword: "coalesce(keyword_score, 0.0)",
+}
+_RELEVANCE_BY_FUSION = {
+    SearchFusion.rrf: "fused * (:rrf_k + 1) / 2.0",
+    SearchFusion.weighted: (
+        "least(1.0, coalesce(similarity, 0.0) + :keyword_weight * coalesce(keyword_score, 0.0))"
+    ),
+}
+
+
+def relevance_sql(mode: SearchMode, fusion: SearchFusion) -> str:
+    """The SQL expression of a hit's relevance for this mode (and, for hybrid, this fusion)."""
+    if mode is SearchMode.hybrid:
+        return _RELEVANCE_BY_FUSION[fusion]
+    return _RELEVANCE_BY_MODE[mode]
+
+
+RECENCY_SQL = (
+    "power(0.5, greatest(0.0, extract(epoch FROM now() - ({created_at})) / 3600.0) "
+    "/ :half_life_hours)"
+)
+
+# Over rows that have `relevance`, `importance` and `recency` columns.
+SCORED_SQL = """
+    SELECT *, part_relevance + part_importance + part_recency AS score
+    FROM (
+        SELECT *,
+               :w_relevance * relevance AS part_relevance,
+               :w_importance * importance AS part_importance,
+               :w_recency * recency AS part_recency
+        FROM {source}
+    ) parts"""

@@ -1,0 +1,111 @@
+"""Retrieval: embed the query once, gather vector and keyword candidates in SQL, rank, diversify."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from memory_layer.config import Settings
+from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
+from memory_layer.embeddings.service import call_provider
+from memory_layer.kit.errors import ServiceUnavailable
+from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.search.diversity import mmr_order
+from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan
+from memory_layer.search.repository import ScoredRow, SearchRepository
+from memory_layer.search.scoring import ScoreWeights
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """What a caller asks for (the HTTP schemas, the evaluation harness or the CLI)."""
+
+    text: str
+    top_k: int = 5
+    mode: SearchMode = SearchMode.hybrid
+    filters: SearchFilters = dataclasses.field(default_factory=SearchFilters)
+    min_score: float | None = None
+    diversity: float = 0.0
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    rows: list[ScoredRow]
+    mode: SearchMode
+    degraded: str | None
+
+
+async def _query_vector(
+    query: SearchQuery, embedder: EmbeddingProvider, metrics: Metrics
+) -> tuple[list[float] | None, SearchMode, str | None]:
+    if query.mode is SearchMode.keyword:
+        return None, SearchMode.keyword, None
+    try:
+        vector = await call_provider(embedder.embed_query(query.text), embedder, metrics)
+    except EmbeddingError as exc:
+        if query.mode is SearchMode.hybrid:
+            # The provider is down or rate-limited: answer from the keyword index rather than not
+            # at all, and say so.
+            return None, SearchMode.keyword, f"embedding_failed: {exc}"
+        raise ServiceUnavailable(
+            f"the embedding provider failed, nothing was searched: {exc}", code="embedding_failed"
+        ) from exc
+    return vector, query.mode, None
+
+
+async def search_memory(
+    session: AsyncSession,
+    tenant_id: str,
+    query: SearchQuery,
+    *,
+    settings: Settings,
+    embedder: EmbeddingProvider,
+    metrics: Metrics,
+    tenant_sizes: MutableMapping[str, int] | None = None,
+) -> SearchOutcome:
+    """The tenant's most relevant messages for the query, best first."""
+    # The model first, then the database: no connection waits in a transaction on the provider.
+    vector, mode, degraded = await _query_vector(query, embedder, metrics)
+    repository = SearchRepository(session)
+    exact = False
+    if mode is not SearchMode.keyword and settings.search_exact_max_rows > 0:
+        size = tenant_sizes.get(tenant_id) if tenant_sizes is not None else None
+        if size is None:
+            size = await repository.tenant_size(tenant_id, settings.search_exact_max_rows)
+            if tenant_sizes is not None:
+                tenant_sizes[tenant_id] = size
+        exact = size <= settings.search_exact_max_rows
+    candidate_pool = max(query.top_k * settings.search_candidate_multiplier, 20)
+    diversify = query.diversity > 0
+    plan = SearchPlan(
+        tenant_id=tenant_id,
+        query_text=query.text,
+        query_vector=vector,
+        mode=mode,
+        fusion=settings.search_fusion,
+        model=embedder.model_name,
+        # Diversity re-ranks a longer list, so it needs more than top_k to choose from.
+        limit=candidate_pool if diversify else query.top_k,
+        candidate_pool=candidate_pool,
+        filters=query.filters,
+        weights=ScoreWeights.from_settings(settings),
+        rrf_k=settings.search_rrf_k,
+        keyword_weight=settings.search_keyword_weight,
+        min_score=query.min_score,
+        with_embedding=diversify,
+        exact=exact,
+    )
+    rows = await repository.search(plan)
+    if not diversify:
+        return SearchOutcome(rows=rows, mode=mode, degraded=degraded)
+    order = mmr_order(
+        [row.score for row in rows],
+        [row.embedding for row in rows],
+        lambda_=1.0 - query.diversity,
+        k=query.top_k,
+    )
+    chosen = [dataclasses.replace(rows[i], mmr_rank=position + 1) for position, i in enumerate(order)]
+    return SearchOutcome(rows=chosen, mode=mode, degraded=degraded)

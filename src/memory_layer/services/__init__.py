@@ -1,1 +1,0 @@
-"""Business rules: ingestion, retrieval, retention, API keys. No FastAPI imports here."""
