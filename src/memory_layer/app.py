@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from cachetools import TTLCache
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
 from memory_layer import __version__
 from memory_layer.auth.service import KeyRing
@@ -89,6 +90,10 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; clients are created in the lifespan, not here."""
     settings = settings or Settings()
@@ -97,6 +102,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Semantic conversation memory for chatbots and AI agents.",
         lifespan=lifespan,
+        # operationId = the handler's name (`create_message`, `search_memory`), so generated
+        # clients read well.
+        generate_unique_id_function=_operation_id,
     )
     app.state.settings = settings
     app.state.key_ring = KeyRing.from_settings(settings)

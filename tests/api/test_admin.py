@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
-from tests.conftest import ADMIN_KEY, running_client
+from tests.fixtures.app import ADMIN_KEY, running_client
 
 
 async def test_health_pings_the_database(client: httpx.AsyncClient) -> None:

@@ -16,7 +16,9 @@ from memory_layer.auth.service import create_api_key
 from memory_layer.config import Settings
 from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 from memory_layer.kit.db.migrations import upgrade_to_head
-from tests.conftest import DatabaseServer, make_settings, new_tenant, running_client
+from tests.fixtures.app import make_settings, running_client
+from tests.fixtures.database import DatabaseServer
+from tests.fixtures.tenants import new_tenant
 
 SERVICE_KEY = "service-key-for-tests"
 ADMIN_KEY = "admin-key-for-tests"

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import new_tenant
+from tests.fixtures.tenants import new_tenant
 
 CLI = str(Path(sys.executable).parent / "memory-layer")
 ROOT = Path(__file__).resolve().parents[2]

@@ -29,7 +29,8 @@ from memory_layer.embeddings.worker import EmbeddingWorker, backoff_seconds
 from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 from memory_layer.kit.db.migrations import stored_embedding_dimensions, upgrade_to_head
 from memory_layer.kit.observability.metrics import Metrics
-from tests.conftest import ADMIN_KEY, DatabaseServer, make_settings, running_client
+from tests.fixtures.app import ADMIN_KEY, make_settings, running_client
+from tests.fixtures.database import DatabaseServer
 
 WORKER_DATABASE = "memory_layer_worker_test"
 

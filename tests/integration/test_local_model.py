@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from memory_layer.embeddings.providers.local import LocalEmbeddingProvider
-from tests.conftest import ADMIN_KEY, make_settings, new_tenant, running_client
+from tests.fixtures.app import ADMIN_KEY, make_settings, running_client
+from tests.fixtures.tenants import new_tenant
 
 pytestmark = pytest.mark.real_model
 

@@ -17,7 +17,7 @@ from memory_layer.kit.db.vectors import vector_param
 from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan
 from memory_layer.search.repository import ScoredRow, SearchRepository, build_search_sql
 from memory_layer.search.scoring import ScoreWeights
-from tests.conftest import new_tenant
+from tests.fixtures.tenants import new_tenant
 
 DIMS = 384
 SIMILARITY_ONLY = ScoreWeights(relevance=1.0, importance=0.0, recency=0.0)

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from memory_layer.config import Settings
-from tests.conftest import ADMIN_KEY, new_tenant, running_client
+from tests.fixtures.app import ADMIN_KEY, running_client
+from tests.fixtures.tenants import new_tenant
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +35,7 @@ def load_harness() -> ModuleType:
 
 @pytest.fixture(scope="module")
 async def local_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    from tests.conftest import make_settings
+    from tests.fixtures.app import make_settings
 
     settings: Settings = make_settings(database_url, embedding_provider="local")
     async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:

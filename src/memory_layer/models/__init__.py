@@ -1,7 +1,8 @@
-"""SQLAlchemy declarative models."""
+"""SQLAlchemy declarative models: every table on one Base."""
 
 from memory_layer.models.api_key import ApiKey
 from memory_layer.models.base import Base
-from memory_layer.models.message import EmbeddingStatus, Message, Role
+from memory_layer.models.erasure import Erasure
+from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
 
-__all__ = ["ApiKey", "Base", "EmbeddingStatus", "Message", "Role"]
+__all__ = ["ApiKey", "Base", "EmbeddingStatus", "Erasure", "Kind", "Message", "Role"]

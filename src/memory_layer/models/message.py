@@ -8,7 +8,19 @@ from enum import StrEnum
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import Computed, DateTime, Float, Integer, String, Text, func
+from sqlalchemy import (
+    CheckConstraint,
+    Computed,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,6 +34,17 @@ class Role(StrEnum):
     tool = "tool"
 
 
+class Kind(StrEnum):
+    """What a stored memory is: a raw conversation turn, or something distilled from turns."""
+
+    message = "message"
+    fact = "fact"
+    preference = "preference"
+    procedure = "procedure"
+    summary = "summary"
+    event = "event"
+
+
 class EmbeddingStatus(StrEnum):
     pending = "pending"
     ready = "ready"
@@ -30,6 +53,42 @@ class EmbeddingStatus(StrEnum):
 
 class Message(Base):
     __tablename__ = "messages"
+    # Declared as the migrations create them; `alembic check` (in the test command) keeps the two
+    # in step.
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "client_message_id", name="uq_messages_tenant_id_client_message_id"
+        ),
+        CheckConstraint("role IN ('user', 'assistant', 'system', 'tool')", name="role"),
+        CheckConstraint("importance >= 0 AND importance <= 1", name="importance_range"),
+        CheckConstraint("embedding_status IN ('pending', 'ready', 'failed')", name="embedding_status"),
+        CheckConstraint(
+            "kind IN ('message', 'fact', 'preference', 'procedure', 'summary', 'event')", name="kind"
+        ),
+        Index("ix_messages_tenant_conversation_created", "tenant_id", "conversation_id", "created_at"),
+        Index("ix_messages_tenant_created", "tenant_id", "created_at"),
+        Index("ix_messages_tenant_user", "tenant_id", "user_id"),
+        Index(
+            "ix_messages_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        ),
+        Index("ix_messages_content_tsv", "content_tsv", postgresql_using="gin"),
+        # The worker's queue is the table itself: these partial indexes keep claiming and
+        # counting cheap.
+        Index(
+            "ix_messages_embedding_pending",
+            "embedding_next_attempt_at",
+            postgresql_where=text("embedding_status = 'pending'"),
+        ),
+        Index(
+            "ix_messages_embedding_failed",
+            "tenant_id",
+            postgresql_where=text("embedding_status = 'failed'"),
+        ),
+    )
 
     # tenant_id leads every key so the table can be distributed by tenant later.
     tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -37,6 +96,7 @@ class Message(Base):
     conversation_id: Mapped[str] = mapped_column(String(128))
     user_id: Mapped[str | None] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), server_default=Kind.message.value)
     content: Mapped[str] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, server_default="{}")
     importance: Mapped[float] = mapped_column(Float)

@@ -121,7 +121,7 @@ SearcherDep = Annotated[Searcher, Depends(get_searcher)]
 
 
 @router.get("/search", response_model=SearchResponse, responses=ERRORS)
-async def search_get(
+async def search_memory(
     body: Annotated[SearchRequest, Query()], search: SearcherDep
 ) -> SearchResponse:
     """What the tenant's memory holds that is relevant to `query`, best first."""
@@ -129,6 +129,6 @@ async def search_get(
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
-async def search_post(body: SearchRequest, search: SearcherDep) -> SearchResponse:
+async def search_memory_post(body: SearchRequest, search: SearcherDep) -> SearchResponse:
     """The same search with a JSON body, so the query text stays out of access logs."""
     return await search(body)
