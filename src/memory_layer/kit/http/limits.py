@@ -13,16 +13,22 @@ from memory_layer.kit.http.errors import error_body
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    """`max_body_bytes` for every path, except the paths in `overrides` (path -> bytes), which
+    take bodies of many messages (a batch, an import)."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, overrides: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.overrides = overrides or {}
 
-    def _refusal(self) -> JSONResponse:
+    def _refusal(self, limit: int) -> JSONResponse:
         return JSONResponse(
             status_code=413,
             content=error_body(
                 "payload_too_large",
-                f"the request body exceeds {self.max_body_bytes} bytes (a limit derived from "
+                f"the request body exceeds {limit} bytes (a limit derived from "
                 "MEMORY_MAX_CONTENT_CHARS and MEMORY_MAX_METADATA_BYTES)",
             ),
         )
@@ -31,9 +37,10 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.overrides.get(scope.get("path", ""), self.max_body_bytes)
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                await self._refusal()(scope, receive, send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._refusal(limit)(scope, receive, send)
                 return
 
         if not any(name == b"content-length" for name, _ in scope.get("headers", ())):
@@ -46,8 +53,8 @@ class BodySizeLimitMiddleware:
                     return  # the client went away
                 chunk = message.get("body", b"")
                 size += len(chunk)
-                if size > self.max_body_bytes:
-                    await self._refusal()(scope, receive, send)
+                if size > limit:
+                    await self._refusal(limit)(scope, receive, send)
                     return
                 chunks.append(chunk)
                 if not message.get("more_body", False):
