@@ -1,4 +1,5 @@
-"""The test command behind `make test`: lint, type-check, then pytest on real services.
+"""The test command behind `make test`: lint, type-check, layering contracts, then pytest on real
+services (whose suite includes `alembic check`: models against migrations).
 
 PostgreSQL + pgvector: the tests start their own embedded server (or use MEMORY_TEST_DATABASE_URL).
 Redis: MEMORY_TEST_REDIS_URL, else 127.0.0.1:6379 if it answers, else a private redis-server
@@ -76,6 +77,8 @@ def ensure_redis() -> tuple[str, subprocess.Popen[bytes] | None]:
 def main() -> None:
     step("ruff", [str(BIN / "ruff"), "check", "src", "tests", "scripts", "alembic"])
     step("mypy", [str(BIN / "mypy")])
+    # The layering contracts of docs/architecture.md ([tool.importlinter] in pyproject.toml).
+    step("import-linter", [str(BIN / "lint-imports")])
     redis_url, redis_process = ensure_redis()
     env = dict(os.environ, MEMORY_TEST_REDIS_URL=redis_url)
     try:

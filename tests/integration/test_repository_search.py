@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from memory_layer.config import SearchFusion
 from memory_layer.kit.db.engine import create_sessionmaker
 from memory_layer.kit.db.vectors import vector_param
-from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan
-from memory_layer.search.repository import ScoredRow, SearchRepository, build_search_sql
+from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
+from memory_layer.search.repository import SearchRepository, build_search_sql
 from memory_layer.search.scoring import ScoreWeights
 from tests.fixtures.tenants import new_tenant
 

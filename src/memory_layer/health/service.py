@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.embeddings.providers.base import EmbeddingProvider
+from memory_layer.health import repository
 from memory_layer.kit.db.migrations import current_revision, head_revision
 
 
@@ -24,7 +24,7 @@ async def database_check(engine: AsyncEngine) -> CheckResult:
     """Ping the database."""
     try:
         async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+            await repository.ping(connection)
     except Exception as exc:
         return CheckResult(ok=False, detail=f"{type(exc).__name__}: {exc}")
     return CheckResult(ok=True)

@@ -19,7 +19,7 @@ from memory_layer.kit.http.deps import MetricsDep, SettingsDep
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.schemas import ErrorResponse
 from memory_layer.search import service
-from memory_layer.search.repository import ScoredRow
+from memory_layer.search.plan import ScoredRow
 from memory_layer.search.schemas import (
     Explanation,
     ScoreParts,
@@ -129,6 +129,6 @@ async def search_memory(
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
-async def search_memory_post(body: SearchRequest, search: SearcherDep) -> SearchResponse:
+async def search_memory_with_body(body: SearchRequest, search: SearcherDep) -> SearchResponse:
     """The same search with a JSON body, so the query text stays out of access logs."""
     return await search(body)

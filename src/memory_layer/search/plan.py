@@ -1,8 +1,10 @@
-"""What one search is: the mode, the filters and every knob, decided once by the service."""
+"""What one search is (the mode, the filters, every knob, decided once by the service) and what it
+finds (scored rows)."""
 
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -63,3 +65,31 @@ class SearchPlan:
     @property
     def strict_keywords(self) -> bool:
         return bool(_WEBSEARCH_OPERATORS.search(self.query_text))
+
+
+@dataclass(frozen=True)
+class ScoredRow:
+    """A search hit: the message's public fields and every signal that ranked it."""
+
+    id: uuid.UUID
+    conversation_id: str
+    user_id: str | None
+    role: str
+    content: str
+    metadata: dict[str, Any]
+    importance: float
+    created_at: datetime
+    embedding_status: str
+    vector_rank: int | None
+    similarity: float | None
+    keyword_rank: int | None
+    keyword_score: float | None
+    fused: float
+    relevance: float
+    recency: float
+    part_relevance: float
+    part_importance: float
+    part_recency: float
+    score: float
+    embedding: list[float] | None = None
+    mmr_rank: int | None = None

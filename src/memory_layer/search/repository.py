@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
@@ -14,37 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.db.vectors import vector_param
 from memory_layer.models.message import EmbeddingStatus
-from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan
+from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
 from memory_layer.search.scoring import RECENCY_SQL, SCORED_SQL, relevance_sql
-
-
-@dataclass(frozen=True)
-class ScoredRow:
-    """A search hit: the message's public fields and every signal that ranked it."""
-
-    id: uuid.UUID
-    conversation_id: str
-    user_id: str | None
-    role: str
-    content: str
-    metadata: dict[str, Any]
-    importance: float
-    created_at: datetime
-    embedding_status: str
-    vector_rank: int | None
-    similarity: float | None
-    keyword_rank: int | None
-    keyword_score: float | None
-    fused: float
-    relevance: float
-    recency: float
-    part_relevance: float
-    part_importance: float
-    part_recency: float
-    score: float
-    embedding: list[float] | None = None
-    mmr_rank: int | None = None
-
 
 READY = f"'{EmbeddingStatus.ready.value}'"
 

@@ -14,8 +14,8 @@ from memory_layer.embeddings.service import call_provider
 from memory_layer.kit.errors import ServiceUnavailable
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.search.diversity import mmr_order
-from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan
-from memory_layer.search.repository import ScoredRow, SearchRepository
+from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
+from memory_layer.search.repository import SearchRepository
 from memory_layer.search.scoring import ScoreWeights
 
 
