@@ -196,14 +196,12 @@ class EmbeddingJobRepository:
     async def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
         """Rows per embedding status (pending and failed come from small partial indexes)."""
         params: dict[str, Any] = {}
-        where = _tenant_clause(tenant_id, params)
-        result = await self.session.execute(
-            text(
-                "SELECT embedding_status, count(*) AS n FROM messages "
-                f"WHERE embedding_status IN ({PENDING}, {FAILED}){where} GROUP BY embedding_status"
-            ),
-            params,
+        statement = text(
+            "SELECT embedding_status, count(*) AS n FROM messages "
+            f"WHERE embedding_status IN ({PENDING}, {FAILED}){_tenant_clause(tenant_id, params)} "
+            "GROUP BY embedding_status"
         )
+        result = await self.session.execute(statement, params)
         counts = {EmbeddingStatus.pending.value: 0, EmbeddingStatus.failed.value: 0}
         counts.update({row.embedding_status: int(row.n) for row in result})
         return counts
@@ -254,15 +252,12 @@ class EmbeddingJobRepository:
 
     async def count_stale(self, model: str, tenant_id: str | None, include_failed: bool) -> int:
         params: dict[str, Any] = {"model": model}
-        tenant = _tenant_clause(tenant_id, params)
-        result = await self.session.execute(
-            text(
-                "SELECT count(*) FROM messages WHERE embedding_status IN "
-                f"{_stale_statuses(include_failed)} AND {STALE}{tenant}"
-            ),
-            params,
+        statuses = _stale_statuses(include_failed)
+        statement = text(
+            f"SELECT count(*) FROM messages WHERE embedding_status IN {statuses} AND {STALE}"
+            + _tenant_clause(tenant_id, params)
         )
-        return int(result.scalar_one())
+        return int((await self.session.execute(statement, params)).scalar_one())
 
 
 async def queue_everything_again(connection: AsyncConnection) -> int:

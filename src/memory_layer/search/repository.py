@@ -46,12 +46,15 @@ vector_hits AS (
 INDEX_ORDER = "embedding <=> CAST(:query_vector AS vector)"
 EXACT_ORDER = "(embedding <=> CAST(:query_vector AS vector)) + 0"
 
-NO_VECTOR_HITS = """
-vector_hits AS (
-    SELECT NULL::varchar AS tenant_id, NULL::uuid AS id, NULL::float8 AS distance,
-           NULL::bigint AS vector_rank
+# A side the mode does not use: the same columns, no rows.
+NO_HITS = """
+{side}_hits AS (
+    SELECT NULL::varchar AS tenant_id, NULL::uuid AS id, NULL::float8 AS {score},
+           NULL::bigint AS {side}_rank
     WHERE false
 )"""
+NO_VECTOR_HITS = NO_HITS.format(side="vector", score="distance")
+NO_KEYWORD_HITS = NO_HITS.format(side="keyword", score="keyword_score")
 
 KEYWORD_HITS = """
 keyword_hits AS (
@@ -67,13 +70,6 @@ keyword_hits AS (
         ORDER BY keyword_score DESC
         LIMIT :candidate_pool
     ) matched
-)"""
-
-NO_KEYWORD_HITS = """
-keyword_hits AS (
-    SELECT NULL::varchar AS tenant_id, NULL::uuid AS id, NULL::float8 AS keyword_score,
-           NULL::bigint AS keyword_rank
-    WHERE false
 )"""
 
 # A keyword-only hit's similarity is computed from its stored vector (a few dozen rows at most),
