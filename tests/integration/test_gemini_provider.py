@@ -6,12 +6,14 @@ retries are recorded instead of slept, so the waits the provider chose can be ch
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from google.genai import errors as genai_errors
 
 from memory_layer.config import ConfigurationError, Settings
 from memory_layer.embeddings.providers import build_provider
@@ -208,6 +210,68 @@ async def test_429_storm_gives_up_rate_limited_after_max_retries(
     assert len(standin.calls) == 3 + 1
     # No server hint: exponential back-off (1, 2, 4 s steps) with the jitter fixed at the middle.
     assert sleeper.waits == [0.75, 1.5, 3.0]
+
+
+async def test_giving_up_says_how_many_attempts_and_logs_each_retry(
+    make_provider: ProviderFactory,
+    standin: GeminiStandIn,
+    sleeper: RecordingSleep,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    standin.always(rate_limited())
+    caplog.set_level(logging.WARNING, logger="memory_layer.embeddings.providers.gemini")
+
+    with pytest.raises(EmbeddingError) as caught:
+        await make_provider(max_retries=2).embed_query("hello")
+
+    assert str(caught.value).endswith("(gave up after 3 attempts)")
+    # The SDK's error stays attached, for the traceback in the worker's log.
+    assert isinstance(caught.value.__cause__, genai_errors.ClientError)
+    failure = str(caught.value).removesuffix(" (gave up after 3 attempts)")
+    assert [record.getMessage() for record in caplog.records] == [
+        f"Gemini embedding call failed (rate_limited: {failure}); retry 1 of 2 in 0.75s",
+        f"Gemini embedding call failed (rate_limited: {failure}); retry 2 of 2 in 1.50s",
+    ]
+
+
+async def test_backoff_steps_are_capped_by_retry_max_seconds(
+    make_provider: ProviderFactory, standin: GeminiStandIn, sleeper: RecordingSleep
+) -> None:
+    standin.always(server_error(503))
+
+    with pytest.raises(EmbeddingError):
+        await make_provider(max_retries=3, retry_max_seconds=1.5).embed_query("hello")
+
+    # Steps of 1, then 1.5 and 1.5 s (not 2 and 4), each taken at its middle by the fixed jitter.
+    assert sleeper.waits == [0.75, 1.125, 1.125]
+
+
+async def test_a_non_retryable_answer_after_a_retry_ends_the_retries_at_once(
+    make_provider: ProviderFactory, standin: GeminiStandIn, sleeper: RecordingSleep
+) -> None:
+    standin.script(server_error(503), invalid_argument("Request contains an invalid argument."))
+
+    with pytest.raises(EmbeddingError) as caught:
+        await make_provider(max_retries=3).embed_query("hello")
+
+    assert caught.value.kind == "invalid_input"
+    assert caught.value.retryable is False
+    assert str(caught.value).endswith("(gave up after 2 attempts)")
+    assert len(standin.calls) == 2
+    assert len(sleeper.waits) == 1
+
+
+async def test_an_error_on_the_first_and_only_attempt_does_not_mention_attempts(
+    make_provider: ProviderFactory, standin: GeminiStandIn, sleeper: RecordingSleep
+) -> None:
+    standin.script(invalid_argument("Request contains an invalid argument."))
+
+    with pytest.raises(EmbeddingError) as caught:
+        await make_provider().embed_query("hello")
+
+    assert "attempts" not in str(caught.value)
+    assert len(standin.calls) == 1
+    assert sleeper.waits == []
 
 
 @pytest.mark.parametrize("status", [500, 503])

@@ -5,10 +5,11 @@ Texts go out in batches of at most MEMORY_GEMINI_BATCH_SIZE per call (the SDK se
 dimensionality and the retrieval task type of documents or queries. gemini-embedding-001 only returns
 unit vectors at its full 3072 dimensions, so every vector is L2-normalized here.
 
-Each call has a deadline. 429s, 5xx answers, timeouts and connection failures are retried here with
-exponential backoff and jitter, honouring the server's Retry-After; the SDK's own retry is switched off
-so that exactly one policy decides. Every failure surfaces as an EmbeddingError whose `kind` and
-`retryable` tell the worker what to do next.
+Each call has a deadline. The retry policy lives in tenacity (`_retrying`): 429s, 5xx answers, timeouts
+and connection failures are retried with exponential backoff and jitter, or after the server's own
+Retry-After / RetryInfo when it sends one; the SDK's own retry is switched off so that exactly one policy
+decides. Every failure surfaces as an EmbeddingError whose `kind` and `retryable` tell the worker what
+to do next.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import logging
 import math
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import ValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
 from memory_layer.embeddings.providers.base import EmbeddingError
 
@@ -47,12 +48,19 @@ API_KEY_SETTING = "MEMORY_GEMINI_API_KEY"
 Sleep = Callable[[float], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class _Failure:
-    message: str
-    kind: str
-    retryable: bool
-    retry_after: float | None = None
+class _Failure(Exception):
+    """One failed call, classified: what to tell the caller, and whether (and when) to try again."""
+
+    def __init__(self, message: str, kind: str, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _Failure) and exc.retryable
 
 
 class GeminiEmbeddingProvider:
@@ -85,8 +93,8 @@ class GeminiEmbeddingProvider:
         self._dimensions = dimensions
         self._timeout_seconds = timeout_seconds
         self._max_retries = max_retries
-        self._retry_base_seconds = retry_base_seconds
         self._retry_max_seconds = retry_max_seconds
+        self._backoff_step = wait_exponential(multiplier=retry_base_seconds, max=retry_max_seconds)
         self._batch_size = batch_size
         self._sleep = sleep
         self._jitter = jitter
@@ -102,7 +110,7 @@ class GeminiEmbeddingProvider:
                 # The SDK passes its own timeout (milliseconds) to every request, replacing the
                 # client's, and sends it to the server as X-Server-Timeout.
                 timeout=math.ceil(timeout_seconds * 1000),
-                # One attempt per SDK call: the retry policy lives in `_embed_batch` alone.
+                # One attempt per SDK call: the retry policy lives in `_retrying` alone.
                 retry_options=types.HttpRetryOptions(attempts=1),
                 httpx_async_client=self._http,
             ),
@@ -152,38 +160,59 @@ class GeminiEmbeddingProvider:
     async def _embed_batch(self, texts: list[str], task_type: str) -> list[list[float]]:
         contents = [types.Content(role="user", parts=[types.Part(text=text)]) for text in texts]
         config = types.EmbedContentConfig(task_type=task_type, output_dimensionality=self._dimensions)
-        retries = 0
-        while True:
-            try:
-                # The SDK's timeout covers each phase of the exchange; this one bounds the whole call.
-                async with asyncio.timeout(self._timeout_seconds):
-                    response = await self._client.aio.models.embed_content(
-                        model=self._model, contents=contents, config=config
-                    )
-            except Exception as exc:
-                failure = self._failure(exc)
-                if not failure.retryable or retries >= self._max_retries:
-                    attempts = f" (gave up after {retries + 1} attempts)" if retries else ""
-                    raise EmbeddingError(
-                        failure.message + attempts, kind=failure.kind, retryable=failure.retryable
-                    ) from exc
-                delay = self._delay(retries, failure.retry_after)
-                retries += 1
-                logger.warning(
-                    "Gemini embedding call failed (%s: %s); retry %d of %d in %.2fs",
-                    failure.kind, failure.message, retries, self._max_retries, delay,
-                )
-                await self._sleep(delay)
-                continue
-            return self._unit_vectors(response, len(texts))
+        retrying = self._retrying()
+        try:
+            response: types.EmbedContentResponse = await retrying(self._call, contents, config)
+        except _Failure as failure:
+            attempts = retrying.statistics["attempt_number"]
+            suffix = f" (gave up after {attempts} attempts)" if attempts > 1 else ""
+            raise EmbeddingError(
+                failure.message + suffix, kind=failure.kind, retryable=failure.retryable
+            ) from failure.__cause__
+        return self._unit_vectors(response, len(texts))
 
-    def _delay(self, retries: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry number `retries + 1`."""
-        if retry_after is not None:
-            return min(retry_after, self._retry_max_seconds)
-        step = min(self._retry_max_seconds, self._retry_base_seconds * 2.0**retries)
+    def _retrying(self) -> AsyncRetrying:
+        """A fresh policy per batch: its statistics count the attempts of this batch alone."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self._max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=self._log_retry,
+            sleep=self._sleep,
+            # The last _Failure itself, not tenacity's RetryError, reaches `_embed_batch`.
+            reraise=True,
+        )
+
+    async def _call(
+        self, contents: list[types.Content], config: types.EmbedContentConfig
+    ) -> types.EmbedContentResponse:
+        """One call to the API; any failure comes out classified as a _Failure."""
+        try:
+            # The SDK's timeout covers each phase of the exchange; this one bounds the whole call.
+            async with asyncio.timeout(self._timeout_seconds):
+                return await self._client.aio.models.embed_content(
+                    model=self._model, contents=contents, config=config
+                )
+        except Exception as exc:
+            raise self._failure(exc) from exc
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        """Seconds before the next attempt: the server's hint if it gave one, else backoff with jitter."""
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(failure, _Failure) and failure.retry_after is not None:
+            return min(failure.retry_after, self._retry_max_seconds)
+        step = self._backoff_step(retry_state)
         # Half the step plus jitter: clients released by the same outage do not return in lockstep.
         return step / 2 + self._jitter() * step / 2
+
+    def _log_retry(self, retry_state: RetryCallState) -> None:
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(failure, _Failure):
+            logger.warning(
+                "Gemini embedding call failed (%s: %s); retry %d of %d in %.2fs",
+                failure.kind, failure.message, retry_state.attempt_number, self._max_retries,
+                retry_state.upcoming_sleep,
+            )
 
     def _failure(self, exc: Exception) -> _Failure:
         if isinstance(exc, genai_errors.APIError):
