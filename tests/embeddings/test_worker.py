@@ -1,7 +1,6 @@
-"""The embedding worker on real PostgreSQL: claiming, leases, retries, NOTIFY, kills, re-embedding.
+"""The embedding worker on real PostgreSQL: claiming, leases, retries, NOTIFY, kills, the serving worker.
 
-These tests own a database of their own: a worker claims every due row it can see, so it must not
-meet the pending rows other tests leave behind (and they must not meet it).
+These tests own a database of their own (tests/embeddings/conftest.py).
 """
 
 from __future__ import annotations
@@ -11,114 +10,16 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from memory_layer.config import Settings
-from memory_layer.embeddings.providers.base import EmbeddingError
-from memory_layer.embeddings.providers.fake import FakeEmbeddingProvider
-from memory_layer.embeddings.reembed import reembed
 from memory_layer.embeddings.repository import EmbeddingJobRepository
-from memory_layer.embeddings.worker import EmbeddingWorker, backoff_seconds
-from memory_layer.kit.db.engine import create_engine, create_sessionmaker
-from memory_layer.kit.db.migrations import stored_embedding_dimensions, upgrade_to_head
-from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.embeddings.worker import backoff_seconds
+from tests.embeddings.queue import CountingProvider, insert_pending, make_worker, statuses, worker_settings
 from tests.fixtures.app import ADMIN_KEY, make_settings, running_client
-from tests.fixtures.database import DatabaseServer
-
-WORKER_DATABASE = "memory_layer_worker_test"
-
-
-@pytest.fixture(scope="session")
-def worker_database_url(db_server: DatabaseServer) -> str:
-    url = db_server.create_database(WORKER_DATABASE)
-    upgrade_to_head(url, 384)
-    return url
-
-
-@pytest.fixture
-async def engine(worker_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(worker_database_url, pool_size=8, max_overflow=4)
-    async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE messages"))
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return create_sessionmaker(engine)
-
-
-def worker_settings(url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "worker_batch_size": 16,
-        "worker_batch_wait_ms": 0,
-        "embedding_retry_base_seconds": 0.05,
-        "embedding_retry_max_seconds": 0.2,
-    }
-    values.update(overrides)
-    return make_settings(url, **values)
-
-
-class CountingProvider(FakeEmbeddingProvider):
-    """The fake provider, counting every text it embeds and failing on the ones it is told to."""
-
-    def __init__(
-        self, *, delay: float = 0.0, poison: str | None = None, kind: str = "invalid_input"
-    ) -> None:
-        super().__init__(384)
-        self.calls: Counter[str] = Counter()
-        self.delay = delay
-        self.poison = poison
-        self.kind = kind
-
-    async def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.poison is not None and any(self.poison in t for t in texts):
-            raise EmbeddingError(f"cannot embed {self.poison}", kind=self.kind,
-                                 retryable=self.kind in ("rate_limited", "unavailable"))
-        self.calls.update(texts)
-        return await super().embed_documents(texts)
-
-
-async def insert_pending(engine: AsyncEngine, texts: list[str], tenant: str = "t-worker") -> None:
-    async with engine.begin() as connection:
-        await connection.execute(
-            text(
-                "INSERT INTO messages (tenant_id, id, conversation_id, role, content, importance) "
-                "VALUES (:t, :id, 'c', 'user', :content, 0.5)"
-            ),
-            [{"t": tenant, "id": uuid.uuid4(), "content": content} for content in texts],
-        )
-
-
-async def statuses(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
-    async with engine.connect() as connection:
-        result = await connection.execute(
-            text(
-                "SELECT content, embedding_status, embedding_attempts, embedding_error, "
-                "embedding_model, embedding_lease_owner, embedding IS NOT NULL AS has_vector "
-                "FROM messages"
-            )
-        )
-        return {row.content: row._asdict() for row in result}
-
-
-def make_worker(
-    engine: AsyncEngine,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    provider: FakeEmbeddingProvider,
-    settings: Settings,
-) -> EmbeddingWorker:
-    return EmbeddingWorker(engine, sessionmaker, provider, settings, Metrics())
 
 
 async def test_concurrent_workers_never_embed_a_row_twice(
@@ -386,101 +287,6 @@ async def test_serve_answers_202_and_its_worker_makes_the_message_ready(
         assert "memory_worker_batch_size_count 1.0" in metrics
         assert "memory_worker_batch_duration_seconds_count 1.0" in metrics
         assert 'memory_embedding_queue_depth{status="pending"} 0.0' in metrics
-
-
-async def test_a_pending_message_is_found_by_keyword_right_after_the_write(
-    engine: AsyncEngine, worker_database_url: str
-) -> None:
-    settings = make_settings(worker_database_url, async_embeddings=True, worker_enabled=False)
-    async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
-        for content in ("My passport number is X7781234", "I like long walks on the beach"):
-            response = await client.post(
-                "/v1/messages",
-                json={"tenant_id": "t-ryw", "conversation_id": "c", "role": "user",
-                      "content": content},
-            )
-            assert response.status_code == 202
-        for mode in ("hybrid", "keyword"):
-            found = await client.post(
-                "/v1/memory/search",
-                json={"tenant_id": "t-ryw", "query": "passport number", "mode": mode},
-            )
-            assert found.status_code == 200, found.text
-            items = found.json()["items"]
-            assert [item["content"] for item in items] == ["My passport number is X7781234"]
-            assert items[0]["embedding_status"] == "pending"
-            assert items[0]["explanation"]["keyword_rank"] == 1
-            assert items[0]["explanation"]["vector_rank"] is None
-        blind = await client.post(
-            "/v1/memory/search",
-            json={"tenant_id": "t-ryw", "query": "passport number", "mode": "vector"},
-        )
-        assert blind.json()["items"] == []
-
-
-async def test_reembed_moves_every_row_to_the_current_model(
-    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
-) -> None:
-    await insert_pending(engine, [f"old vector {i}" for i in range(30)])
-    settings = worker_settings(worker_database_url)
-    await make_worker(engine, sessionmaker, CountingProvider(), settings).drain()
-    async with engine.begin() as connection:
-        await connection.execute(text("UPDATE messages SET embedding_model = 'retired-model'"))
-
-    provider = CountingProvider()
-    progress: list[int] = []
-    report = await reembed(
-        engine, sessionmaker, provider, settings, chunk_size=7, on_progress=progress.append
-    )
-    assert (report.queued, report.embedded, report.pending, report.failed) == (30, 30, 0, 0)
-    assert sum(progress) == 30
-    rows = await statuses(engine)
-    assert {r["embedding_model"] for r in rows.values()} == {"fake-hash-384"}
-    assert len(provider.calls) == 30
-    again = await reembed(engine, sessionmaker, provider, settings)
-    assert (again.queued, again.embedded) == (0, 0)
-
-
-async def test_changing_the_dimension_is_refused_unless_asked_and_then_loses_no_message(
-    db_server: DatabaseServer,
-) -> None:
-    from memory_layer.kit.errors import InvalidInput
-
-    url = db_server.create_database("memory_layer_dimension_test")
-    upgrade_to_head(url, 8)
-    engine = create_engine(url, pool_size=2, max_overflow=2)
-    sessionmaker = create_sessionmaker(engine)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(
-                text(
-                    "INSERT INTO messages (tenant_id, id, conversation_id, role, content, "
-                    "importance, embedding, embedding_model, embedding_status) "
-                    "SELECT 't', gen_random_uuid(), 'c', 'user', 'eight dims ' || g, 0.5, "
-                    "CAST('[1,0,0,0,0,0,0,0]' AS vector), 'tiny-model', 'ready' "
-                    "FROM generate_series(1, 25) AS g"
-                )
-            )
-        settings = worker_settings(url)  # 384 dimensions
-        with pytest.raises(InvalidInput, match="--change-dimension"):
-            await reembed(engine, sessionmaker, CountingProvider(), settings)
-        report = await reembed(
-            engine, sessionmaker, CountingProvider(), settings, change_dimension=True
-        )
-        assert report.dimension_changed_from == 8
-        assert (report.queued, report.embedded, report.pending) == (25, 25, 0)
-        async with engine.connect() as connection:
-            assert await stored_embedding_dimensions(connection) == 384
-            row = (
-                await connection.execute(
-                    text("SELECT count(*) AS n, min(vector_dims(embedding)) AS dims, "
-                         "count(*) FILTER (WHERE embedding_status = 'ready') AS ready "
-                         "FROM messages")
-                )
-            ).one()
-        assert (row.n, row.dims, row.ready) == (25, 384, 25)
-    finally:
-        await engine.dispose()
 
 
 async def test_requeue_needs_admin_rights(worker_database_url: str, engine: AsyncEngine) -> None:
