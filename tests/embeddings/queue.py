@@ -40,10 +40,13 @@ class CountingProvider(FakeEmbeddingProvider):
         self.delay = delay
         self.poison = poison
         self.kind = kind
+        # Set once a batch is in the model call: tests act on a worker at that moment.
+        self.entered = asyncio.Event()
 
     async def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.entered.set()
         if self.delay:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delay)  # a slow model call
         if self.poison is not None and any(self.poison in t for t in texts):
             raise EmbeddingError(f"cannot embed {self.poison}", kind=self.kind,
                                  retryable=self.kind in ("rate_limited", "unavailable"))
@@ -72,6 +75,18 @@ async def statuses(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
             )
         )
         return {row.content: row._asdict() for row in result}
+
+
+async def all_due(engine: AsyncEngine) -> bool:
+    """Whether every pending row is due by the database's clock (any lease on it has run out)."""
+    async with engine.connect() as connection:
+        not_due = await connection.execute(
+            text(
+                "SELECT count(*) FROM messages "
+                "WHERE embedding_status = 'pending' AND embedding_next_attempt_at > now()"
+            )
+        )
+        return int(not_due.scalar_one()) == 0
 
 
 def make_worker(

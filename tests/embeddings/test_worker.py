@@ -11,15 +11,22 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from memory_layer.embeddings.repository import EmbeddingJobRepository
 from memory_layer.embeddings.worker import backoff_seconds
-from tests.embeddings.queue import CountingProvider, insert_pending, make_worker, statuses, worker_settings
+from tests.embeddings.queue import (
+    CountingProvider,
+    all_due,
+    insert_pending,
+    make_worker,
+    statuses,
+    worker_settings,
+)
 from tests.fixtures.app import ADMIN_KEY, make_settings, running_client
+from tests.support.waiting import wait_until
 
 
 async def test_concurrent_workers_never_embed_a_row_twice(
@@ -52,11 +59,12 @@ async def test_poison_message_fails_after_max_attempts_and_can_be_requeued(
     settings = worker_settings(worker_database_url, embedding_max_attempts=3)
     provider = CountingProvider(poison="POISON")
     worker = make_worker(engine, sessionmaker, provider, settings)
-    for _ in range(50):
-        await worker.drain()
-        if (await statuses(engine))["POISON pill"]["embedding_status"] == "failed":
-            break
-        await asyncio.sleep(0.05)  # the back-off is 0.05..0.2 s in these settings
+
+    async def poison_given_up() -> bool:
+        await worker.drain()  # whatever is due now; the back-off is 0.05..0.2 s in these settings
+        return bool((await statuses(engine))["POISON pill"]["embedding_status"] == "failed")
+
+    await wait_until(poison_given_up, message="the poison message never failed for good")
 
     rows = await statuses(engine)
     poison = rows.pop("POISON pill")
@@ -65,7 +73,7 @@ async def test_poison_message_fails_after_max_attempts_and_can_be_requeued(
     assert poison["embedding_error"] == "invalid_input: cannot embed POISON"
     # The batch was split, so the poison never took its neighbours down with it.
     assert {row["embedding_status"] for row in rows.values()} == {"ready"}
-    assert worker.metrics.worker_failed_rows._value.get() == 1
+    assert worker.metrics.registry.get_sample_value("memory_worker_rows_failed_total") == 1
 
     settings_api = make_settings(worker_database_url)
     async with running_client(settings_api, headers={"X-API-Key": ADMIN_KEY}) as client:
@@ -125,7 +133,7 @@ async def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_write(
     assert len(jobs) == 1
     rescuer = make_worker(engine, sessionmaker, CountingProvider(), settings)
     assert (await rescuer.run_once()).claimed == 0  # leased: not due yet
-    await asyncio.sleep(0.5)
+    await wait_until(lambda: all_due(engine), message="the frozen worker's 0.3 s lease never ran out")
     outcome = await rescuer.run_once()
     assert (outcome.claimed, outcome.ready) == (1, 1)
     async with sessionmaker.begin() as session:
@@ -146,15 +154,18 @@ async def test_notify_wakes_a_sleeping_worker_long_before_its_poll(
     task = asyncio.create_task(worker.run(stop))
     try:
         await asyncio.wait_for(worker.listening.wait(), 10)
-        await asyncio.sleep(0.2)  # the worker has found the queue empty and sleeps (poll: 60 s)
+        # Give the worker time to find the queue empty and fall asleep (poll: 60 s). A plain sleep
+        # on purpose: the worker has no observable "asleep" state, and no count depends on it (a
+        # worker still awake would pick the row up all the same).
+        await asyncio.sleep(0.2)
         assert (await statuses(engine)) == {}
         await insert_pending(engine, ["wake up"])
-        for _ in range(200):
-            if (await statuses(engine))["wake up"]["embedding_status"] == "ready":
-                break
-            await asyncio.sleep(0.05)
+
+        async def woken() -> bool:
+            return bool((await statuses(engine))["wake up"]["embedding_status"] == "ready")
+
         # Well inside the 60 s poll interval, so only the NOTIFY can have woken it.
-        assert (await statuses(engine))["wake up"]["embedding_status"] == "ready"
+        await wait_until(woken, timeout=10, message="the NOTIFY did not wake the worker")
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -169,8 +180,8 @@ async def test_graceful_stop_finishes_the_batch_in_hand(
     worker = make_worker(engine, sessionmaker, provider, settings)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
-    await asyncio.sleep(0.2)  # inside the first batch's model call
-    stop.set()
+    await wait_until(provider.entered.is_set, message="the worker never started a batch")
+    stop.set()  # inside the first batch's model call (0.5 s)
     await asyncio.wait_for(task, 10)
     rows = await statuses(engine)
     counts = Counter(row["embedding_status"] for row in rows.values())
@@ -183,10 +194,11 @@ async def test_cancelled_worker_hands_its_batch_back(
 ) -> None:
     await insert_pending(engine, [f"slow {i}" for i in range(5)])
     settings = worker_settings(worker_database_url)
-    worker = make_worker(engine, sessionmaker, CountingProvider(delay=5), settings)
+    provider = CountingProvider(delay=5)
+    worker = make_worker(engine, sessionmaker, provider, settings)
     task = asyncio.create_task(worker.run_once())
-    await asyncio.sleep(0.3)
-    task.cancel()
+    await wait_until(provider.entered.is_set, message="the worker never started a batch")
+    task.cancel()  # while the claimed batch is in the model call (5 s)
     with pytest.raises(asyncio.CancelledError):
         await task
     rows = await statuses(engine)
@@ -219,16 +231,15 @@ async def test_a_worker_killed_mid_batch_loses_nothing(
         stderr=subprocess.PIPE,
     )
     try:
-        leased: list[Any] = []
-        for _ in range(600):
+
+        async def mid_batch() -> bool:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
             rows = await statuses(engine)
             ready = sum(r["embedding_status"] == "ready" for r in rows.values())
-            leased = [r for r in rows.values() if r["embedding_lease_owner"] is not None]
-            if ready >= 20 and leased:
-                break
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            await asyncio.sleep(0.05)
-        assert leased, "the worker never held a batch"
+            leased = any(r["embedding_lease_owner"] is not None for r in rows.values())
+            return ready >= 20 and leased
+
+        await wait_until(mid_batch, timeout=30, message="the worker never held a second batch")
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     finally:
@@ -242,21 +253,23 @@ async def test_a_worker_killed_mid_batch_loses_nothing(
     assert len(rows) == 200
     # A new worker finishes everything once the dead worker's lease (1 s) has run out.
     settings = worker_settings(worker_database_url, worker_batch_size=50)
-    rescuer = make_worker(engine, sessionmaker, CountingProvider(), settings)
-    for _ in range(100):
-        await rescuer.drain()
-        rows = await statuses(engine)
-        if all(r["embedding_status"] == "ready" for r in rows.values()):
-            break
-        await asyncio.sleep(0.1)
+    provider = CountingProvider()
+    rescuer = make_worker(engine, sessionmaker, provider, settings)
+
+    async def all_ready() -> bool:
+        await rescuer.drain()  # whatever is due now; the stranded rows once their lease ends
+        return all(r["embedding_status"] == "ready" for r in (await statuses(engine)).values())
+
+    await wait_until(all_ready, interval=0.1, message="the stranded rows were never finished")
+    rows = await statuses(engine)
     assert len(rows) == 200
     assert {r["embedding_status"] for r in rows.values()} == {"ready"}
     assert all(r["has_vector"] for r in rows.values())
-    assert set(rescuer.embedder.calls) >= {r["content"] for r in stranded}  # type: ignore[attr-defined]
+    assert set(provider.calls) >= {r["content"] for r in stranded}
 
 
 async def test_serve_answers_202_and_its_worker_makes_the_message_ready(
-    engine: AsyncEngine, worker_database_url: str
+    engine: AsyncEngine, worker_database_url: str, tenant: str
 ) -> None:
     settings = make_settings(
         worker_database_url, async_embeddings=True, worker_enabled=True, worker_batch_wait_ms=0
@@ -265,20 +278,23 @@ async def test_serve_answers_202_and_its_worker_makes_the_message_ready(
         await asyncio.wait_for(client.app.state.worker.listening.wait(), 10)  # type: ignore[attr-defined]
         response = await client.post(
             "/v1/messages",
-            json={"tenant_id": "t-async", "conversation_id": "c", "role": "user",
+            json={"tenant_id": tenant, "conversation_id": "c", "role": "user",
                   "content": "The invoice number is INV-20931"},
         )
         assert response.status_code == 202, response.text
         body = response.json()
         assert body["embedding_status"] == "pending"
         assert response.headers["Location"] == body["status_url"]
-        status = body
-        for _ in range(200):
-            status = (await client.get(body["status_url"], params={"tenant_id": "t-async"})).json()
-            if status["embedding_status"] == "ready":
-                break
-            await asyncio.sleep(0.05)
-        assert status["embedding_status"] == "ready"
+        registry = client.app.state.metrics.registry  # type: ignore[attr-defined]
+
+        async def embedded() -> bool:
+            status = await client.get(body["status_url"], params={"tenant_id": tenant})
+            # The worker records its batch in the metrics right after it commits the row.
+            batches = registry.get_sample_value("memory_worker_batch_size_count")
+            return bool(status.json()["embedding_status"] == "ready" and batches)
+
+        await wait_until(embedded, message="the serving worker never embedded the message")
+        status = (await client.get(body["status_url"], params={"tenant_id": tenant})).json()
         assert status["embedding_model"] == "fake-hash-384"
         assert status["embedding_attempts"] == 1
         assert status["embedded_at"] is not None

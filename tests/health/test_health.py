@@ -44,7 +44,7 @@ async def test_readiness_fails_when_the_embedder_hangs(
         embedder = client.app.state.embedder  # type: ignore[attr-defined]
 
         async def hang(text: str) -> list[float]:
-            await asyncio.sleep(5)
+            await asyncio.sleep(5)  # a model call that hangs: the readiness timeout is 0.05 s
             return []
 
         embedder.embed_query = hang

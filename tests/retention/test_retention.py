@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
 from tests.fixtures.app import ADMIN_KEY, running_client
+from tests.support.waiting import wait_until
 
 
 async def seed_for_retention(client: httpx.AsyncClient, tenant: str) -> dict[str, str]:
@@ -120,15 +121,16 @@ async def test_scheduled_retention_runs_in_the_serving_process(
     settings = settings_factory(retention_schedule_seconds=1, retention_tenants=[tenant])
     async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
         ids = await seed_for_retention(client, tenant)
-        archived_at = None
-        for _ in range(100):  # wait for the schedule, at most about 10 s
+
+        async def archived() -> bool:
             response = await client.get(
                 f"/v1/messages/{ids['old_unimportant']}", params={"tenant_id": tenant}
             )
-            archived_at = response.json()["archived_at"]
-            if archived_at is not None:
-                break
-            await asyncio.sleep(0.1)
+            return response.json()["archived_at"] is not None
+
+        # The schedule runs every second.
+        await wait_until(archived, interval=0.1, message="the scheduled run never archived")
         kept = await client.get(f"/v1/messages/{ids['old_important']}", params={"tenant_id": tenant})
-    assert archived_at is not None
+        fresh = await client.get(f"/v1/messages/{ids['new_unimportant']}", params={"tenant_id": tenant})
     assert kept.json()["archived_at"] is None
+    assert fresh.json()["archived_at"] is None
