@@ -26,6 +26,7 @@ from tests.embeddings.queue import (
     worker_settings,
 )
 from tests.fixtures.app import ADMIN_KEY, make_settings, running_client
+from tests.support.metrics import sample_value, scrape
 from tests.support.waiting import wait_until
 
 
@@ -79,8 +80,8 @@ async def test_poison_message_fails_after_max_attempts_and_can_be_requeued(
     async with running_client(settings_api, headers={"X-API-Key": ADMIN_KEY}) as client:
         queue = await client.get("/v1/admin/embeddings")
         assert queue.json() == {"tenant_id": None, "pending": 0, "failed": 1}
-        metrics = (await client.get("/metrics")).text
-        assert 'memory_embedding_queue_depth{status="failed"} 1.0' in metrics
+        metrics = await scrape(client)
+        assert sample_value(metrics, "memory_embedding_queue_depth", {"status": "failed"}) == 1.0
         requeued = await client.post("/v1/admin/embeddings/requeue", json={"tenant_id": "t-worker"})
         assert requeued.status_code == 200, requeued.text
         assert requeued.json() == {"requeued": 1}
@@ -298,11 +299,12 @@ async def test_serve_answers_202_and_its_worker_makes_the_message_ready(
         assert status["embedding_model"] == "fake-hash-384"
         assert status["embedding_attempts"] == 1
         assert status["embedded_at"] is not None
-        metrics = (await client.get("/metrics")).text
-        assert 'memory_worker_embeddings_total{model="fake-hash-384"} 1.0' in metrics
-        assert "memory_worker_batch_size_count 1.0" in metrics
-        assert "memory_worker_batch_duration_seconds_count 1.0" in metrics
-        assert 'memory_embedding_queue_depth{status="pending"} 0.0' in metrics
+        metrics = await scrape(client)
+        model = {"model": "fake-hash-384"}
+        assert sample_value(metrics, "memory_worker_embeddings_total", model) == 1.0
+        assert sample_value(metrics, "memory_worker_batch_size_count") == 1.0
+        assert sample_value(metrics, "memory_worker_batch_duration_seconds_count") == 1.0
+        assert sample_value(metrics, "memory_embedding_queue_depth", {"status": "pending"}) == 0.0
 
 
 async def test_requeue_needs_admin_rights(worker_database_url: str, engine: AsyncEngine) -> None:

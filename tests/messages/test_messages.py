@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
 from tests.fixtures.app import ADMIN_KEY, running_client
+from tests.support.metrics import sample_value, scrape
 
 
 def message(tenant: str, **overrides: Any) -> dict[str, Any]:
@@ -265,10 +266,12 @@ async def test_inline_embedding_failure_queues_the_message_instead_of_losing_it(
     assert vector_only.status_code == 503
     assert vector_only.json()["error"] == "embedding_failed"
     assert "model unavailable" in vector_only.json()["detail"]
-    metrics = (await client.get("/metrics")).text
-    assert (
-        'memory_embedding_errors_total{kind="unavailable",provider="fake-hash-384"} 3.0' in metrics
+    errors = sample_value(
+        await scrape(client),
+        "memory_embedding_errors_total",
+        {"kind": "unavailable", "provider": "fake-hash-384"},
     )
+    assert errors == 3.0  # the stored message, the hybrid search, the vector search
 
 
 async def test_concurrent_retries_store_exactly_one_message(
