@@ -276,7 +276,7 @@ async def test_serve_answers_202_and_its_worker_makes_the_message_ready(
         worker_database_url, async_embeddings=True, worker_enabled=True, worker_batch_wait_ms=0
     )
     async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
-        await asyncio.wait_for(client.app.state.worker.listening.wait(), 10)  # type: ignore[attr-defined]
+        await asyncio.wait_for(client.worker.listening.wait(), 10)
         response = await client.post(
             "/v1/messages",
             json={"tenant_id": tenant, "conversation_id": "c", "role": "user",
@@ -286,7 +286,7 @@ async def test_serve_answers_202_and_its_worker_makes_the_message_ready(
         body = response.json()
         assert body["embedding_status"] == "pending"
         assert response.headers["Location"] == body["status_url"]
-        registry = client.app.state.metrics.registry  # type: ignore[attr-defined]
+        registry = client.metrics.registry
 
         async def embedded() -> bool:
             status = await client.get(body["status_url"], params={"tenant_id": tenant})

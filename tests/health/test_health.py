@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from memory_layer.config import Settings
 from tests.fixtures.app import running_client
@@ -36,18 +37,16 @@ async def test_readiness_checks_migrations_and_optionally_the_embedder(
 
 
 async def test_readiness_fails_when_the_embedder_hangs(
-    settings_factory: Callable[..., Settings],
+    settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings_factory(health_embed_check_enabled=True,
                                 readiness_embed_timeout_seconds=0.05)
     async with running_client(settings) as client:
-        embedder = client.app.state.embedder  # type: ignore[attr-defined]
-
         async def hang(text: str) -> list[float]:
             await asyncio.sleep(5)  # a model call that hangs: the readiness timeout is 0.05 s
             return []
 
-        embedder.embed_query = hang
+        monkeypatch.setattr(client.embedder, "embed_query", hang)
         response = await client.get("/v1/admin/readiness")
     assert response.status_code == 503
     body = response.json()

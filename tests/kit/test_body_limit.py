@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sqlalchemy import text
@@ -49,11 +49,11 @@ async def test_oversized_chunked_body_is_a_413_too(
     settings = settings_factory(max_content_chars=100, max_metadata_bytes=1024)
     payload = json.dumps(message(tenant, content="x" * (settings.max_body_bytes + 1))).encode()
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for start in range(0, len(payload), 8192):
             yield payload[start : start + 8192]
 
-    async def small():  # type: ignore[no-untyped-def]
+    async def small() -> AsyncIterator[bytes]:
         yield json.dumps(message(tenant, content="chunked")).encode()
 
     async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
-from tests.fixtures.app import ADMIN_KEY, running_client
+from tests.fixtures.app import ADMIN_KEY, AppClient, running_client
 from tests.support.metrics import sample_value, scrape
 
 
@@ -229,11 +229,9 @@ async def test_replay_must_match_metadata_and_user_too(
 
 
 async def test_inline_embedding_failure_queues_the_message_instead_of_losing_it(
-    client: httpx.AsyncClient, tenant: str, db_engine: AsyncEngine
+    client: AppClient, tenant: str, db_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from memory_layer.embeddings.providers.base import EmbeddingError
-
-    embedder = client.app.state.embedder  # type: ignore[attr-defined]
 
     async def broken(texts: list[str]) -> list[list[float]]:
         raise EmbeddingError("model unavailable", kind="unavailable")
@@ -241,8 +239,8 @@ async def test_inline_embedding_failure_queues_the_message_instead_of_losing_it(
     async def broken_query(text: str) -> list[float]:
         raise EmbeddingError("model unavailable", kind="unavailable")
 
-    embedder.embed_documents = broken
-    embedder.embed_query = broken_query
+    monkeypatch.setattr(client.embedder, "embed_documents", broken)
+    monkeypatch.setattr(client.embedder, "embed_query", broken_query)
     stored = await client.post("/v1/messages", json=message(tenant))
     assert stored.status_code == 202, stored.text
     body = stored.json()

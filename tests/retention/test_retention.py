@@ -17,15 +17,17 @@ from tests.support.waiting import wait_until
 
 async def seed_for_retention(client: httpx.AsyncClient, tenant: str) -> dict[str, str]:
     old = (datetime.now(UTC) - timedelta(days=200)).isoformat()
-    specs = {
+    specs: dict[str, dict[str, str | float]] = {
         "old_unimportant": {"created_at": old, "importance_override": 0.1},
         "old_important": {"created_at": old, "importance_override": 0.9},
         "new_unimportant": {"importance_override": 0.1},
     }
-    ids = {}
+    ids: dict[str, str] = {}
     for name, extra in specs.items():
-        body = {"tenant_id": tenant, "conversation_id": "c", "role": "user",
-                "content": f"retention sample {name}"} | extra
+        body: dict[str, str | float] = {
+            "tenant_id": tenant, "conversation_id": "c", "role": "user",
+            "content": f"retention sample {name}", **extra,
+        }
         response = await client.post("/v1/messages", json=body)
         assert response.status_code == 200
         ids[name] = response.json()["message_id"]

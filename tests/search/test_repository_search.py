@@ -10,6 +10,7 @@ import uuid
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,16 +22,18 @@ from memory_layer.search.scoring import ScoreWeights
 from tests.fixtures.tenants import new_tenant
 
 DIMS = 384
+Vectors = NDArray[np.float64]
 SIMILARITY_ONLY = ScoreWeights(relevance=1.0, importance=0.0, recency=0.0)
 
 
-def unit_vectors(count: int, seed: int) -> np.ndarray:
+def unit_vectors(count: int, seed: int) -> Vectors:
     rng = np.random.default_rng(seed)
     matrix = rng.normal(size=(count, DIMS))
-    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    normalized: Vectors = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    return normalized
 
 
-async def insert_vectors(session: AsyncSession, tenant: str, vectors: np.ndarray) -> list[str]:
+async def insert_vectors(session: AsyncSession, tenant: str, vectors: Vectors) -> list[str]:
     ids = [str(uuid.uuid4()) for _ in range(len(vectors))]
     rows = [
         {"t": tenant, "id": ids[i], "e": "[" + ",".join(f"{v:.7f}" for v in vectors[i]) + "]"}
@@ -52,7 +55,7 @@ async def force_hnsw(session: AsyncSession) -> None:
         await session.execute(text(f"SET LOCAL {setting} = off"))
 
 
-def vector_plan(tenant: str, query: np.ndarray, top_k: int, *, exact: bool = False) -> SearchPlan:
+def vector_plan(tenant: str, query: Vectors, top_k: int, *, exact: bool = False) -> SearchPlan:
     return SearchPlan(
         tenant_id=tenant,
         query_text="synthetic",
@@ -71,7 +74,7 @@ def vector_plan(tenant: str, query: np.ndarray, top_k: int, *, exact: bool = Fal
 
 
 async def search(
-    session: AsyncSession, tenant: str, query: np.ndarray, top_k: int, *, exact: bool = False
+    session: AsyncSession, tenant: str, query: Vectors, top_k: int, *, exact: bool = False
 ) -> list[ScoredRow]:
     return await SearchRepository(session).search(vector_plan(tenant, query, top_k, exact=exact))
 
