@@ -204,8 +204,10 @@ async def run(args: argparse.Namespace) -> str:
     finally:
         embedded.stop()
 
+    messages: int = args.messages
+
     def rate(result: LoadResult) -> float:
-        return args.messages / result.seconds_to_ready
+        return messages / result.seconds_to_ready
 
     mean_words = statistics.fmean(len(t.split()) for t in texts)
     lines = [

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from memory_layer.config import ConfigurationError, Settings, check_startup_settings
 
 
-def settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
 
 
 def test_key_lists_accept_comma_separated_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMORY_API_KEYS", "alpha, beta,,gamma")
     monkeypatch.setenv("MEMORY_ALLOWED_ORIGINS", '["https://a.example", "https://b.example"]')
-    parsed = Settings(_env_file=None)  # type: ignore[call-arg]
+    parsed = Settings(_env_file=None)
     assert [k.get_secret_value() for k in parsed.api_keys] == ["alpha", "beta", "gamma"]
     assert parsed.allowed_origins == ["https://a.example", "https://b.example"]
     assert "alpha" not in repr(parsed)  # secrets never show up in logs
@@ -27,7 +29,7 @@ def test_documented_variable_names_are_read(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("MEMORY_HEALTH_EMBED_CHECK_ENABLED", "true")
     monkeypatch.setenv("MEMORY_ASYNC_EMBEDDINGS", "false")
     monkeypatch.setenv("MEMORY_GLOBAL_RATE_LIMIT", "600/minute")
-    parsed = Settings(_env_file=None)  # type: ignore[call-arg]
+    parsed = Settings(_env_file=None)
     assert parsed.embedding_dimensions == 768
     assert parsed.retention_tenants == ["a", "b"]
     assert parsed.readiness_embed_timeout_seconds == 2.5

@@ -1,18 +1,20 @@
-"""The HNSW query against exact search: true nearest neighbours, no tenant leaks, no starvation."""
+"""The HNSW query against exact search: true nearest neighbours, no tenant leaks, no starvation.
+
+Every test works in `db_session`, which is rolled back at the end: the synthetic rows never stay.
+"""
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.config import SearchFusion
-from memory_layer.kit.db.engine import create_sessionmaker
 from memory_layer.kit.db.vectors import vector_param
 from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
 from memory_layer.search.repository import SearchRepository, build_search_sql
@@ -20,16 +22,18 @@ from memory_layer.search.scoring import ScoreWeights
 from tests.fixtures.tenants import new_tenant
 
 DIMS = 384
+Vectors = NDArray[np.float64]
 SIMILARITY_ONLY = ScoreWeights(relevance=1.0, importance=0.0, recency=0.0)
 
 
-def unit_vectors(count: int, seed: int) -> np.ndarray:
+def unit_vectors(count: int, seed: int) -> Vectors:
     rng = np.random.default_rng(seed)
     matrix = rng.normal(size=(count, DIMS))
-    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    normalized: Vectors = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    return normalized
 
 
-async def insert_vectors(session: AsyncSession, tenant: str, vectors: np.ndarray) -> list[str]:
+async def insert_vectors(session: AsyncSession, tenant: str, vectors: Vectors) -> list[str]:
     ids = [str(uuid.uuid4()) for _ in range(len(vectors))]
     rows = [
         {"t": tenant, "id": ids[i], "e": "[" + ",".join(f"{v:.7f}" for v in vectors[i]) + "]"}
@@ -46,20 +50,12 @@ async def insert_vectors(session: AsyncSession, tenant: str, vectors: np.ndarray
     return ids
 
 
-@pytest.fixture
-async def session(db_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    """A transaction rolled back after the test: the synthetic rows never stay."""
-    async with create_sessionmaker(db_engine)() as session:
-        yield session
-        await session.rollback()
-
-
 async def force_hnsw(session: AsyncSession) -> None:
     for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
         await session.execute(text(f"SET LOCAL {setting} = off"))
 
 
-def vector_plan(tenant: str, query: np.ndarray, top_k: int, *, exact: bool = False) -> SearchPlan:
+def vector_plan(tenant: str, query: Vectors, top_k: int, *, exact: bool = False) -> SearchPlan:
     return SearchPlan(
         tenant_id=tenant,
         query_text="synthetic",
@@ -78,21 +74,21 @@ def vector_plan(tenant: str, query: np.ndarray, top_k: int, *, exact: bool = Fal
 
 
 async def search(
-    session: AsyncSession, tenant: str, query: np.ndarray, top_k: int, *, exact: bool = False
+    session: AsyncSession, tenant: str, query: Vectors, top_k: int, *, exact: bool = False
 ) -> list[ScoredRow]:
     return await SearchRepository(session).search(vector_plan(tenant, query, top_k, exact=exact))
 
 
-async def test_hnsw_answer_matches_exact_nearest_neighbours(session: AsyncSession) -> None:
+async def test_hnsw_answer_matches_exact_nearest_neighbours(db_session: AsyncSession) -> None:
     tenants = [new_tenant() for _ in range(3)]
     data = {t: unit_vectors(150, seed) for seed, t in enumerate(tenants)}
-    ids = {t: await insert_vectors(session, t, data[t]) for t in tenants}
+    ids = {t: await insert_vectors(db_session, t, data[t]) for t in tenants}
     # Force the index path, so this checks the HNSW query and not an exact scan-and-sort
     # (which the planner rightly prefers for tenants this small).
-    await force_hnsw(session)
+    await force_hnsw(db_session)
     plan = "\n".join(
         row[0]
-        for row in await session.execute(
+        for row in await db_session.execute(
             text(
                 "EXPLAIN SELECT id FROM messages WHERE tenant_id = :t "
                 "ORDER BY embedding <=> CAST(:q AS vector) LIMIT 10"
@@ -107,56 +103,56 @@ async def test_hnsw_answer_matches_exact_nearest_neighbours(session: AsyncSessio
         tenant = rng.choice(tenants)
         query = unit_vectors(1, rng.randrange(10_000))[0]
         exact = np.argsort(-(data[tenant] @ query))[:10]
-        rows = await search(session, tenant, query, 10)
+        rows = await search(db_session, tenant, query, 10)
         assert [str(row.id) for row in rows] == [ids[tenant][i] for i in exact]
         assert {str(row.id) for row in rows} <= set(ids[tenant])
         expected_similarity = float(data[tenant][exact[0]] @ query)
         assert rows[0].similarity == pytest.approx(expected_similarity, abs=1e-4)
 
 
-async def test_small_tenant_among_many_rows_is_not_starved(session: AsyncSession) -> None:
+async def test_small_tenant_among_many_rows_is_not_starved(db_session: AsyncSession) -> None:
     big, small = new_tenant(), new_tenant()
-    await insert_vectors(session, big, unit_vectors(1500, 1))
-    small_ids = await insert_vectors(session, small, unit_vectors(15, 2))
-    await force_hnsw(session)
+    await insert_vectors(db_session, big, unit_vectors(1500, 1))
+    small_ids = await insert_vectors(db_session, small, unit_vectors(15, 2))
+    await force_hnsw(db_session)
     query = unit_vectors(1, 3)[0]
-    rows = await search(session, small, query, 10)
+    rows = await search(db_session, small, query, 10)
     assert len(rows) == 10
     assert {str(row.id) for row in rows} <= set(small_ids)
 
 
-async def test_archived_and_pending_rows_are_not_vector_hits(session: AsyncSession) -> None:
+async def test_archived_and_pending_rows_are_not_vector_hits(db_session: AsyncSession) -> None:
     tenant = new_tenant()
-    ids = await insert_vectors(session, tenant, unit_vectors(3, 4))
-    await session.execute(
+    ids = await insert_vectors(db_session, tenant, unit_vectors(3, 4))
+    await db_session.execute(
         text("UPDATE messages SET archived_at = now() WHERE tenant_id = :t AND id = :id"),
         {"t": tenant, "id": ids[0]},
     )
-    await session.execute(
+    await db_session.execute(
         text("UPDATE messages SET embedding_status = 'pending' WHERE tenant_id = :t AND id = :id"),
         {"t": tenant, "id": ids[1]},
     )
-    rows = await search(session, tenant, unit_vectors(1, 5)[0], 10)
+    rows = await search(db_session, tenant, unit_vectors(1, 5)[0], 10)
     assert [str(row.id) for row in rows] == [ids[2]]
 
 
-async def test_exact_path_compares_every_vector_of_the_tenant(session: AsyncSession) -> None:
+async def test_exact_path_compares_every_vector_of_the_tenant(db_session: AsyncSession) -> None:
     big, small = new_tenant(), new_tenant()
-    await insert_vectors(session, big, unit_vectors(1500, 11))
+    await insert_vectors(db_session, big, unit_vectors(1500, 11))
     small_data = unit_vectors(40, 12)
-    small_ids = await insert_vectors(session, small, small_data)
-    assert await SearchRepository(session).tenant_size(small, 100) == 40
-    assert await SearchRepository(session).tenant_size(big, 100) == 101  # counted up to cap + 1
-    await force_hnsw(session)  # even where the index would be preferred
+    small_ids = await insert_vectors(db_session, small, small_data)
+    assert await SearchRepository(db_session).tenant_size(small, 100) == 40
+    assert await SearchRepository(db_session).tenant_size(big, 100) == 101  # counted up to cap + 1
+    await force_hnsw(db_session)  # even where the index would be preferred
     query = unit_vectors(1, 13)[0]
     statement, params = build_search_sql(vector_plan(small, query, 10, exact=True))
     plan = "\n".join(
         row[0]
-        for row in await session.execute(
+        for row in await db_session.execute(
             text("EXPLAIN " + statement.text).bindparams(vector_param("query_vector")), params
         )
     )
     assert "ix_messages_embedding_hnsw" not in plan
-    rows = await search(session, small, query, 10, exact=True)
+    rows = await search(db_session, small, query, 10, exact=True)
     exact = np.argsort(-(small_data @ query))[:10]
     assert [str(row.id) for row in rows] == [small_ids[i] for i in exact]

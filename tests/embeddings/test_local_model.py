@@ -8,15 +8,16 @@ import httpx
 import numpy as np
 import pytest
 
+from memory_layer.embeddings.providers.cache import QueryCachingProvider
 from memory_layer.embeddings.providers.local import LocalEmbeddingProvider
-from tests.fixtures.app import ADMIN_KEY, make_settings, running_client
+from tests.fixtures.app import ADMIN_KEY, AppClient, make_settings, running_client
 from tests.fixtures.tenants import new_tenant
 
 pytestmark = pytest.mark.real_model
 
 
 @pytest.fixture(scope="module")
-async def local_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def local_client(database_url: str) -> AsyncIterator[AppClient]:
     settings = make_settings(database_url, embedding_provider="local")
     async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
         yield client
@@ -50,10 +51,11 @@ async def test_paraphrase_is_found_first(local_client: httpx.AsyncClient) -> Non
     assert items[0]["similarity"] > items[1]["similarity"] + 0.1
 
 
-async def test_long_text_is_embedded_whole_not_truncated(
-    local_client: httpx.AsyncClient,
-) -> None:
-    provider: LocalEmbeddingProvider = local_client.app.state.embedder.inner  # type: ignore[attr-defined]
+async def test_long_text_is_embedded_whole_not_truncated(local_client: AppClient) -> None:
+    cached = local_client.embedder
+    assert isinstance(cached, QueryCachingProvider)
+    provider = cached.inner
+    assert isinstance(provider, LocalEmbeddingProvider)
     head = "The quarterly report covers revenue and costs. " * 40  # well past 256 word pieces
     tail = "Finally, the cat adopted by the office is named Pixel."
     whole, head_only, tail_only = await provider.embed_documents([head + tail, head, tail])

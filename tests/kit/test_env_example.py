@@ -24,8 +24,8 @@ def test_every_setting_is_in_env_example() -> None:
 
 
 def test_env_example_copied_to_dot_env_gives_the_defaults() -> None:
-    from_file = Settings(_env_file=ENV_EXAMPLE)  # type: ignore[call-arg]
-    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    from_file = Settings(_env_file=ENV_EXAMPLE)
+    defaults = Settings(_env_file=None)
     assert from_file.database_url is None  # empty values mean "unset", so the embedded default
     assert from_file.auto_migrate is None
     assert from_file.model_dump() == defaults.model_dump()

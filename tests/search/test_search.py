@@ -8,6 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from memory_layer.embeddings.providers.cache import QueryCachingProvider
+from tests.fixtures.app import AppClient
+
 
 async def remember(client: httpx.AsyncClient, tenant: str, content: str, **extra: Any) -> str:
     body = {"tenant_id": tenant, "conversation_id": "c1", "role": "user", "content": content}
@@ -23,7 +26,7 @@ async def test_get_and_post_return_the_nearest_message_first(
     target = await remember(client, tenant, "I love Python programming")
     await remember(client, tenant, "The weather in Lisbon was sunny")
     await remember(client, tenant, "We booked a table for dinner")
-    params = {"tenant_id": tenant, "query": "python programming language", "top_k": 5}
+    params: dict[str, str | int] = {"tenant_id": tenant, "query": "python programming language", "top_k": 5}
     by_get = await client.get("/v1/memory/search", params=params)
     by_post = await client.post("/v1/memory/search", json=params)
     assert by_get.status_code == by_post.status_code == 200
@@ -73,7 +76,7 @@ async def test_top_k_limits_the_answer(client: httpx.AsyncClient, tenant: str) -
 
 
 @pytest.mark.parametrize("top_k", [0, 101, -1, "many"])
-async def test_bad_top_k_is_a_422(client: httpx.AsyncClient, tenant: str, top_k: object) -> None:
+async def test_bad_top_k_is_a_422(client: httpx.AsyncClient, tenant: str, top_k: int | str) -> None:
     response = await client.get(
         "/v1/memory/search", params={"tenant_id": tenant, "query": "x", "top_k": top_k}
     )
@@ -150,9 +153,10 @@ async def test_search_never_returns_another_tenants_messages(
     assert [item["message_id"] for item in items] == [mine]
 
 
-async def test_repeated_query_is_embedded_once(client: httpx.AsyncClient, tenant: str) -> None:
+async def test_repeated_query_is_embedded_once(client: AppClient, tenant: str) -> None:
     await remember(client, tenant, "I love Python programming")
-    embedder = client.app.state.embedder  # type: ignore[attr-defined]
+    embedder = client.embedder
+    assert isinstance(embedder, QueryCachingProvider)
     misses_before = embedder.misses
     params = {"tenant_id": tenant, "query": f"python {tenant}"}
     first = await client.get("/v1/memory/search", params=params)
