@@ -62,12 +62,12 @@ def test_every_domain_with_routes_has_its_four_files() -> None:
 
 @pytest.fixture(scope="module")
 def routes() -> list[APIRoute]:
-    app = create_app(Settings(_env_file=None, embedding_provider="fake"))  # type: ignore[call-arg]
+    app = create_app(Settings(_env_file=None, embedding_provider="fake"))
     return [route for route in app.routes if isinstance(route, APIRoute) and route.include_in_schema]
 
 
 def test_operation_ids_are_readable_and_unique(routes: list[APIRoute]) -> None:
-    app = create_app(Settings(_env_file=None, embedding_provider="fake"))  # type: ignore[call-arg]
+    app = create_app(Settings(_env_file=None, embedding_provider="fake"))
     operation_ids = [
         operation["operationId"]
         for path in app.openapi()["paths"].values()

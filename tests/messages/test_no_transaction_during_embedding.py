@@ -61,7 +61,7 @@ async def test_slow_provider_does_not_hold_the_pool(
         )
         assert stored.status_code == 200, stored.text
         provider = GatedProvider()
-        client.app.state.embedder = provider  # type: ignore[attr-defined]
+        client.app.state.embedder = provider
 
         write = asyncio.create_task(client.post("/v1/messages", json={
             "conversation_id": "c", "role": "user", "content": "slow write",
