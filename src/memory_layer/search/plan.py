@@ -25,6 +25,7 @@ class SearchFilters:
     conversation_id: str | None = None
     user_id: str | None = None
     role: str | None = None
+    kind: str | None = None
     importance_min: float | None = None
     since: datetime | None = None
     until: datetime | None = None
