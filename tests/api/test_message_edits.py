@@ -349,3 +349,25 @@ def test_merge_patch_follows_rfc_7396() -> None:
     assert merge_patch({"a": [{"b": "c"}]}, {"a": [1]}) == {"a": [1]}
     assert merge_patch({}, {"a": {"bb": {"ccc": None}}}) == {"a": {"bb": {}}}
     assert merge_patch({"a": "foo"}, "bar") == "bar"
+
+
+async def test_openapi_names_and_documents_every_message_route(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    expected = {
+        ("post", "/v1/messages"): ("create_message", {200, 202, 401, 403, 409, 413, 422, 500, 503}),
+        ("post", "/v1/messages/batch"): (
+            "create_messages_batch", {200, 202, 401, 403, 409, 413, 422, 500, 503}
+        ),
+        ("get", "/v1/messages/{message_id}"): ("read_message", {200, 401, 403, 404, 422, 500, 503}),
+        ("patch", "/v1/messages/{message_id}"): (
+            "update_message", {200, 202, 401, 403, 404, 413, 422, 500, 503}
+        ),
+        ("delete", "/v1/messages/{message_id}"): (
+            "delete_message", {200, 401, 403, 404, 422, 500, 503}
+        ),
+    }
+    for (method, path), (operation_id, statuses) in expected.items():
+        operation = paths[path][method]
+        assert operation["operationId"] == operation_id
+        assert {int(code) for code in operation["responses"]} == statuses, (method, path)
+        assert operation["description"] or operation["summary"]

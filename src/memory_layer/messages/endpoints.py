@@ -34,8 +34,9 @@ router = APIRouter(prefix=PREFIX, tags=["messages"])
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, object]]:
-    # 503: the database is unreachable or a commit failed (database_unavailable).
-    return {code: {"model": ErrorResponse} for code in (*codes, 503)}
+    # Every route may also answer 500 (internal_error) and 503 (database_unavailable: the database
+    # is unreachable or a commit failed).
+    return {code: {"model": ErrorResponse} for code in (*codes, 500, 503)}
 
 
 QUEUED = (
