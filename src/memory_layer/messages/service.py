@@ -289,6 +289,8 @@ async def ingest_batch(
         if item.client_message_id is not None and item.client_message_id in existing:
             results[index] = _batch_replay(existing[item.client_message_id], item, index)
             continue
+        # No vector: async mode, a provider failure, or an item the look-up found stored that
+        # was deleted since. The row is then the worker's job (the insert trigger NOTIFYs it).
         vector = vectors.get(index)
         rows.append(
             (
@@ -305,15 +307,12 @@ async def ingest_batch(
                     client_message_id=item.client_message_id,
                     created_at=item.created_at,
                     embedding=vector,
-                    # Without a vector the row is the worker's job (the trigger NOTIFYs it).
                     embedding_error=error if vector is None else None,
                 ),
             )
         )
     inserted = await repository.insert_many(tenant_id, [row for _, row in rows], embedder.model_name)
-    raced = [
-        (index, row) for index, row in rows if row.id not in inserted
-    ]
+    raced = [(index, row) for index, row in rows if row.id not in inserted]
     if raced:
         # A concurrent request stored some of the same client_message_ids first.
         keys = [row.client_message_id for _, row in raced if row.client_message_id is not None]
