@@ -125,10 +125,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.allowed_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type"],
-            expose_headers=["Idempotent-Replayed"],
+            expose_headers=["Idempotent-Replayed", "Location"],
         )
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        # A full batch of the longest valid messages, derived from the same per-message limits.
+        overrides={messages_endpoints.BATCH_PATH: settings.max_batch_body_bytes},
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from memory_layer.models.message import Kind
 
 
 class Environment(StrEnum):
@@ -41,6 +43,26 @@ def _split_csv(value: object) -> object:
 
             return json.loads(stripped)
         return [item.strip() for item in stripped.split(",") if item.strip()]
+    return value
+
+
+def _split_pairs(value: object) -> object:
+    """Accept `fact=4320,summary=720` (what people write in .env files) as well as a JSON object."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("{"):
+            import json
+
+            return json.loads(stripped)
+        pairs: dict[str, str] = {}
+        for item in stripped.split(","):
+            if not item.strip():
+                continue
+            name, separator, number = item.partition("=")
+            if not separator:
+                raise ValueError(f"expected kind=hours, got {item.strip()!r}")
+            pairs[name.strip()] = number.strip()
+        return pairs
     return value
 
 
@@ -133,12 +155,25 @@ class Settings(BaseSettings):
     # Input limits.
     max_content_chars: int = Field(default=32_000, ge=1)
     max_metadata_bytes: int = Field(default=16_384, ge=2)
+    # Messages per POST /v1/messages/batch; its body limit is derived from this (max_batch_body_bytes).
+    max_batch_messages: int = Field(default=500, ge=1, le=10_000)
 
     # Scoring: final = w_sim * similarity + w_imp * importance + w_rec * recency.
     score_weight_similarity: float = Field(default=0.7, ge=0)
     score_weight_importance: float = Field(default=0.2, ge=0)
     score_weight_recency: float = Field(default=0.1, ge=0)
     recency_half_life_hours: float = Field(default=24.0 * 7, gt=0)
+    # Per-kind half-lives: distilled memories stay relevant far longer than chit-chat. Kinds not
+    # listed (by default `message`) use recency_half_life_hours.
+    kind_half_life_hours: Annotated[dict[Kind, PositiveFloat], NoDecode] = Field(
+        default_factory=lambda: {
+            Kind.fact: 4320.0,  # 180 days
+            Kind.preference: 4320.0,
+            Kind.procedure: 8760.0,  # a year
+            Kind.summary: 720.0,  # 30 days
+            Kind.event: 720.0,
+        }
+    )
     search_candidate_multiplier: int = Field(default=4, ge=1, le=50)
     # Reciprocal rank fusion constant: fused = 1/(k + vector rank) + 1/(k + keyword rank).
     search_rrf_k: int = Field(default=60, ge=1, le=1000)
@@ -171,6 +206,11 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("kind_half_life_hours", mode="before")
+    @classmethod
+    def _pairs(cls, value: object) -> object:
+        return _split_pairs(value)
+
     @property
     def uses_embedded_database(self) -> bool:
         return self.database_url is None
@@ -179,6 +219,13 @@ class Settings(BaseSettings):
     def max_body_bytes(self) -> int:
         """Largest request body accepted: room for the longest valid content in 4-byte UTF-8."""
         return 4 * self.max_content_chars + 2 * self.max_metadata_bytes + 65_536
+
+    @property
+    def max_batch_body_bytes(self) -> int:
+        """Largest body of POST /v1/messages/batch: a full batch of the longest valid messages
+        (4-byte UTF-8 content, escaped metadata, 1 KiB for the other fields of each item)."""
+        per_message = 4 * self.max_content_chars + 2 * self.max_metadata_bytes + 1024
+        return self.max_batch_messages * per_message + 65_536
 
     @property
     def auth_enabled(self) -> bool:

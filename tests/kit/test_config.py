@@ -73,3 +73,26 @@ def test_async_embeddings_without_any_worker_is_announced() -> None:
     )
     assert len(warnings) == 1
     assert "memory-layer worker" in warnings[0]
+
+
+def test_kind_half_lives_read_pairs_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memory_layer.models.message import Kind
+
+    defaults = settings().kind_half_life_hours
+    assert defaults == {Kind.fact: 4320, Kind.preference: 4320, Kind.procedure: 8760,
+                        Kind.summary: 720, Kind.event: 720}
+    assert Kind.message not in defaults  # chit-chat follows MEMORY_RECENCY_HALF_LIFE_HOURS
+    monkeypatch.setenv("MEMORY_KIND_HALF_LIFE_HOURS", " fact=10, summary = 2.5 ,")
+    assert Settings(_env_file=None).kind_half_life_hours == {Kind.fact: 10, Kind.summary: 2.5}
+    monkeypatch.setenv("MEMORY_KIND_HALF_LIFE_HOURS", '{"event": 3}')
+    assert Settings(_env_file=None).kind_half_life_hours == {Kind.event: 3}
+    for bad in ("rumour=3", "fact", "fact=0", "fact=-1", "fact=soon"):
+        monkeypatch.setenv("MEMORY_KIND_HALF_LIFE_HOURS", bad)
+        with pytest.raises(ValueError, match="kind_half_life_hours"):
+            Settings(_env_file=None)
+
+
+def test_the_batch_body_limit_follows_the_per_message_limits() -> None:
+    derived = settings(max_batch_messages=10, max_content_chars=100, max_metadata_bytes=50)
+    assert derived.max_batch_body_bytes == 10 * (400 + 100 + 1024) + 65_536
+    assert settings().max_batch_body_bytes > settings().max_body_bytes

@@ -246,7 +246,8 @@ async def test_inline_embedding_failure_queues_the_message_instead_of_losing_it(
     body = stored.json()
     assert body["embedding_status"] == "pending"
     assert body["embedding_error"] == "unavailable: model unavailable"
-    assert stored.headers["Location"] == f"/v1/messages/{body['message_id']}"
+    assert stored.headers["Location"] == f"/v1/messages/{body['message_id']}?tenant_id={tenant}"
+    assert body["status_url"] == stored.headers["Location"]
     assert await count_rows(db_engine, tenant) == 1
 
     # Hybrid search falls back to the keyword index, finds the pending message, and says so.

@@ -4,51 +4,95 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from memory_layer.config import Settings
+from memory_layer.models.message import Kind
 from memory_layer.search.scoring import RECENCY_SQL, SCORED_SQL, ScoreWeights
 
 
 async def score(
-    session: AsyncSession, weights: ScoreWeights, *, relevance: float, importance: float,
-    age_hours: float,
+    engine: AsyncEngine, weights: ScoreWeights, *, relevance: float, importance: float,
+    age_hours: float, kind: str = "message",
 ) -> dict[str, float]:
+    recency = RECENCY_SQL.format(
+        created_at="now() - make_interval(secs => :age * 3600)", kind="CAST(:kind AS text)"
+    )
     signals = (
         "(SELECT CAST(:relevance AS float8) AS relevance, CAST(:importance AS float8) AS importance, "
-        f"{RECENCY_SQL.format(created_at='now() - make_interval(secs => :age * 3600)')} AS recency) s"
+        f"{recency} AS recency) s"
     )
-    row = (
-        await session.execute(
-            text(SCORED_SQL.format(source=signals)),
-            {"relevance": relevance, "importance": importance, "age": age_hours, **weights.params()},
-        )
-    ).one()
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                text(SCORED_SQL.format(source=signals)),
+                {"relevance": relevance, "importance": importance, "age": age_hours, "kind": kind,
+                 **weights.params()},
+            )
+        ).one()
     return {key: float(value) for key, value in row._mapping.items()}
 
 
-async def test_parts_add_up_to_a_score_in_unit_range(db_session: AsyncSession) -> None:
+async def test_parts_add_up_to_a_score_in_unit_range(db_engine: AsyncEngine) -> None:
     weights = ScoreWeights(relevance=0.7, importance=0.2, recency=0.1, half_life_hours=24)
-    row = await score(db_session, weights, relevance=0.8, importance=0.5, age_hours=24)
+    row = await score(db_engine, weights, relevance=0.8, importance=0.5, age_hours=24)
     assert row["recency"] == pytest.approx(0.5)
     assert row["part_relevance"] == pytest.approx(0.56)
     assert row["part_importance"] == pytest.approx(0.10)
     assert row["part_recency"] == pytest.approx(0.05)
     assert row["score"] == pytest.approx(0.71)
-    best = await score(db_session, weights, relevance=1.0, importance=1.0, age_hours=0)
+    best = await score(db_engine, weights, relevance=1.0, importance=1.0, age_hours=0)
     assert best["score"] == pytest.approx(1.0)
 
 
-async def test_recency_halves_every_half_life_and_never_exceeds_one(db_session: AsyncSession) -> None:
+async def test_recency_halves_every_half_life_and_never_exceeds_one(db_engine: AsyncEngine) -> None:
     weights = ScoreWeights(half_life_hours=24)
     for age, expected in [(0, 1.0), (24, 0.5), (72, 0.125), (-5, 1.0)]:
-        row = await score(db_session, weights, relevance=0.0, importance=0.0, age_hours=age)
+        row = await score(db_engine, weights, relevance=0.0, importance=0.0, age_hours=age)
         assert row["recency"] == pytest.approx(expected, rel=1e-6)
 
 
-async def test_weights_are_normalised(db_session: AsyncSession) -> None:
+async def test_weights_are_normalised(db_engine: AsyncEngine) -> None:
     weights = ScoreWeights(relevance=2, importance=1, recency=1, half_life_hours=10)
-    row = await score(db_session, weights, relevance=0.0, importance=1.0, age_hours=0)
+    row = await score(db_engine, weights, relevance=0.0, importance=1.0, age_hours=0)
     assert row["score"] == pytest.approx(0.5)
     zero = ScoreWeights(relevance=0, importance=0, recency=0)
     assert zero.total == 1.0
-    assert (await score(db_session, zero, relevance=0.5, importance=0.5, age_hours=1))["score"] == 0.0
+    assert (await score(db_engine, zero, relevance=0.5, importance=0.5, age_hours=1))["score"] == 0.0
+
+
+async def test_each_kind_ages_at_its_own_half_life(db_engine: AsyncEngine) -> None:
+    weights = ScoreWeights(half_life_hours=24, kind_half_life_hours={"fact": 240, "summary": 48})
+    for kind, age, expected in [
+        ("fact", 240, 0.5), ("fact", 24, 0.5 ** 0.1), ("summary", 96, 0.25),
+        # Kinds without a half-life of their own, and a kind the enum does not know, use the
+        # default one.
+        ("message", 24, 0.5), ("preference", 48, 0.25), ("no-such-kind", 24, 0.5),
+    ]:
+        row = await score(db_engine, weights, relevance=0.0, importance=0.0, age_hours=age, kind=kind)
+        assert row["recency"] == pytest.approx(expected, rel=1e-6), kind
+
+
+async def test_a_fact_outranks_equally_similar_equally_old_chit_chat(db_engine: AsyncEngine) -> None:
+    # The default settings: facts 4320 h, chit-chat (kind message) 168 h.
+    weights = ScoreWeights.from_settings(Settings(_env_file=None))
+    assert weights.params()["half_life_fact"] == 4320
+    assert weights.params()["half_life_message"] == 168
+    fact = await score(db_engine, weights, relevance=0.6, importance=0.5, age_hours=720, kind="fact")
+    chat = await score(db_engine, weights, relevance=0.6, importance=0.5, age_hours=720)
+    assert fact["recency"] == pytest.approx(0.5 ** (720 / 4320), rel=1e-6)
+    assert chat["recency"] == pytest.approx(0.5 ** (720 / 168), rel=1e-6)
+    # Same relevance and importance: the whole difference is the recency part.
+    assert fact["part_relevance"] == chat["part_relevance"]
+    assert fact["part_importance"] == chat["part_importance"]
+    assert fact["score"] - chat["score"] == pytest.approx(
+        0.1 * (0.5 ** (720 / 4320) - 0.5 ** (720 / 168)), rel=1e-6
+    )
+    assert fact["score"] > chat["score"]
+
+
+def test_every_kind_has_a_half_life_parameter() -> None:
+    params = ScoreWeights(half_life_hours=10, kind_half_life_hours={"event": 5}).params()
+    assert {f"half_life_{kind.value}" for kind in Kind} <= params.keys()
+    assert params["half_life_event"] == 5
+    assert params["half_life_fact"] == params["half_life_hours"] == 10

@@ -38,11 +38,25 @@ async def embed_or_defer(
     Ingestion then stores the message as pending and the worker retries it with back-off: a
     provider outage delays a vector, it never loses a message.
     """
+    vectors, failure = await embed_all_or_defer([text], embedder, metrics)
+    return (vectors[0] if vectors is not None else None), failure
+
+
+async def embed_all_or_defer(
+    texts: list[str], embedder: EmbeddingProvider, metrics: Metrics
+) -> tuple[list[list[float]] | None, EmbeddingError | None]:
+    """Embed many documents in one provider call (a batch write); on a failure, or an answer
+    that does not hold one vector per text, return the error: the worker embeds them later."""
     try:
-        vectors = await call_provider(embedder.embed_documents([text]), embedder, metrics)
+        vectors = await call_provider(embedder.embed_documents(texts), embedder, metrics)
     except EmbeddingError as exc:
         return None, exc
-    return vectors[0], None
+    if len(vectors) != len(texts):
+        return None, EmbeddingError(
+            f"the provider returned {len(vectors)} vectors for {len(texts)} texts",
+            kind="bad_response",
+        )
+    return vectors, None
 
 
 @dataclass(frozen=True)

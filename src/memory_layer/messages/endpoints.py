@@ -1,4 +1,4 @@
-"""Message routes: store a message, read one back."""
+"""Message routes: store one message or a batch, read, edit and delete one."""
 
 from __future__ import annotations
 
@@ -10,28 +10,56 @@ from fastapi import APIRouter, Query, Response, status
 from memory_layer.auth.deps import PrincipalDep
 from memory_layer.auth.service import resolve_tenant
 from memory_layer.embeddings.deps import EmbedderDep
-from memory_layer.kit.db.session import SessionDep
+from memory_layer.kit.db.session import SessionDep, SessionmakerDep
 from memory_layer.kit.http.deps import MetricsDep, SettingsDep
 from memory_layer.kit.schemas import ErrorResponse, Identifier
 from memory_layer.messages import service
-from memory_layer.messages.schemas import MessageCreate, MessageRead
+from memory_layer.messages.schemas import (
+    MessageBatchRequest,
+    MessageBatchResponse,
+    MessageBatchResult,
+    MessageCreate,
+    MessageDeleteResponse,
+    MessageRead,
+    MessageUpdate,
+    status_url,
+)
 from memory_layer.models.message import EmbeddingStatus
 
-router = APIRouter(prefix="/v1/messages", tags=["messages"])
+PREFIX = "/v1/messages"
+# The batch route takes far larger bodies than the others: create_app gives this path its own limit.
+BATCH_PATH = f"{PREFIX}/batch"
 
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)
-}
+router = APIRouter(prefix=PREFIX, tags=["messages"])
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, object]]:
+    # Every route may also answer 500 (internal_error) and 503 (database_unavailable: the database
+    # is unreachable or a commit failed).
+    return {code: {"model": ErrorResponse} for code in (*codes, 500, 503)}
+
+
+QUEUED = (
+    "Committed; the embedding is queued for the worker. Poll `status_url` (also in the Location "
+    "header)."
+)
+TenantQuery = Annotated[
+    Identifier | None, Query(description="Required unless the API key is bound to a tenant.")
+]
+
+
+def _answer(read: MessageRead, response: Response) -> MessageRead:
+    """200 once the message has its vector; 202 with a Location while it is pending."""
+    if read.embedding_status is EmbeddingStatus.pending:
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Location"] = read.status_url
+    return read
 
 
 @router.post(
     "",
     response_model=MessageRead,
-    responses={
-        **ERRORS,
-        202: {"model": MessageRead, "description": "Committed; the embedding is queued for the "
-              "worker. Poll `status_url` (also in the Location header)."},
-    },
+    responses={**errors(401, 403, 409, 413, 422), 202: {"model": MessageRead, "description": QUEUED}},
 )
 async def create_message(
     body: MessageCreate,
@@ -51,20 +79,117 @@ async def create_message(
         session, tenant_id, data, settings=settings, embedder=embedder, metrics=metrics
     )
     response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"
-    read = MessageRead.model_validate(result.message)
-    if read.embedding_status is EmbeddingStatus.pending:
+    return _answer(MessageRead.model_validate(result.message), response)
+
+
+@router.post(
+    "/batch",
+    response_model=MessageBatchResponse,
+    responses={
+        **errors(401, 403, 409, 413, 422),
+        202: {"model": MessageBatchResponse, "description": "Committed; at least one item is "
+              "queued for the embedding worker (its `status` is 202)."},
+    },
+)
+async def create_messages_batch(
+    body: MessageBatchRequest,
+    response: Response,
+    session: SessionDep,
+    sessionmaker: SessionmakerDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    embedder: EmbedderDep,
+    metrics: MetricsDep,
+) -> MessageBatchResponse:
+    """Store up to MEMORY_MAX_BATCH_MESSAGES messages of one tenant, all or nothing: 200 when
+    every item has its vector, 202 when some are queued for the worker; one result per item."""
+    tenant_id = resolve_tenant(principal, body.tenant_id)
+    items = [service.NewMessage(**item.model_dump()) for item in body.messages]
+    results = await service.ingest_batch(
+        session,
+        tenant_id,
+        items,
+        settings=settings,
+        embedder=embedder,
+        metrics=metrics,
+        sessionmaker=sessionmaker,
+    )
+    answers = [
+        MessageBatchResult(
+            message_id=result.message_id,
+            status=(
+                status.HTTP_202_ACCEPTED
+                if result.embedding_status is EmbeddingStatus.pending
+                else status.HTTP_200_OK
+            ),
+            embedding_status=result.embedding_status,
+            replayed=result.replayed,
+            status_url=status_url(result.message_id, tenant_id),
+        )
+        for result in results
+    ]
+    if any(answer.status == status.HTTP_202_ACCEPTED for answer in answers):
         response.status_code = status.HTTP_202_ACCEPTED
-        response.headers["Location"] = read.status_url
-    return read
+    return MessageBatchResponse(total=len(answers), items=answers)
 
 
-@router.get("/{message_id}", response_model=MessageRead, responses=ERRORS)
+@router.get("/{message_id}", response_model=MessageRead, responses=errors(401, 403, 404, 422))
 async def read_message(
     message_id: uuid.UUID,
     session: SessionDep,
     principal: PrincipalDep,
-    tenant_id: Annotated[Identifier | None, Query()] = None,
+    tenant_id: TenantQuery = None,
 ) -> MessageRead:
     """One stored message, with its embedding status."""
     tenant = resolve_tenant(principal, tenant_id)
     return MessageRead.model_validate(await service.get_message(session, tenant, message_id))
+
+
+@router.patch(
+    "/{message_id}",
+    response_model=MessageRead,
+    responses={
+        **errors(401, 403, 404, 413, 422),
+        202: {"model": MessageRead, "description": "Changed; the new content is queued for the "
+              "embedding worker. Poll `status_url` (also in the Location header)."},
+    },
+)
+async def update_message(
+    message_id: uuid.UUID,
+    body: MessageUpdate,
+    response: Response,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    embedder: EmbedderDep,
+    metrics: MetricsDep,
+    tenant_id: TenantQuery = None,
+) -> MessageRead:
+    """Change a message's content, kind, importance or metadata: 200 when it has its vector,
+    202 when new content is queued for the embedding worker."""
+    tenant = resolve_tenant(principal, tenant_id)
+    change = service.MessageChange(
+        content=body.content,
+        kind=body.kind,
+        importance=body.importance,
+        metadata=body.metadata,
+        metadata_mode=body.metadata_mode,
+    )
+    message = await service.update_message(
+        session, tenant, message_id, change, settings=settings, embedder=embedder, metrics=metrics
+    )
+    return _answer(MessageRead.model_validate(message), response)
+
+
+@router.delete(
+    "/{message_id}", response_model=MessageDeleteResponse, responses=errors(401, 403, 404, 422)
+)
+async def delete_message(
+    message_id: uuid.UUID,
+    session: SessionDep,
+    principal: PrincipalDep,
+    tenant_id: TenantQuery = None,
+) -> MessageDeleteResponse:
+    """Delete a message for good (its text, metadata and vector)."""
+    tenant = resolve_tenant(principal, tenant_id)
+    return MessageDeleteResponse(deleted=await service.delete_message(session, tenant, message_id))

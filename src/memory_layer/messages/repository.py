@@ -1,15 +1,70 @@
-"""SQL of the messages domain: insert (idempotently) and read messages."""
+"""SQL of the messages domain: insert (idempotently, one or many), read, edit and delete messages."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from pgvector import Vector as VectorValue
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.models.message import Message
+from memory_layer.kit.db.vectors import vector_array_param
+from memory_layer.models.message import EmbeddingStatus, Message
+
+READY = f"'{EmbeddingStatus.ready.value}'"
+PENDING = f"'{EmbeddingStatus.pending.value}'"
+
+# One statement for a whole batch, whatever its size: one array per column, unnested into rows
+# (a VALUES list would bind rows x columns parameters and hit the protocol's 32,767 limit).
+# A row with a vector is ready; one without is pending and due now (the insert trigger NOTIFYs
+# the workers).
+INSERT_MANY_SQL = text(f"""
+INSERT INTO messages (
+    tenant_id, id, conversation_id, user_id, role, kind, content, metadata, importance,
+    client_message_id, created_at, embedding, embedding_model, embedding_status, embedded_at,
+    embedding_next_attempt_at, embedding_error
+)
+SELECT :tenant_id, r.id, r.conversation_id, r.user_id, r.role, r.kind, r.content,
+       CAST(r.metadata AS jsonb), r.importance, r.client_message_id, coalesce(r.created_at, now()),
+       r.embedding,
+       CASE WHEN r.embedding IS NULL THEN NULL ELSE :model END,
+       CASE WHEN r.embedding IS NULL THEN {PENDING} ELSE {READY} END,
+       CASE WHEN r.embedding IS NULL THEN NULL ELSE now() END,
+       CASE WHEN r.embedding IS NULL THEN now() END,
+       r.embedding_error
+FROM unnest(
+    CAST(:ids AS uuid[]), CAST(:conversation_ids AS text[]), CAST(:user_ids AS text[]),
+    CAST(:roles AS text[]), CAST(:kinds AS text[]), CAST(:contents AS text[]),
+    CAST(:metadata AS text[]), CAST(:importances AS float8[]), CAST(:client_message_ids AS text[]),
+    CAST(:created_ats AS timestamptz[]), :embeddings, CAST(:embedding_errors AS text[])
+) AS r(id, conversation_id, user_id, role, kind, content, metadata, importance, client_message_id,
+       created_at, embedding, embedding_error)
+ON CONFLICT ON CONSTRAINT uq_messages_tenant_id_client_message_id DO NOTHING
+RETURNING id
+""").bindparams(vector_array_param("embeddings"))
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """One row of a batch insert; `embedding` None stores it pending."""
+
+    id: uuid.UUID
+    conversation_id: str
+    user_id: str | None
+    role: str
+    kind: str
+    content: str
+    metadata: dict[str, Any]
+    importance: float
+    client_message_id: str | None
+    created_at: datetime | None
+    embedding: list[float] | None
+    embedding_error: str | None
 
 
 class MessageRepository:
@@ -19,6 +74,16 @@ class MessageRepository:
     async def get(self, tenant_id: str, message_id: uuid.UUID) -> Message | None:
         return await self.session.get(Message, (tenant_id, message_id))
 
+    async def get_for_update(self, tenant_id: str, message_id: uuid.UUID) -> Message | None:
+        """The row, locked until the transaction ends, read afresh from the database."""
+        result = await self.session.execute(
+            select(Message)
+            .where(Message.tenant_id == tenant_id, Message.id == message_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return result.scalar_one_or_none()
+
     async def get_by_client_id(self, tenant_id: str, client_message_id: str) -> Message | None:
         result = await self.session.execute(
             select(Message).where(
@@ -26,6 +91,32 @@ class MessageRepository:
             )
         )
         return result.scalar_one_or_none()
+
+    async def get_by_client_ids(
+        self, tenant_id: str, client_message_ids: list[str]
+    ) -> dict[str, Message]:
+        """The tenant's messages with these client_message_ids, by that id."""
+        result = await self.session.execute(
+            select(Message).where(
+                Message.tenant_id == tenant_id,
+                Message.client_message_id.in_(client_message_ids),
+            )
+        )
+        return {
+            message.client_message_id: message
+            for message in result.scalars()
+            if message.client_message_id is not None
+        }
+
+    async def stored_client_ids(self, tenant_id: str, client_message_ids: list[str]) -> set[str]:
+        """Which of these client_message_ids the tenant already has (ids only, no rows)."""
+        result = await self.session.execute(
+            select(Message.client_message_id).where(
+                Message.tenant_id == tenant_id,
+                Message.client_message_id.in_(client_message_ids),
+            )
+        )
+        return {value for value in result.scalars() if value is not None}
 
     async def insert_if_new(self, values: dict[str, Any]) -> Message | None:
         """Insert a message; None when its (tenant_id, client_message_id) already exists."""
@@ -39,3 +130,74 @@ class MessageRepository:
         message = result.scalar_one_or_none()
         await self.session.flush()
         return message
+
+    async def insert_many(self, tenant_id: str, rows: list[NewRow], model: str) -> set[uuid.UUID]:
+        """Insert the rows in one statement; returns the ids inserted (a row whose
+        client_message_id the tenant already has is skipped)."""
+        if not rows:
+            return set()
+        result = await self.session.execute(
+            INSERT_MANY_SQL,
+            {
+                "tenant_id": tenant_id,
+                "model": model,
+                "ids": [row.id for row in rows],
+                "conversation_ids": [row.conversation_id for row in rows],
+                "user_ids": [row.user_id for row in rows],
+                "roles": [row.role for row in rows],
+                "kinds": [row.kind for row in rows],
+                "contents": [row.content for row in rows],
+                "metadata": [
+                    json.dumps(row.metadata, ensure_ascii=False, separators=(",", ":"))
+                    for row in rows
+                ],
+                "importances": [row.importance for row in rows],
+                "client_message_ids": [row.client_message_id for row in rows],
+                "created_ats": [row.created_at for row in rows],
+                "embeddings": [
+                    VectorValue(row.embedding) if row.embedding is not None else None
+                    for row in rows
+                ],
+                "embedding_errors": [row.embedding_error for row in rows],
+            },
+        )
+        return {row.id for row in result}
+
+    async def update(
+        self,
+        tenant_id: str,
+        message_id: uuid.UUID,
+        values: dict[str, Any],
+        *,
+        requeue_embedding: bool = False,
+    ) -> Message:
+        """Write the changed fields; with `requeue_embedding` the vector is dropped and the row
+        queued afresh for the worker (the update trigger NOTIFYs it)."""
+        if requeue_embedding:
+            values = {
+                **values,
+                "embedding": None,
+                "embedding_model": None,
+                "embedded_at": None,
+                "embedding_status": EmbeddingStatus.pending.value,
+                "embedding_attempts": 0,
+                "embedding_next_attempt_at": func.now(),
+                "embedding_lease_owner": None,
+                "embedding_lease_expires_at": None,
+            }
+        result = await self.session.execute(
+            update(Message)
+            .where(Message.tenant_id == tenant_id, Message.id == message_id)
+            .values(**values)
+            .returning(Message)
+            .execution_options(populate_existing=True)
+        )
+        return result.scalar_one()
+
+    async def delete(self, tenant_id: str, message_id: uuid.UUID) -> int:
+        result = await self.session.execute(
+            delete(Message)
+            .where(Message.tenant_id == tenant_id, Message.id == message_id)
+            .returning(Message.id)
+        )
+        return len(result.all())

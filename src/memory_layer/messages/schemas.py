@@ -5,23 +5,34 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from memory_layer.kit.schemas import Identifier, NonBlankText
-from memory_layer.models.message import EmbeddingStatus, Role
+from memory_layer.messages.service import MetadataMode
+from memory_layer.models.message import EmbeddingStatus, Kind, Role
 
 
-class MessageCreate(BaseModel):
-    """One conversation message to remember."""
+def status_url(message_id: uuid.UUID, tenant_id: str) -> str:
+    """The message's own URL, readable as given by the key that wrote it: it names the tenant,
+    so service and admin keys need nothing added (`+` and `/` in a tenant id are encoded)."""
+    return f"/v1/messages/{message_id}?tenant_id={quote(tenant_id, safe='')}"
+
+
+class MessageFields(BaseModel):
+    """The fields of one message to remember (without the tenant)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tenant_id: Identifier | None = Field(
-        default=None, description="Required unless the API key is bound to a tenant."
-    )
     conversation_id: Identifier
     role: Role
+    kind: Kind = Field(
+        default=Kind.message,
+        description="What the memory is: a conversation turn (message), or something distilled "
+        "from turns (fact, preference, procedure, summary, event). Kinds age at their own pace "
+        "in search (MEMORY_KIND_HALF_LIFE_HOURS).",
+    )
     content: NonBlankText = Field(min_length=1, description="Message text; NUL bytes are rejected.")
     user_id: Identifier | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -31,6 +42,14 @@ class MessageCreate(BaseModel):
     )
     created_at: AwareDatetime | None = Field(
         default=None, description="For imports of older history; defaults to the server's time."
+    )
+
+
+class MessageCreate(MessageFields):
+    """One conversation message to remember."""
+
+    tenant_id: Identifier | None = Field(
+        default=None, description="Required unless the API key is bound to a tenant."
     )
 
 
@@ -44,6 +63,7 @@ class MessageRead(BaseModel):
     conversation_id: str
     user_id: str | None
     role: Role
+    kind: Kind
     content: str
     metadata: dict[str, Any] = Field(validation_alias="metadata_")
     importance: float
@@ -59,7 +79,88 @@ class MessageRead(BaseModel):
     embedded_at: datetime | None
     archived_at: datetime | None
 
-    @computed_field(description="Where to poll this message's embedding status.")  # type: ignore[prop-decorator]
+    @computed_field(  # type: ignore[prop-decorator]
+        description="This message's URL (with its tenant_id): poll it for the embedding status; "
+        "PATCH or DELETE it."
+    )
     @property
     def status_url(self) -> str:
-        return f"/v1/messages/{self.message_id}"
+        return status_url(self.message_id, self.tenant_id)
+
+
+class MessageBatchItem(MessageFields):
+    """One message of a batch: the fields of POST /v1/messages, without tenant_id."""
+
+
+class MessageUpdate(BaseModel):
+    """The fields to change; those left out (or null) stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: NonBlankText | None = Field(
+        default=None,
+        min_length=1,
+        description="New text; it is embedded again, and search finds the message by it.",
+    )
+    kind: Kind | None = None
+    importance: float | None = Field(default=None, ge=0.0, le=1.0)
+    metadata: dict[str, Any] | None = None
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.merge,
+        description="merge: `metadata` is a JSON merge patch (RFC 7396) on the stored metadata "
+        "(a key set to null is removed, nested objects are merged); replace: `metadata` "
+        "becomes the whole metadata.",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> MessageUpdate:
+        if self.content is None and self.kind is None and self.importance is None and (
+            self.metadata is None
+        ):
+            raise ValueError("nothing to change: send content, kind, importance or metadata")
+        return self
+
+
+class MessageDeleteResponse(BaseModel):
+    """What a delete removed."""
+
+    deleted: int = Field(description="Rows deleted: always 1 (a missing message is a 404).")
+
+
+class MessageBatchRequest(BaseModel):
+    """Up to MEMORY_MAX_BATCH_MESSAGES messages of one tenant, stored all or nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: Identifier | None = Field(
+        default=None,
+        description="The one tenant of the whole batch; required unless the API key is bound to "
+        "a tenant. Items carry no tenant_id of their own.",
+    )
+    messages: list[MessageBatchItem] = Field(
+        min_length=1, description="At most MEMORY_MAX_BATCH_MESSAGES (default 500)."
+    )
+
+
+class MessageBatchResult(BaseModel):
+    """What became of one item of a batch."""
+
+    message_id: uuid.UUID
+    status: int = Field(
+        description="200: stored with its vector (or failed for good); 202: queued for the "
+        "embedding worker. The same rule as the status of POST /v1/messages.",
+        examples=[200],
+    )
+    embedding_status: EmbeddingStatus
+    replayed: bool = Field(
+        description="True when the item's client_message_id was already stored (by an earlier "
+        "request, or by an earlier item of this batch): nothing new was written for it."
+    )
+    status_url: str
+
+
+class MessageBatchResponse(BaseModel):
+    """One result per item, in the order of the request."""
+
+    total: int
+    items: list[MessageBatchResult]

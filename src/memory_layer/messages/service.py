@@ -1,23 +1,25 @@
-"""Ingestion: validate, score importance, embed and store a message (idempotently)."""
+"""Messages: ingestion (one or a batch, idempotently), edits and deletes."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.config import Settings
-from memory_layer.embeddings.providers.base import EmbeddingProvider
-from memory_layer.embeddings.service import embed_or_defer
+from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
+from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
 from memory_layer.kit.errors import Conflict, InvalidInput, NotFound
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.messages.importance import importance_for
-from memory_layer.messages.repository import MessageRepository
-from memory_layer.models.message import EmbeddingStatus, Message, Role
+from memory_layer.messages.repository import MessageRepository, NewRow
+from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
 
 # Client clocks drift; anything further ahead than this is a bug on their side, not an import.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -30,6 +32,7 @@ class NewMessage:
     conversation_id: str
     role: Role
     content: str
+    kind: Kind = Kind.message
     user_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     importance_override: float | None = None
@@ -43,39 +46,67 @@ class IngestResult:
     replayed: bool
 
 
-def _check_metadata(metadata: dict[str, Any], limit: int) -> None:
+def _located(where: str | None, detail: str) -> str:
+    """Prefix a batch item's position (`messages[3]: ...`) so the client knows which one."""
+    return f"{where}: {detail}" if where else detail
+
+
+def _check_metadata(metadata: dict[str, Any], limit: int, where: str | None = None) -> None:
     encoded = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
     if "\\u0000" in encoded:
-        raise InvalidInput("metadata must not contain NUL (\\u0000) characters",
+        raise InvalidInput(_located(where, "metadata must not contain NUL (\\u0000) characters"),
                            code="invalid_metadata")
     size = len(encoded.encode("utf-8"))
     if size > limit:
         raise InvalidInput(
-            f"metadata is {size} bytes as JSON; the limit is {limit} (MEMORY_MAX_METADATA_BYTES)",
+            _located(
+                where,
+                f"metadata is {size} bytes as JSON; the limit is {limit} (MEMORY_MAX_METADATA_BYTES)",
+            ),
             code="metadata_too_large",
         )
 
 
-def _check(data: NewMessage, settings: Settings) -> None:
-    if len(data.content) > settings.max_content_chars:
+def _check_content(content: str, settings: Settings, where: str | None = None) -> None:
+    if len(content) > settings.max_content_chars:
         raise InvalidInput(
-            f"content has {len(data.content)} characters; the limit is "
-            f"{settings.max_content_chars} (MEMORY_MAX_CONTENT_CHARS). Split the message.",
+            _located(
+                where,
+                f"content has {len(content)} characters; the limit is "
+                f"{settings.max_content_chars} (MEMORY_MAX_CONTENT_CHARS). Split the message.",
+            ),
             code="content_too_long",
         )
-    _check_metadata(data.metadata, settings.max_metadata_bytes)
+
+
+def _check(data: NewMessage, settings: Settings, where: str | None = None) -> None:
+    _check_content(data.content, settings, where)
+    _check_metadata(data.metadata, settings.max_metadata_bytes, where)
     if data.created_at is not None and data.created_at > datetime.now(UTC) + MAX_CLOCK_SKEW:
-        raise InvalidInput("created_at lies in the future", code="invalid_created_at")
+        raise InvalidInput(_located(where, "created_at lies in the future"),
+                           code="invalid_created_at")
+
+
+def _identity(data: NewMessage) -> tuple[Any, ...]:
+    """What a retry with the same client_message_id must repeat (importance_override and
+    created_at are not compared: a retry may compute them afresh)."""
+    return (data.conversation_id, data.role.value, data.kind.value, data.content, data.user_id,
+            data.metadata)
+
+
+def _stored_identity(message: Message) -> tuple[Any, ...]:
+    return (message.conversation_id, message.role, message.kind, message.content, message.user_id,
+            message.metadata_)
 
 
 def _same_message(existing: Message, data: NewMessage) -> bool:
-    return (
-        existing.conversation_id == data.conversation_id
-        and existing.role == data.role.value
-        and existing.content == data.content
-        and existing.user_id == data.user_id
-        and existing.metadata_ == data.metadata
-    )
+    return _stored_identity(existing) == _identity(data)
+
+
+def _importance(data: NewMessage) -> float:
+    if data.importance_override is not None:
+        return data.importance_override
+    return importance_for(data.role.value, data.content)
 
 
 async def ingest_message(
@@ -115,13 +146,10 @@ async def ingest_message(
         "conversation_id": data.conversation_id,
         "user_id": data.user_id,
         "role": data.role.value,
+        "kind": data.kind.value,
         "content": data.content,
         "metadata_": data.metadata,
-        "importance": (
-            data.importance_override
-            if data.importance_override is not None
-            else importance_for(data.role.value, data.content)
-        ),
+        "importance": _importance(data),
         "client_message_id": data.client_message_id,
     }
     if vector is not None:
@@ -149,19 +177,287 @@ async def ingest_message(
     return IngestResult(message=message, replayed=False)
 
 
-def _replay(existing: Message, data: NewMessage) -> IngestResult:
+def _replay(existing: Message, data: NewMessage, where: str | None = None) -> IngestResult:
     if not _same_message(existing, data):
         raise Conflict(
-            f"client_message_id {data.client_message_id!r} was already used for a different "
-            "message in this tenant",
+            _located(
+                where,
+                f"client_message_id {data.client_message_id!r} was already used for a different "
+                "message in this tenant",
+            ),
             code="idempotency_key_reused",
         )
     return IngestResult(message=existing, replayed=True)
+
+
+def _failure_text(failure: EmbeddingError) -> str:
+    return f"{failure.kind}: {failure}"
+
+
+@dataclass(frozen=True)
+class BatchItemResult:
+    """What became of one item of a batch."""
+
+    message_id: uuid.UUID
+    embedding_status: EmbeddingStatus
+    replayed: bool
+
+
+def _batch_replay(existing: Message, data: NewMessage, index: int) -> BatchItemResult:
+    _replay(existing, data, f"messages[{index}]")
+    return BatchItemResult(existing.id, EmbeddingStatus(existing.embedding_status), replayed=True)
+
+
+async def ingest_batch(
+    session: AsyncSession,
+    tenant_id: str,
+    items: Sequence[NewMessage],
+    *,
+    settings: Settings,
+    embedder: EmbeddingProvider,
+    metrics: Metrics,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> list[BatchItemResult]:
+    """Store up to MEMORY_MAX_BATCH_MESSAGES messages of one tenant, all or nothing.
+
+    Every item is checked before anything is written; an error names the item's index. Inline
+    mode embeds every new text in one provider call before the transaction, then one INSERT
+    writes the rows. Each item is idempotent on its client_message_id, also against an earlier
+    item of the same batch (which it then replays).
+    """
+    if len(items) > settings.max_batch_messages:
+        raise InvalidInput(
+            f"the batch has {len(items)} messages; the limit is {settings.max_batch_messages} "
+            "(MEMORY_MAX_BATCH_MESSAGES)",
+            code="batch_too_large",
+        )
+    for index, item in enumerate(items):
+        _check(item, settings, f"messages[{index}]")
+    first_with_key: dict[str, int] = {}
+    for index, item in enumerate(items):
+        key = item.client_message_id
+        if key is None:
+            continue
+        first = first_with_key.setdefault(key, index)
+        if first != index and _identity(items[first]) != _identity(item):
+            raise Conflict(
+                f"messages[{index}]: client_message_id {key!r} is also used by messages[{first}] "
+                "for a different message",
+                code="idempotency_key_reused",
+            )
+    # The items to store: each without a key, and the first of each key.
+    fresh = [
+        index
+        for index, item in enumerate(items)
+        if item.client_message_id is None or first_with_key[item.client_message_id] == index
+    ]
+
+    vectors: dict[int, list[float]] = {}
+    error: str | None = None
+    if not settings.async_embeddings:
+        stored: set[str] = set()
+        if first_with_key:
+            # A retried batch finds its items stored: they need no second model call. The
+            # look-up has a short session of its own, closed before the model runs.
+            async with sessionmaker() as lookup:
+                stored = await MessageRepository(lookup).stored_client_ids(
+                    tenant_id, list(first_with_key)
+                )
+        to_embed = [
+            index
+            for index in fresh
+            if items[index].client_message_id is None
+            or items[index].client_message_id not in stored
+        ]
+        if to_embed:
+            embedded, failure = await embed_all_or_defer(
+                [items[index].content for index in to_embed], embedder, metrics
+            )
+            if embedded is not None:
+                vectors = dict(zip(to_embed, embedded, strict=True))
+            elif failure is not None:
+                error = _failure_text(failure)
+
+    repository = MessageRepository(session)
+    existing = (
+        await repository.get_by_client_ids(tenant_id, list(first_with_key)) if first_with_key else {}
+    )
+    results: list[BatchItemResult | None] = [None] * len(items)
+    rows: list[tuple[int, NewRow]] = []
+    for index in fresh:
+        item = items[index]
+        if item.client_message_id is not None and item.client_message_id in existing:
+            results[index] = _batch_replay(existing[item.client_message_id], item, index)
+            continue
+        # No vector: async mode, a provider failure, or an item the look-up found stored that
+        # was deleted since. The row is then the worker's job (the insert trigger NOTIFYs it).
+        vector = vectors.get(index)
+        rows.append(
+            (
+                index,
+                NewRow(
+                    id=uuid.uuid4(),
+                    conversation_id=item.conversation_id,
+                    user_id=item.user_id,
+                    role=item.role.value,
+                    kind=item.kind.value,
+                    content=item.content,
+                    metadata=item.metadata,
+                    importance=_importance(item),
+                    client_message_id=item.client_message_id,
+                    created_at=item.created_at,
+                    embedding=vector,
+                    embedding_error=error if vector is None else None,
+                ),
+            )
+        )
+    inserted = await repository.insert_many(tenant_id, [row for _, row in rows], embedder.model_name)
+    raced = [(index, row) for index, row in rows if row.id not in inserted]
+    if raced:
+        # A concurrent request stored some of the same client_message_ids first.
+        keys = [row.client_message_id for _, row in raced if row.client_message_id is not None]
+        winners = await repository.get_by_client_ids(tenant_id, keys)
+        for index, row in raced:
+            winner = winners.get(row.client_message_id) if row.client_message_id else None
+            if winner is None:  # pragma: no cover - the conflicting row cannot vanish
+                raise Conflict("idempotency race; retry the request", code="idempotency_race")
+            results[index] = _batch_replay(winner, items[index], index)
+    for index, row in rows:
+        if row.id in inserted:
+            status = EmbeddingStatus.ready if row.embedding is not None else EmbeddingStatus.pending
+            results[index] = BatchItemResult(row.id, status, replayed=False)
+            metrics.messages_ingested.labels(role=row.role).inc()
+    done: list[BatchItemResult] = []
+    for index, result in enumerate(results):
+        if result is None:
+            # A later item with an earlier item's client_message_id: a replay of that one.
+            key = items[index].client_message_id
+            assert key is not None
+            first_result = results[first_with_key[key]]
+            assert first_result is not None
+            result = replace(first_result, replayed=True)
+        done.append(result)
+    return done
 
 
 async def get_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> Message:
     """One message of the tenant, or 404."""
     message = await MessageRepository(session).get(tenant_id, message_id)
     if message is None:
-        raise NotFound(f"no message {message_id} in tenant {tenant_id!r}", code="message_not_found")
+        raise _not_found(tenant_id, message_id)
     return message
+
+
+def _not_found(tenant_id: str, message_id: uuid.UUID) -> NotFound:
+    return NotFound(f"no message {message_id} in tenant {tenant_id!r}", code="message_not_found")
+
+
+class MetadataMode(Enum):
+    """How an edit's metadata meets the stored one (a plain Enum: `replace` would shadow
+    str.replace on a StrEnum)."""
+
+    merge = "merge"
+    replace = "replace"
+
+
+@dataclass(frozen=True)
+class MessageChange:
+    """An edit of a stored message: None leaves a field as it is."""
+
+    content: str | None = None
+    kind: Kind | None = None
+    importance: float | None = None
+    metadata: dict[str, Any] | None = None
+    metadata_mode: MetadataMode = MetadataMode.merge
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """JSON Merge Patch (RFC 7396): objects merge key by key, null removes a key, anything else
+    replaces the value."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+async def update_message(
+    session: AsyncSession,
+    tenant_id: str,
+    message_id: uuid.UUID,
+    change: MessageChange,
+    *,
+    settings: Settings,
+    embedder: EmbeddingProvider,
+    metrics: Metrics,
+) -> Message:
+    """Edit a message of the tenant (404 if it has none with this id).
+
+    New content is checked like a new message's and embedded before the transaction (inline
+    mode); with MEMORY_ASYNC_EMBEDDINGS, or when the provider fails, the message becomes pending
+    and the worker embeds the new text. Either way its old vector is gone: search finds it by
+    the new text only.
+    """
+    if change.content is not None:
+        _check_content(change.content, settings)
+    if change.metadata is not None and change.metadata_mode is MetadataMode.replace:
+        _check_metadata(change.metadata, settings.max_metadata_bytes)
+    vector: list[float] | None = None
+    error: str | None = None
+    if change.content is not None and not settings.async_embeddings:
+        vector, failure = await embed_or_defer(change.content, embedder, metrics)
+        if failure is not None:
+            error = _failure_text(failure)
+
+    repository = MessageRepository(session)
+    # Locked until commit: a concurrent edit waits, and so does a worker completing this row
+    # (whose write then finds its lease gone and is dropped).
+    message = await repository.get_for_update(tenant_id, message_id)
+    if message is None:
+        raise _not_found(tenant_id, message_id)
+    values: dict[str, Any] = {}
+    if change.metadata is not None:
+        metadata = (
+            merge_patch(message.metadata_, change.metadata)
+            if change.metadata_mode is MetadataMode.merge
+            else change.metadata
+        )
+        _check_metadata(metadata, settings.max_metadata_bytes)
+        values["metadata_"] = metadata
+    if change.kind is not None:
+        values["kind"] = change.kind.value
+    if change.importance is not None:
+        values["importance"] = change.importance
+    requeue = False
+    if change.content is not None and change.content != message.content:
+        values["content"] = change.content
+        if vector is not None:
+            values.update(
+                embedding=vector,
+                embedding_model=embedder.model_name,
+                embedding_status=EmbeddingStatus.ready.value,
+                embedded_at=datetime.now(UTC),
+                embedding_error=None,
+                embedding_attempts=0,
+                embedding_next_attempt_at=None,
+                embedding_lease_owner=None,
+                embedding_lease_expires_at=None,
+            )
+        else:
+            requeue = True
+            values["embedding_error"] = error
+    if not values:
+        return message
+    return await repository.update(tenant_id, message_id, values, requeue_embedding=requeue)
+
+
+async def delete_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> int:
+    """Delete a message of the tenant for good (404 if it has none with this id)."""
+    deleted = await MessageRepository(session).delete(tenant_id, message_id)
+    if deleted == 0:
+        raise _not_found(tenant_id, message_id)
+    return deleted

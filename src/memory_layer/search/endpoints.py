@@ -41,6 +41,7 @@ def _to_item(row: ScoredRow) -> SearchItem:
         conversation_id=row.conversation_id,
         user_id=row.user_id,
         role=row.role,
+        kind=row.kind,
         content=row.content,
         metadata=row.metadata,
         created_at=row.created_at,

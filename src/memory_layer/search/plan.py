@@ -27,6 +27,7 @@ class SearchFilters:
     conversation_id: str | None = None
     user_id: str | None = None
     role: str | None = None
+    kind: str | None = None
     importance_min: float | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -75,6 +76,7 @@ class ScoredRow:
     conversation_id: str
     user_id: str | None
     role: str
+    kind: str
     content: str
     metadata: dict[str, Any]
     importance: float

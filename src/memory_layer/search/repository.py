@@ -90,7 +90,7 @@ fused AS (
     FROM vector_hits v
     FULL JOIN keyword_hits k ON k.tenant_id = v.tenant_id AND k.id = v.id
 ), hits AS (
-    SELECT m.id, m.conversation_id, m.user_id, m.role, m.content, m.metadata, m.importance,
+    SELECT m.id, m.conversation_id, m.user_id, m.role, m.kind, m.content, m.metadata, m.importance,
            m.created_at, m.embedding_status,{embedding}
            f.vector_rank, {similarity} AS similarity,
            f.keyword_rank, f.keyword_score, f.fused,
@@ -110,6 +110,7 @@ _FILTERS = {
     "conversation_id": "conversation_id = :conversation_id",
     "user_id": "user_id = :user_id",
     "role": "role = :role",
+    "kind": "kind = :kind",
     "importance_min": "importance >= :importance_min",
     "since": "created_at >= :since",
     "until": "created_at <= :until",
@@ -156,7 +157,7 @@ def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
         ),
         relevance=relevance_sql(plan.mode, plan.fusion),
         similarity=SIMILARITY_FROM_VECTORS if uses_vectors else NO_SIMILARITY,
-        recency=RECENCY_SQL.format(created_at="m.created_at"),
+        recency=RECENCY_SQL.format(created_at="m.created_at", kind="m.kind"),
         scored=SCORED_SQL.format(source="signals"),
         embedding="\n           m.embedding," if plan.with_embedding else "",
         min_score="\nWHERE score >= :min_score" if plan.min_score is not None else "",
@@ -199,6 +200,7 @@ class SearchRepository:
                 conversation_id=row.conversation_id,
                 user_id=row.user_id,
                 role=row.role,
+                kind=row.kind,
                 content=row.content,
                 metadata=row.metadata,
                 importance=float(row.importance),

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from memory_layer.kit.schemas import Identifier, NonBlankText
-from memory_layer.models.message import EmbeddingStatus, Role
+from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.search.plan import SearchFilters, SearchMode
 
 
@@ -32,6 +32,9 @@ class SearchRequest(BaseModel):
     conversation_id: Identifier | None = None
     user_id: Identifier | None = None
     role: Role | None = None
+    kind: Kind | None = Field(
+        default=None, description="Only memories of this kind (message, fact, preference, ...)."
+    )
     importance_min: float | None = Field(default=None, ge=0.0, le=1.0)
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
@@ -75,6 +78,7 @@ class SearchRequest(BaseModel):
             conversation_id=self.conversation_id,
             user_id=self.user_id,
             role=self.role.value if self.role is not None else None,
+            kind=self.kind.value if self.kind is not None else None,
             importance_min=self.importance_min,
             since=self.since,
             until=self.until,
@@ -120,6 +124,7 @@ class SearchItem(BaseModel):
     conversation_id: str
     user_id: str | None
     role: Role
+    kind: Kind
     content: str
     metadata: dict[str, Any]
     created_at: datetime
@@ -130,7 +135,10 @@ class SearchItem(BaseModel):
         "vector of the current model yet (or in keyword mode)."
     )
     importance: float
-    recency: float = Field(description="0.5 ** (age / half-life), in [0, 1].")
+    recency: float = Field(
+        description="0.5 ** (age / half-life of the message's kind), in [0, 1] "
+        "(MEMORY_KIND_HALF_LIFE_HOURS, else MEMORY_RECENCY_HALF_LIFE_HOURS)."
+    )
     score_parts: ScoreParts
     explanation: Explanation
 

@@ -1,7 +1,8 @@
 """How a search hit is scored: the one definition of the formula, as SQL the search runs.
 
     relevance  = per mode, in [0, 1] (RELEVANCE below)
-    recency    = 0.5 ** (age_hours / half_life_hours)
+    recency    = 0.5 ** (age_hours / half_life_hours(kind))
+    half_life_hours(kind) = MEMORY_KIND_HALF_LIFE_HOURS[kind], else MEMORY_RECENCY_HALF_LIFE_HOURS
     part_x     = w_x * x / (w_relevance + w_importance + w_recency)   for x in relevance,
                                                                       importance, recency
     score      = part_relevance + part_importance + part_recency
@@ -12,10 +13,12 @@ them once; nothing recomputes them in Python.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from memory_layer.config import SearchFusion, Settings
+from memory_layer.models.message import Kind
 from memory_layer.search.plan import SearchMode
 
 
@@ -25,6 +28,9 @@ class ScoreWeights:
     importance: float = 0.2
     recency: float = 0.1
     half_life_hours: float = 168.0
+    # Kinds that age at their own pace (a fact stays true for months, chit-chat does not);
+    # the others use half_life_hours.
+    kind_half_life_hours: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoreWeights:
@@ -33,7 +39,13 @@ class ScoreWeights:
             importance=settings.score_weight_importance,
             recency=settings.score_weight_recency,
             half_life_hours=settings.recency_half_life_hours,
+            kind_half_life_hours={
+                kind.value: hours for kind, hours in settings.kind_half_life_hours.items()
+            },
         )
+
+    def half_life_for(self, kind: str) -> float:
+        return self.kind_half_life_hours.get(kind, self.half_life_hours)
 
     @property
     def total(self) -> float:
@@ -44,6 +56,7 @@ class ScoreWeights:
         """The bind parameters SCORED_SQL and RECENCY_SQL read."""
         return {
             "half_life_hours": self.half_life_hours,
+            **{f"half_life_{kind.value}": self.half_life_for(kind.value) for kind in Kind},
             "w_relevance": self.relevance / self.total,
             "w_importance": self.importance / self.total,
             "w_recency": self.recency / self.total,
@@ -75,9 +88,18 @@ def relevance_sql(mode: SearchMode, fusion: SearchFusion) -> str:
     return _RELEVANCE_BY_MODE[mode]
 
 
+# The half-life of a row's kind: one bind parameter per kind, so the statement text never changes
+# with the settings; a kind the enum does not know falls back to the default half-life.
+HALF_LIFE_SQL = (
+    "CASE {kind} "
+    + " ".join(f"WHEN '{kind.value}' THEN CAST(:half_life_{kind.value} AS float8)" for kind in Kind)
+    + " ELSE CAST(:half_life_hours AS float8) END"
+)
+
+# Over a row's creation time and kind (SQL expressions spliced in by the caller).
 RECENCY_SQL = (
     "power(0.5, greatest(0.0, extract(epoch FROM now() - ({created_at})) / 3600.0) "
-    "/ :half_life_hours)"
+    f"/ ({HALF_LIFE_SQL}))"
 )
 
 # Over rows that have `relevance`, `importance` and `recency` columns.
