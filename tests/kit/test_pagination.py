@@ -108,6 +108,7 @@ def test_paginate_gives_a_cursor_only_when_a_row_was_left_over() -> None:
     last = paginate([1, 2], 2, codec=codec, scope=SCOPE, position_of=position_of)
     assert last.items == [1, 2]
     assert last.next_cursor is None
-    empty = paginate([], 2, codec=codec, scope=SCOPE, position_of=position_of)
+    nothing: list[int] = []
+    empty = paginate(nothing, 2, codec=codec, scope=SCOPE, position_of=position_of)
     assert empty.items == []
     assert empty.next_cursor is None
