@@ -98,7 +98,15 @@ class ConversationRepository:
                 )
             )
         if since is not None:
-            statement = statement.having(_last_at >= since)
+            # Active since `since` = has a message since then: the (tenant_id, created_at) index
+            # finds those conversations, and only they are grouped. Measured on 100,000 messages
+            # in 5,000 conversations: 14 ms instead of 80 ms when 300 conversations qualify,
+            # 120 ms instead of 80 ms when 3,600 do; "active lately" is the selective case.
+            statement = statement.where(
+                Message.conversation_id.in_(
+                    select(Message.conversation_id).where(in_snapshot, Message.created_at >= since)
+                )
+            )
         if after is not None:
             statement = statement.having(
                 tuple_(_last_at, Message.conversation_id)

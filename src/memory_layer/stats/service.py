@@ -7,8 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.models.message import EmbeddingStatus, Kind, Role
-from memory_layer.stats.repository import BY_KIND, BY_ROLE, BY_STATUS, TOTAL, StatsRepository
+from memory_layer.stats.repository import StatsRepository
 
 
 @dataclass(frozen=True)
@@ -38,35 +37,21 @@ async def get_stats(
     conversation_id: str | None = None,
 ) -> TenantStats:
     """Counts of the tenant's messages, or of one user's or one conversation's."""
-    rows = await StatsRepository(session).grouped_counts(
+    row = await StatsRepository(session).counts(
         tenant_id, user_id=user_id, conversation_id=conversation_id
     )
-    # Every known value is present, with 0 when nothing has it, so clients need no defaults.
-    by_role = dict.fromkeys((role.value for role in Role), 0)
-    by_kind = dict.fromkeys((kind.value for kind in Kind), 0)
-    by_status = dict.fromkeys((status.value for status in EmbeddingStatus), 0)
-    total = None
-    for row in rows:
-        if row.grouping == BY_ROLE and row.role is not None:
-            by_role[row.role] = row.messages
-        elif row.grouping == BY_KIND and row.kind is not None:
-            by_kind[row.kind] = row.messages
-        elif row.grouping == BY_STATUS and row.embedding_status is not None:
-            by_status[row.embedding_status] = row.messages
-        elif row.grouping == TOTAL:
-            total = row
     return TenantStats(
         tenant_id=tenant_id,
         user_id=user_id,
         conversation_id=conversation_id,
-        messages=total.messages if total else 0,
-        archived=total.archived if total else 0,
-        by_role=by_role,
-        by_kind=by_kind,
-        by_embedding_status=by_status,
-        conversations=total.conversations if total else 0,
-        users=total.users if total else 0,
-        content_bytes=total.content_bytes if total else 0,
-        oldest_message_at=total.oldest_message_at if total else None,
-        newest_message_at=total.newest_message_at if total else None,
+        messages=row.messages,
+        archived=row.archived,
+        by_role=row.by_value["role"],
+        by_kind=row.by_value["kind"],
+        by_embedding_status=row.by_value["embedding_status"],
+        conversations=row.conversations,
+        users=row.users,
+        content_bytes=row.content_bytes,
+        oldest_message_at=row.oldest_message_at,
+        newest_message_at=row.newest_message_at,
     )
