@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fixtures.messages import at, insert_rows, message_row, tenant_key
+from tests.fixtures.rows import at, insert_rows, message_row, tenant_key
 from tests.fixtures.tenants import new_tenant
 
 

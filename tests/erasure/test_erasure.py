@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.erasure.repository import ErasureRepository
 from tests.fixtures.app import SERVICE_KEY
-from tests.fixtures.messages import tenant_key
+from tests.fixtures.rows import tenant_key
 from tests.fixtures.tenants import new_tenant
 
 EVE_TEXTS = [
@@ -235,6 +235,20 @@ async def test_tenant_walls(client: httpx.AsyncClient, db_engine: AsyncEngine) -
             text("SELECT count(*) FROM messages WHERE tenant_id = :t"), {"t": theirs}
         )).scalar_one()
     assert left == 7
+    # Their key, the other way round: my user is safe from them, and their Eve is still there.
+    them = {"X-API-Key": await tenant_key(db_engine, theirs)}
+    await client.post(
+        "/v1/messages", json={"conversation_id": "m", "role": "user", "content": "mine",
+                              "user_id": "me"}, headers=me,
+    )
+    assert (await client.delete(
+        "/v1/users/me", params={"tenant_id": mine}, headers=them
+    )).status_code == 403
+    assert (await client.delete("/v1/users/me", headers=them)).json()["counts"]["messages"] == 0
+    eve = (await client.get("/v1/stats", params={"user_id": "eve"}, headers=them)).json()
+    assert eve["messages"] == 3
+    mine_left = (await client.get("/v1/stats", params={"user_id": "me"}, headers=me)).json()
+    assert mine_left["messages"] == 1
     required = await client.delete("/v1/users/eve", headers={"X-API-Key": SERVICE_KEY})
     assert required.status_code == 422
     assert required.json()["error"] == "tenant_required"

@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fixtures.messages import at, insert_rows, message_row, tenant_key
+from tests.fixtures.rows import at, insert_rows, message_row, tenant_key
 from tests.fixtures.tenants import new_tenant
 
 ZERO_ROLES = {"user": 0, "assistant": 0, "system": 0, "tool": 0}
@@ -118,6 +118,11 @@ async def test_tenant_walls(client: httpx.AsyncClient, db_engine: AsyncEngine) -
     assert guessed["messages"] == 0
     same_ids = (await client.get("/v1/stats", params={"user_id": "ann"}, headers=me)).json()
     assert same_ids["messages"] == 1
+    # Their own key counts only theirs.
+    them = {"X-API-Key": await tenant_key(db_engine, theirs)}
+    their_view = (await client.get("/v1/stats", headers=them)).json()
+    assert (their_view["tenant_id"], their_view["messages"], their_view["users"]) == (theirs, 5, 2)
+    assert (await client.get("/v1/stats", params={"tenant_id": mine}, headers=them)).status_code == 403
 
 
 async def test_route_is_documented(client: httpx.AsyncClient) -> None:
