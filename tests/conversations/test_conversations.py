@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from memory_layer.config import Settings
+from tests.fixtures.app import ADMIN_KEY, running_client
 from tests.fixtures.rows import at, insert_rows, message_row, tenant_key
 from tests.fixtures.tenants import new_tenant
 
@@ -383,3 +386,19 @@ async def test_routes_are_documented(client: httpx.AsyncClient) -> None:
         assert operation["operationId"] == operation_id
         assert errors | {"200"} == set(operation["responses"])
         assert operation["description"] or operation["summary"]
+
+
+async def test_cursors_are_signed_with_the_configured_secret(
+    settings_factory: Callable[..., Settings], db_engine: AsyncEngine, tenant: str
+) -> None:
+    await insert_rows(db_engine, [message_row(tenant, "s", at(n)) for n in range(3)])
+    headers = {"X-API-Key": ADMIN_KEY}
+    path = "/v1/conversations/s/messages"
+    params: dict[str, str | int] = {"tenant_id": tenant, "limit": 1}
+    async with running_client(settings_factory(cursor_secret="first secret"), headers) as one:
+        cursor = (await one.get(path, params=params)).json()["next_cursor"]
+        assert (await one.get(path, params={**params, "cursor": cursor})).status_code == 200
+    async with running_client(settings_factory(cursor_secret="second secret"), headers) as two:
+        rotated = await two.get(path, params={**params, "cursor": cursor})
+    assert rotated.status_code == 400
+    assert rotated.json()["error"] == "invalid_cursor"
