@@ -15,9 +15,11 @@ from fastapi.routing import APIRoute
 from memory_layer import __version__
 from memory_layer.auth.service import KeyRing
 from memory_layer.config import Settings, check_startup_settings
+from memory_layer.conversations import endpoints as conversations_endpoints
 from memory_layer.embeddings import endpoints as embeddings_endpoints
 from memory_layer.embeddings.providers import build_provider
 from memory_layer.embeddings.worker import EmbeddingWorker, stop_worker
+from memory_layer.erasure import endpoints as erasure_endpoints
 from memory_layer.health import endpoints as health_endpoints
 from memory_layer.kit.db.database import open_database_async
 from memory_layer.kit.db.engine import create_engine, create_sessionmaker
@@ -25,11 +27,13 @@ from memory_layer.kit.db.migrations import verify_schema
 from memory_layer.kit.http.errors import install_error_handlers
 from memory_layer.kit.http.limits import BodySizeLimitMiddleware
 from memory_layer.kit.observability.metrics import Metrics, MetricsMiddleware
+from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
 from memory_layer.messages import endpoints as messages_endpoints
 from memory_layer.retention import endpoints as retention_endpoints
 from memory_layer.retention.scheduler import retention_loop
 from memory_layer.search import endpoints as search_endpoints
+from memory_layer.stats import endpoints as stats_endpoints
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +116,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     # Tenant sizes decide exact versus HNSW search; a minute-old count is good enough for that.
     app.state.tenant_sizes = TTLCache(maxsize=100_000, ttl=60)
+    app.state.cursor_codec = CursorCodec(settings.cursor_secret)
 
     install_error_handlers(app)
     app.include_router(messages_endpoints.router)
     app.include_router(search_endpoints.router)
+    app.include_router(conversations_endpoints.router)
+    app.include_router(stats_endpoints.router)
+    app.include_router(erasure_endpoints.router)
     app.include_router(health_endpoints.router)
     app.include_router(retention_endpoints.router)
     app.include_router(embeddings_endpoints.router)

@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     api_keys: CsvSecrets = Field(default_factory=list)
     admin_api_keys: CsvSecrets = Field(default_factory=list)
     allowed_origins: CsvList = Field(default_factory=list)
+    # Key of the HMAC tag on pagination cursors (kit/pagination.py). Set it to the same random
+    # value on every replica. Unset, a constant key is used: tampering is still detected, but a
+    # client who reads the source can forge a cursor; it still points only inside the caller's
+    # own tenant and listing, which the cursor names and every request checks.
+    cursor_secret: SecretStr | None = None
 
     # Rate limits (slowapi syntax, e.g. "600/minute"); empty disables.
     global_rate_limit: str = ""

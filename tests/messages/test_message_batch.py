@@ -342,3 +342,18 @@ async def test_concurrent_batches_with_the_same_keys_store_each_message_once(
     fresh = [sum(not i["replayed"] for i in r.json()["items"]) for r in responses]
     assert sum(fresh) == 20
     assert len(await rows(db_engine, tenant)) == 20
+
+
+async def test_the_history_shows_a_batch_in_the_order_it_was_sent(
+    client: httpx.AsyncClient, tenant: str
+) -> None:
+    contents = [f"turn {i:02d}" for i in range(30)]
+    stored = await client.post(
+        BATCH, json={"tenant_id": tenant, "messages": [item(c) for c in contents]}
+    )
+    assert stored.status_code == 200, stored.text
+    history = await client.get(
+        "/v1/conversations/c/messages", params={"tenant_id": tenant, "limit": 100}
+    )
+    assert history.status_code == 200, history.text
+    assert [message["content"] for message in history.json()["items"]] == contents

@@ -22,7 +22,8 @@ PENDING = f"'{EmbeddingStatus.pending.value}'"
 # One statement for a whole batch, whatever its size: one array per column, unnested into rows
 # (a VALUES list would bind rows x columns parameters and hit the protocol's 32,767 limit).
 # A row with a vector is ready; one without is pending and due now (the insert trigger NOTIFYs
-# the workers).
+# the workers). Items without a client-given time are a microsecond apart, in batch order, so the
+# history (ordered by created_at, then id) shows them in the order they were sent.
 INSERT_MANY_SQL = text(f"""
 INSERT INTO messages (
     tenant_id, id, conversation_id, user_id, role, kind, content, metadata, importance,
@@ -30,7 +31,8 @@ INSERT INTO messages (
     embedding_next_attempt_at, embedding_error
 )
 SELECT :tenant_id, r.id, r.conversation_id, r.user_id, r.role, r.kind, r.content,
-       CAST(r.metadata AS jsonb), r.importance, r.client_message_id, coalesce(r.created_at, now()),
+       CAST(r.metadata AS jsonb), r.importance, r.client_message_id,
+       coalesce(r.created_at, now() + make_interval(secs => (r.ord - 1) / 1e6)),
        r.embedding,
        CASE WHEN r.embedding IS NULL THEN NULL ELSE :model END,
        CASE WHEN r.embedding IS NULL THEN {PENDING} ELSE {READY} END,
@@ -42,8 +44,9 @@ FROM unnest(
     CAST(:roles AS text[]), CAST(:kinds AS text[]), CAST(:contents AS text[]),
     CAST(:metadata AS text[]), CAST(:importances AS float8[]), CAST(:client_message_ids AS text[]),
     CAST(:created_ats AS timestamptz[]), :embeddings, CAST(:embedding_errors AS text[])
-) AS r(id, conversation_id, user_id, role, kind, content, metadata, importance, client_message_id,
-       created_at, embedding, embedding_error)
+) WITH ORDINALITY
+  AS r(id, conversation_id, user_id, role, kind, content, metadata, importance, client_message_id,
+       created_at, embedding, embedding_error, ord)
 ON CONFLICT ON CONSTRAINT uq_messages_tenant_id_client_message_id DO NOTHING
 RETURNING id
 """).bindparams(vector_array_param("embeddings"))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from memory_layer.config import Settings
 from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.kit.pagination import CursorCodec
 
 
 def get_settings(request: Request) -> Settings:
@@ -20,5 +22,18 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+def get_cursor_codec(request: Request) -> CursorCodec:
+    codec: CursorCodec = request.app.state.cursor_codec
+    return codec
+
+
+def get_tenant_sizes(request: Request) -> MutableMapping[str, int]:
+    # Message counts per tenant (kept a minute) that choose exact or HNSW search.
+    sizes: MutableMapping[str, int] = request.app.state.tenant_sizes
+    return sizes
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+CursorCodecDep = Annotated[CursorCodec, Depends(get_cursor_codec)]
+TenantSizesDep = Annotated[MutableMapping[str, int], Depends(get_tenant_sizes)]

@@ -1,0 +1,1 @@
+"""Conversations: summaries, history with cursor pagination, deletion (/v1/conversations)."""

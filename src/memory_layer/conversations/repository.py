@@ -1,0 +1,171 @@
+"""SQL of the conversations domain: summaries grouped from messages, history pages, deletion."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, case, delete, func, literal, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from memory_layer.kit.pagination import SortOrder
+from memory_layer.models.message import Message
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """A conversation as its stored messages (archived ones included) describe it."""
+
+    conversation_id: str
+    message_count: int
+    archived_count: int
+    first_message_at: datetime
+    last_message_at: datetime
+    user_id: str | None
+
+
+@dataclass(frozen=True)
+class SummaryPageRows:
+    rows: list[ConversationSummary]
+    # The snapshot the page was computed on (the database's clock on the first page); None for
+    # an empty first page, which needs no cursor.
+    as_of: datetime | None
+
+
+_last_at = func.max(Message.created_at)
+
+
+def _summary_select(*extra: Any) -> Select[Any]:
+    # One user when exactly one distinct non-null user_id appears (assistant turns often carry
+    # none); count(DISTINCT) ignores NULLs.
+    single_user = case((func.count(Message.user_id.distinct()) == 1, func.min(Message.user_id)))
+    return select(
+        Message.conversation_id,
+        func.count().label("message_count"),
+        func.count(Message.archived_at).label("archived_count"),
+        func.min(Message.created_at).label("first_message_at"),
+        _last_at.label("last_message_at"),
+        single_user.label("user_id"),
+        *extra,
+    ).group_by(Message.conversation_id)
+
+
+def _at(value: datetime) -> ColumnElement[datetime]:
+    return literal(value, Message.created_at.type)
+
+
+def _summary(row: Any) -> ConversationSummary:
+    return ConversationSummary(
+        conversation_id=row.conversation_id,
+        message_count=int(row.message_count),
+        archived_count=int(row.archived_count),
+        first_message_at=row.first_message_at,
+        last_message_at=row.last_message_at,
+        user_id=row.user_id,
+    )
+
+
+class ConversationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list_summaries(
+        self,
+        tenant_id: str,
+        *,
+        user_id: str | None,
+        since: datetime | None,
+        as_of: datetime | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> SummaryPageRows:
+        """Most recently active first, `limit` rows, computed over messages created up to `as_of`.
+
+        Pinning `as_of` (now(), the first time) keeps every later page computed on the same
+        snapshot: a conversation that gets a new message while a client pages does not jump to
+        the top of the order, past the cursor, and so is neither skipped nor shown twice.
+        """
+        snapshot: ColumnElement[datetime] = func.now() if as_of is None else _at(as_of)
+        in_snapshot = and_(Message.tenant_id == tenant_id, Message.created_at <= snapshot)
+        statement = _summary_select(snapshot.label("as_of")).where(in_snapshot)
+        if user_id is not None:
+            # The user's conversations, summarised whole (every participant's messages).
+            statement = statement.where(
+                Message.conversation_id.in_(
+                    select(Message.conversation_id).where(in_snapshot, Message.user_id == user_id)
+                )
+            )
+        if since is not None:
+            # Active since `since` = has a message since then: the (tenant_id, created_at) index
+            # finds those conversations, and only they are grouped. Measured on 100,000 messages
+            # in 5,000 conversations: 14 ms instead of 80 ms when 300 conversations qualify,
+            # 120 ms instead of 80 ms when 3,600 do; "active lately" is the selective case.
+            statement = statement.where(
+                Message.conversation_id.in_(
+                    select(Message.conversation_id).where(in_snapshot, Message.created_at >= since)
+                )
+            )
+        if after is not None:
+            statement = statement.having(
+                tuple_(_last_at, Message.conversation_id)
+                < tuple_(_at(after[0]), literal(after[1], Message.conversation_id.type))
+            )
+        statement = statement.order_by(_last_at.desc(), Message.conversation_id.desc()).limit(limit)
+        rows = (await self.session.execute(statement)).all()
+        taken = rows[0].as_of if rows else as_of
+        return SummaryPageRows(rows=[_summary(row) for row in rows], as_of=taken)
+
+    async def get_summary(self, tenant_id: str, conversation_id: str) -> ConversationSummary | None:
+        statement = _summary_select().where(
+            Message.tenant_id == tenant_id, Message.conversation_id == conversation_id
+        )
+        row = (await self.session.execute(statement)).one_or_none()
+        return None if row is None else _summary(row)
+
+    async def list_messages(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        *,
+        order: SortOrder,
+        role: str | None,
+        kind: str | None,
+        include_archived: bool,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Message]:
+        """One page of the history, in (created_at, id) order; the index on (tenant_id,
+        conversation_id, created_at) serves both directions."""
+        statement = select(Message).where(
+            Message.tenant_id == tenant_id, Message.conversation_id == conversation_id
+        )
+        if not include_archived:
+            statement = statement.where(Message.archived_at.is_(None))
+        if role is not None:
+            statement = statement.where(Message.role == role)
+        if kind is not None:
+            statement = statement.where(Message.kind == kind)
+        key = tuple_(Message.created_at, Message.id)
+        bound = None if after is None else tuple_(_at(after[0]), literal(after[1], Message.id.type))
+        if order is SortOrder.asc:
+            if bound is not None:
+                statement = statement.where(key > bound)
+            statement = statement.order_by(Message.created_at, Message.id)
+        else:
+            if bound is not None:
+                statement = statement.where(key < bound)
+            statement = statement.order_by(Message.created_at.desc(), Message.id.desc())
+        result = await self.session.execute(statement.limit(limit))
+        return list(result.scalars())
+
+    async def delete(self, tenant_id: str, conversation_id: str) -> int:
+        """Hard delete of every message of the conversation (archived ones too)."""
+        result = await self.session.execute(
+            delete(Message).where(
+                Message.tenant_id == tenant_id, Message.conversation_id == conversation_id
+            )
+        )
+        await self.session.flush()
+        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,101 @@
+"""Schemas of the conversation routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from memory_layer.kit.pagination import SortOrder
+from memory_layer.kit.schemas import Identifier
+from memory_layer.messages.schemas import MessageRead
+from memory_layer.models.message import Kind, Role
+
+
+def _tenant_field() -> Any:
+    return Field(default=None, description="Required unless the API key is bound to a tenant.")
+
+
+LIMIT_DESCRIPTION = "Items per page."
+CURSOR_DESCRIPTION = (
+    "`next_cursor` of the previous page, unchanged; only valid for the same tenant, listing and "
+    "filters (else `400 invalid_cursor`)."
+)
+
+
+class ConversationListRequest(BaseModel):
+    """Which conversations to list (query string)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: Identifier | None = _tenant_field()
+    user_id: Identifier | None = Field(
+        default=None, description="Only conversations in which this user wrote at least one message."
+    )
+    since: AwareDatetime | None = Field(
+        default=None, description="Only conversations whose last message is at or after this time."
+    )
+    limit: int = Field(default=50, ge=1, le=1000, description=LIMIT_DESCRIPTION)
+    cursor: str | None = Field(default=None, description=CURSOR_DESCRIPTION)
+
+
+class ConversationRead(BaseModel):
+    """A conversation, summarised from its stored messages (archived ones included)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    conversation_id: str
+    message_count: int = Field(description="Stored messages, archived ones included.")
+    archived_count: int = Field(description="How many of them are archived.")
+    first_message_at: datetime
+    last_message_at: datetime
+    user_id: str | None = Field(
+        description="The conversation's user when its messages name exactly one user_id, else null."
+    )
+
+
+class ConversationListResponse(BaseModel):
+    """One page of conversations, most recently active first."""
+
+    items: list[ConversationRead]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+
+
+class ConversationMessagesRequest(BaseModel):
+    """Which messages of the conversation to list (query string)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: Identifier | None = _tenant_field()
+    order: SortOrder = Field(
+        default=SortOrder.asc,
+        description="asc: oldest first (chronological); desc: newest first, so "
+        "`order=desc&limit=N` gives the last N turns.",
+    )
+    limit: int = Field(default=50, ge=1, le=1000, description=LIMIT_DESCRIPTION)
+    cursor: str | None = Field(default=None, description=CURSOR_DESCRIPTION)
+    include_archived: bool = Field(default=False, description="Also list archived messages.")
+    role: Role | None = None
+    kind: Kind | None = None
+
+
+class ConversationMessagesResponse(BaseModel):
+    """One page of a conversation's messages."""
+
+    items: list[MessageRead]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+
+
+class ConversationScopeRequest(BaseModel):
+    """The tenant of a route on one conversation (query string)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: Identifier | None = _tenant_field()
+
+
+class ConversationDeleteResponse(BaseModel):
+    """What deleting the conversation removed."""
+
+    deleted: int = Field(description="Messages deleted, archived ones included.")

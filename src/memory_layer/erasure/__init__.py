@@ -1,0 +1,1 @@
+"""Erasure: delete everything of one person in a tenant, and keep a content-free record of it."""

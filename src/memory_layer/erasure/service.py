@@ -1,0 +1,105 @@
+"""Erasure of one person (GDPR art. 17): their messages go, a content-free record stays.
+
+Everything happens in one transaction of its own: the messages are deleted and the `erasures`
+record is written together, or neither is. The record holds who asked (the API key's label,
+never a secret), when, and how many rows went; never any content. Erasing again is harmless: it
+deletes what may have arrived since (zero rows otherwise) and is recorded again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from memory_layer.erasure.repository import ErasureRepository
+from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
+from memory_layer.models.erasure import Erasure
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    erasure_id: uuid.UUID
+    tenant_id: str
+    user_id: str
+    principal: str
+    erased_at: datetime
+    counts: dict[str, Any]
+
+
+class ErasurePosition(BaseModel):
+    """Where a page of erasure records ends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    erased_at: AwareDatetime
+    id: uuid.UUID
+
+
+async def erase_user(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: str,
+    user_id: str,
+    *,
+    principal: str,
+    include_unattributed: bool = True,
+    tenant_sizes: MutableMapping[str, int] | None = None,
+) -> ErasureReport:
+    """Delete every message of the user in the tenant and record the erasure, in one transaction."""
+    async with sessionmaker.begin() as session:
+        repository = ErasureRepository(session)
+        erased = await repository.delete_user_messages(
+            tenant_id, user_id, include_unattributed=include_unattributed
+        )
+        counts: dict[str, Any] = {
+            "messages": erased.user_messages + erased.unattributed_messages,
+            "user_messages": erased.user_messages,
+            "unattributed_messages": erased.unattributed_messages,
+            "conversations": erased.conversations,
+        }
+        record = await repository.record(tenant_id, user_id, principal, counts)
+        report = ErasureReport(
+            erasure_id=record.id,
+            tenant_id=record.tenant_id,
+            user_id=record.user_id,
+            principal=record.principal,
+            erased_at=record.erased_at,
+            counts=dict(record.counts),
+        )
+    # After the commit: a search that refilled the size cache meanwhile counted the rows that
+    # were still there; dropping it now makes the next search count again.
+    if tenant_sizes is not None:
+        tenant_sizes.pop(tenant_id, None)
+    return report
+
+
+async def list_erasures(
+    session: AsyncSession,
+    *,
+    tenant_id: str | None,
+    user_id: str | None,
+    limit: int,
+    cursor: str | None,
+    cursors: CursorCodec,
+) -> Page[Erasure]:
+    """Erasure records, newest first, optionally of one tenant and one user."""
+    scope: Scope = {"listing": "erasures", "tenant_id": tenant_id, "user_id": user_id}
+    position = cursors.decode(cursor, scope, ErasurePosition) if cursor else None
+    rows = await ErasureRepository(session).list(
+        tenant_id=tenant_id,
+        user_id=user_id,
+        after=(position.erased_at, position.id) if position else None,
+        limit=limit + 1,
+    )
+    return paginate(
+        rows,
+        limit,
+        codec=cursors,
+        scope=scope,
+        position_of=lambda erasure: ErasurePosition(erased_at=erasure.erased_at, id=erasure.id),
+    )

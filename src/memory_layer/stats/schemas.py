@@ -1,0 +1,45 @@
+"""Schemas of the stats route."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from memory_layer.kit.schemas import Identifier
+
+
+class StatsRequest(BaseModel):
+    """Whose messages to count (query string)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: Identifier | None = Field(
+        default=None, description="Required unless the API key is bound to a tenant."
+    )
+    user_id: Identifier | None = Field(default=None, description="Only this user's messages.")
+    conversation_id: Identifier | None = Field(
+        default=None, description="Only this conversation's messages."
+    )
+
+
+class StatsResponse(BaseModel):
+    """What is stored: every message in scope, archived ones included."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    tenant_id: str
+    user_id: str | None
+    conversation_id: str | None
+    messages: int
+    archived: int = Field(description="How many of the messages are archived.")
+    by_role: dict[str, int] = Field(description="Messages per role; every role is listed.")
+    by_kind: dict[str, int] = Field(description="Messages per kind; every kind is listed.")
+    by_embedding_status: dict[str, int] = Field(
+        description="Messages per embedding status (pending, ready, failed)."
+    )
+    conversations: int = Field(description="Distinct conversation ids.")
+    users: int = Field(description="Distinct non-null user ids.")
+    content_bytes: int = Field(description="Sum of the content's size in UTF-8 bytes (octet_length).")
+    oldest_message_at: datetime | None = Field(description="null when nothing is stored.")
+    newest_message_at: datetime | None = Field(description="null when nothing is stored.")
