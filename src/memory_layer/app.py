@@ -23,13 +23,14 @@ from memory_layer.kit.db.database import open_database_async
 from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 from memory_layer.kit.db.migrations import verify_schema
 from memory_layer.kit.http.errors import install_error_handlers
-from memory_layer.kit.http.limits import BodySizeLimitMiddleware
+from memory_layer.kit.http.limits import BodySizeLimitMiddleware, PathLimit
 from memory_layer.kit.observability.metrics import Metrics, MetricsMiddleware
 from memory_layer.kit.redis import open_redis
 from memory_layer.messages import endpoints as messages_endpoints
 from memory_layer.retention import endpoints as retention_endpoints
 from memory_layer.retention.scheduler import retention_loop
 from memory_layer.search import endpoints as search_endpoints
+from memory_layer.transfer import endpoints as transfer_endpoints
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_endpoints.router)
     app.include_router(retention_endpoints.router)
     app.include_router(embeddings_endpoints.router)
+    app.include_router(transfer_endpoints.router)
     app.include_router(health_endpoints.metrics_router)
 
     if settings.allowed_origins:
@@ -129,6 +131,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["X-API-Key", "Content-Type"],
             expose_headers=["Idempotent-Replayed"],
         )
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        overrides={
+            # An import is a whole tenant: counted as it streams in, never buffered.
+            "/v1/import": PathLimit(
+                settings.max_import_bytes, streamed=True, reason="MEMORY_MAX_IMPORT_BYTES"
+            ),
+        },
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

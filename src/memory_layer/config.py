@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     # Input limits.
     max_content_chars: int = Field(default=32_000, ge=1)
     max_metadata_bytes: int = Field(default=16_384, ge=2)
+    # POST /v1/import: the whole NDJSON body (counted as it streams in, never buffered).
+    max_import_bytes: int = Field(default=1 << 30, ge=1)
+    # Import lines written per transaction: a bad line costs at most its own chunk.
+    import_chunk_lines: int = Field(default=500, ge=1, le=10_000)
 
     # Scoring: final = w_sim * similarity + w_imp * importance + w_rec * recency.
     score_weight_similarity: float = Field(default=0.7, ge=0)
