@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from memory_layer.app import create_app
 from memory_layer.auth.service import create_api_key
 from memory_layer.config import Settings
 from memory_layer.kit.db.engine import create_sessionmaker
@@ -434,3 +435,52 @@ async def test_created_at_in_the_future_is_refused(client: httpx.AsyncClient, te
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_created_at"
     assert BASE.year == 2026  # the seeded history is in the past
+
+
+@pytest.mark.parametrize("stuck_in_send", [False, True])
+async def test_a_client_that_leaves_mid_export_gives_the_connection_back(
+    settings_factory: Callable[..., Settings], db_engine: AsyncEngine, tenant: str,
+    stuck_in_send: bool,
+) -> None:
+    """The client leaves after the first piece of the body, while the server reads the next
+    batch or while it waits on a full socket: either way the cursor's connection goes back."""
+    async with db_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO messages (tenant_id, id, conversation_id, role, content, importance, "
+                "created_at) SELECT :t, gen_random_uuid(), 'c', 'user', repeat('x', 500) || n, 0.5, "
+                "now() - make_interval(secs => n) FROM generate_series(1, 3000) AS n"
+            ),
+            {"t": tenant},
+        )
+    app = create_app(settings_factory())
+    async with app.router.lifespan_context(app):
+        left = asyncio.Event()
+        requested = False
+        bodies: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await left.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                bodies.append(message["body"])
+                left.set()
+                if stuck_in_send:
+                    await asyncio.Event().wait()  # a socket that never drains
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+            "scheme": "http", "path": "/v1/export", "raw_path": b"/v1/export",
+            "query_string": f"tenant_id={tenant}".encode(), "root_path": "",
+            "headers": [(b"host", b"memory.test"), (b"x-api-key", ADMIN_KEY.encode())],
+            "client": ("127.0.0.1", 1), "server": ("memory.test", 80),
+        }
+        await asyncio.wait_for(app(scope, receive, send), timeout=30)  # type: ignore[arg-type]
+        assert 0 < sum(body.count(b"\n") for body in bodies) < 3000
+        assert app.state.engine.pool.checkedout() == 0

@@ -48,7 +48,7 @@ class ExportQuery:
 
 
 def _encode(row: Any, include_embeddings: bool) -> str:
-    message = ExportedMessage.model_construct(
+    line = ExportedMessage.model_construct(
         message_id=row.id,
         client_message_id=row.client_message_id,
         conversation_id=row.conversation_id,
@@ -61,9 +61,13 @@ def _encode(row: Any, include_embeddings: bool) -> str:
         created_at=row.created_at,
         archived_at=row.archived_at,
         embedding_model=row.embedding_model,
-        embedding=json.loads(row.embedding) if include_embeddings and row.embedding else None,
-    )
-    return message.model_dump_json(exclude=None if include_embeddings else {"embedding"})
+    ).model_dump_json(exclude={"embedding"})
+    if not include_embeddings:
+        return line
+    # `embedding` is the model's last field. pgvector's text form of a vector is already a JSON
+    # array of the stored float4 values (shortest round-trip decimals), so it is spliced in as
+    # it comes: parsing 384 floats into Python and printing them again costs ~6x the rest.
+    return f'{line[:-1]},"embedding":{row.embedding or "null"}}}'
 
 
 async def _export_chunks(
@@ -322,9 +326,9 @@ async def import_ndjson(
             except ValidationError as exc:
                 errors = _validation_errors(exc)
                 first = errors[0]
-                where = ".".join(str(part) for part in first["loc"]) or "line"
+                where = "".join(f"{part}: " for part in [".".join(map(str, first["loc"]))] if part)
                 raise stop(
-                    "invalid_line", f"line {number}: {where}: {first['msg']}", errors=errors
+                    "invalid_line", f"line {number}: {where}{first['msg']}", errors=errors
                 ) from None
             problem = _check(record, settings)
             if problem is not None:
