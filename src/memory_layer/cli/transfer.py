@@ -154,11 +154,15 @@ def import_command(
             report = asyncio.run(_import(database.url, settings, tenant, source, size))
         except service.ImportStopped as exc:
             stopped = exc.report
+            committed = (
+                f"Lines 1-{stopped.stored_through_line} are committed"
+                if stopped.stored_through_line
+                else "No line is committed"
+            )
             typer.echo(
-                f"memory-layer: import stopped at line {exc.line} ({exc.code}): "
-                f"{exc.message}. Lines 1-{stopped.stored_through_line} are committed "
-                f"({_summary(stopped)}); fix the line and import again (present lines are "
-                "skipped).",
+                f"memory-layer: import stopped at line {exc.line} ({exc.code}): {exc.message}. "
+                f"{committed} ({_summary(stopped)}); fix the line and import again (present "
+                "lines are skipped).",
                 err=True,
             )
             return 1
