@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
-from starlette.requests import ClientDisconnect
 
 from memory_layer.auth.deps import PrincipalDep
 from memory_layer.auth.service import resolve_tenant
 from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.kit.db.session import SessionmakerDep
-from memory_layer.kit.errors import DomainError
 from memory_layer.kit.http.deps import SettingsDep
 from memory_layer.kit.http.streaming import NDJSONResponse
 from memory_layer.kit.schemas import ErrorResponse, Identifier
@@ -64,13 +60,6 @@ async def export_messages(
     return NDJSONResponse(await service.open_export(sessionmaker, query))
 
 
-async def _drain(body: AsyncIterator[bytes]) -> None:
-    """Read the rest of a refused body, so the client gets to read the answer to it."""
-    with contextlib.suppress(DomainError, ClientDisconnect):
-        async for _ in body:
-            pass
-
-
 @router.post(
     "/import",
     response_model=ImportResponse,
@@ -102,13 +91,9 @@ async def import_messages(
     """Import NDJSON lines (an export) into the tenant; importing the same lines again stores
     nothing new. Written in chunks: a bad line is a 422 naming it and the lines stored."""
     tenant = resolve_tenant(principal, tenant_id)
-    body = request.stream()
-    try:
-        report = await service.import_ndjson(
-            sessionmaker, tenant, body, settings=settings, embedder=embedder
-        )
-    except service.ImportStopped as exc:
-        if exc.status_code != 413:
-            await _drain(body)
-        raise
+    # A bad line is answered at once, without reading the rest of the body: uvicorn and HTTP
+    # clients (curl, httpx) handle an answer that arrives while the body is still being sent.
+    report = await service.import_ndjson(
+        sessionmaker, tenant, request.stream(), settings=settings, embedder=embedder
+    )
     return ImportResponse(**asdict(report))
