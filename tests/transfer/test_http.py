@@ -20,7 +20,7 @@ from memory_layer.config import Settings
 from memory_layer.kit.db.engine import create_sessionmaker
 from tests.fixtures.app import ADMIN_KEY, SERVICE_KEY, running_client
 from tests.fixtures.tenants import new_tenant
-from tests.transfer.seed import BASE, FAKE, MODEL, insert_message, seed_varied
+from tests.transfer.seed import FAKE, MODEL, insert_message, seed_varied
 
 ADMIN = {"X-API-Key": ADMIN_KEY}
 NDJSON = {"content-type": "application/x-ndjson"}
@@ -429,12 +429,24 @@ async def test_openapi_documents_the_ndjson_routes(client: httpx.AsyncClient) ->
     }
 
 
-async def test_created_at_in_the_future_is_refused(client: httpx.AsyncClient, tenant: str) -> None:
-    line = {**numbered(1)[0], "created_at": "2999-01-01T00:00:00Z"}
-    response = await import_(client, tenant, ndjson([line]))
-    assert response.status_code == 422
-    assert response.json()["error"] == "invalid_created_at"
-    assert BASE.year == 2026  # the seeded history is in the past
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"created_at": "2999-01-01T00:00:00Z"}, "invalid_created_at"),
+        ({"metadata": {"k": "x" * 2000}}, "metadata_too_large"),
+        ({"metadata": {"k": "nul \u0000"}}, "invalid_metadata"),
+        ({"embedding_model": MODEL, "embedding": [1e39] * 384}, "invalid_embedding"),
+    ],
+)
+async def test_lines_get_the_limits_of_post_messages(
+    settings_factory: Callable[..., Settings], tenant: str, change: dict[str, Any], code: str
+) -> None:
+    line = {**numbered(1)[0], **change}
+    async with running_client(settings_factory(max_metadata_bytes=1024), headers=ADMIN) as client:
+        response = await import_(client, tenant, ndjson([line]))
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == code
+    assert response.json()["detail"]["line"] == 1
 
 
 @pytest.mark.parametrize("stuck_in_send", [False, True])
@@ -484,3 +496,15 @@ async def test_a_client_that_leaves_mid_export_gives_the_connection_back(
         await asyncio.wait_for(app(scope, receive, send), timeout=30)  # type: ignore[arg-type]
         assert 0 < sum(body.count(b"\n") for body in bodies) < 3000
         assert app.state.engine.pool.checkedout() == 0
+
+
+async def test_a_line_longer_than_any_valid_message_is_refused_unbuffered(
+    client: httpx.AsyncClient, tenant: str
+) -> None:
+    lines = numbered(2)
+    # No newline for 10 MB: the import stops once the line outgrows the longest valid one.
+    body = ndjson(lines[:1]) + b'{"content": "' + b"x" * 10_000_000
+    response = await import_(client, tenant, body)
+    assert response.status_code == 422
+    assert response.json()["error"] == "line_too_long"
+    assert (response.json()["detail"]["line"], response.json()["detail"]["stored_through_line"]) == (2, 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +30,8 @@ from memory_layer.transfer.repository import ExportFilter, NewRow, TransferRepos
 # Rows fetched from the cursor per round trip, and roughly the bytes sent per body chunk.
 EXPORT_BATCH_ROWS = 500
 EXPORT_FLUSH_BYTES = 256 * 1024
+# pgvector stores 4-byte floats; a larger value would fail the whole chunk's INSERT.
+FLOAT4_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ def _encode(row: Any, include_embeddings: bool) -> str:
         return line
     # `embedding` is the model's last field. pgvector's text form of a vector is already a JSON
     # array of the stored float4 values (shortest round-trip decimals), so it is spliced in as
-    # it comes: parsing 384 floats into Python and printing them again costs ~6x the rest.
+    # it comes: parsing 384 floats into Python and printing them again made a line ten times
+    # slower to encode.
     return f'{line[:-1]},"embedding":{row.embedding or "null"}}}'
 
 
@@ -224,6 +227,8 @@ def _check(record: ExportedMessage, settings: Settings) -> tuple[str, str] | Non
         )
     if record.created_at > datetime.now(UTC) + MAX_CLOCK_SKEW:
         return "invalid_created_at", "created_at lies in the future"
+    if record.embedding and max(map(abs, record.embedding)) > FLOAT4_MAX:
+        return "invalid_embedding", "embedding holds a value beyond the range of a 4-byte float"
     return None
 
 
@@ -279,7 +284,6 @@ async def import_ndjson(
     *,
     settings: Settings,
     embedder: EmbeddingProvider,
-    on_progress: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
     """Import NDJSON lines in the export's format into `tenant_id`, idempotently.
 
@@ -296,8 +300,6 @@ async def import_ndjson(
         await _write_chunk(sessionmaker, tenant_id, chunk, embedder.model_name, report)
         report.stored_through_line = number
         chunk.clear()
-        if on_progress is not None:
-            on_progress(report)
 
     def stop(code: str, message: str, **extra: Any) -> ImportStopped:
         report.lines_read = number
