@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -255,6 +256,8 @@ async def run(args: argparse.Namespace) -> str:
             server.wait(timeout=30)
     finally:
         embedded.stop()
+        # The database and the saved export take about 2 GB at 200,000 rows.
+        shutil.rmtree(workdir, ignore_errors=True)
 
     rows = [
         f"| {r.n:,} | {r.name} | {r.lines:,} | {r.nbytes / 1e6:,.1f} | {r.seconds:.1f} | "
