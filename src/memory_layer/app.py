@@ -25,7 +25,7 @@ from memory_layer.kit.db.database import open_database_async
 from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 from memory_layer.kit.db.migrations import verify_schema
 from memory_layer.kit.http.errors import install_error_handlers
-from memory_layer.kit.http.limits import BodySizeLimitMiddleware
+from memory_layer.kit.http.limits import BodySizeLimitMiddleware, PathLimit
 from memory_layer.kit.observability.metrics import Metrics, MetricsMiddleware
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
@@ -34,6 +34,7 @@ from memory_layer.retention import endpoints as retention_endpoints
 from memory_layer.retention.scheduler import retention_loop
 from memory_layer.search import endpoints as search_endpoints
 from memory_layer.stats import endpoints as stats_endpoints
+from memory_layer.transfer import endpoints as transfer_endpoints
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_endpoints.router)
     app.include_router(retention_endpoints.router)
     app.include_router(embeddings_endpoints.router)
+    app.include_router(transfer_endpoints.router)
     app.include_router(health_endpoints.metrics_router)
 
     if settings.allowed_origins:
@@ -140,8 +142,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
-        # A full batch of the longest valid messages, derived from the same per-message limits.
-        overrides={messages_endpoints.BATCH_PATH: settings.max_batch_body_bytes},
+        overrides={
+            # A full batch of the longest valid messages, derived from the same per-message limits.
+            messages_endpoints.BATCH_PATH: settings.max_batch_body_bytes,
+            # An import is a whole tenant: counted as it streams in, never buffered.
+            "/v1/import": PathLimit(
+                settings.max_import_bytes, streamed=True, reason="MEMORY_MAX_IMPORT_BYTES"
+            ),
+        },
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

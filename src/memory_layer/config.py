@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(default=16_384, ge=2)
     # Messages per POST /v1/messages/batch; its body limit is derived from this (max_batch_body_bytes).
     max_batch_messages: int = Field(default=500, ge=1, le=10_000)
+    # POST /v1/import: the whole NDJSON body (counted as it streams in, never buffered).
+    max_import_bytes: int = Field(default=1 << 30, ge=1)
+    # Import lines written per transaction: a bad line costs at most its own chunk.
+    import_chunk_lines: int = Field(default=500, ge=1, le=10_000)
 
     # Scoring: final = w_sim * similarity + w_imp * importance + w_rec * recency.
     score_weight_similarity: float = Field(default=0.7, ge=0)

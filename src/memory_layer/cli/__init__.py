@@ -1,4 +1,4 @@
-"""`memory-layer serve | worker | migrate | reembed | keys ... | retention run`."""
+"""`memory-layer serve | worker | migrate | reembed | keys ... | retention run | export | import`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import click
 import typer
 
-from memory_layer.cli import keys, reembed, retention, server
+from memory_layer.cli import keys, reembed, retention, server, transfer
 from memory_layer.config import ConfigurationError
 from memory_layer.kit.db.migrations import SchemaMismatchError
 
@@ -24,6 +24,12 @@ app.command(help="run the embedding worker on its own (set MEMORY_WORKER_ENABLED
 )
 app.command(help="apply database migrations up to head")(server.migrate)
 app.command(help="embed again every message whose vector came from another model")(reembed.reembed)
+app.command("export", help="write a tenant's messages to an NDJSON file (- for stdout)")(
+    transfer.export_command
+)
+app.command("import", help="import an NDJSON export into a tenant (- for stdin)")(
+    transfer.import_command
+)
 app.add_typer(keys.app, name="keys", help="manage tenant-bound API keys")
 app.add_typer(retention.app, name="retention", help="retention without the HTTP API")
 

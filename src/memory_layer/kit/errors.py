@@ -47,3 +47,8 @@ class Forbidden(DomainError):
 class ServiceUnavailable(DomainError):
     status_code = 503
     code = "unavailable"
+
+
+class PayloadTooLarge(DomainError):
+    status_code = 413
+    code = "payload_too_large"

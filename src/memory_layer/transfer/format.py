@@ -1,0 +1,47 @@
+"""The NDJSON line format of exports and imports: one `ExportedMessage` per line.
+
+It is the file format shared by `GET /v1/export`, `POST /v1/import` and the `memory-layer
+export|import` commands, so the service, the routes and the CLI all use this one model.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, FiniteFloat
+
+from memory_layer.kit.schemas import Identifier, NonBlankText
+from memory_layer.models.message import Kind, Role
+
+MEDIA_TYPE = "application/x-ndjson"
+
+
+class ExportedMessage(BaseModel):
+    """One message of an export, and one line of an import: UTF-8 JSON on a single line."""
+
+    # Unknown fields are refused rather than dropped: an import never loses data silently.
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: uuid.UUID = Field(
+        description="Kept on import: importing the same line again stores nothing new."
+    )
+    client_message_id: Identifier | None = None
+    conversation_id: Identifier
+    user_id: Identifier | None = None
+    role: Role
+    kind: Kind = Kind.message
+    content: NonBlankText
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    importance: float = Field(ge=0.0, le=1.0)
+    created_at: AwareDatetime = Field(description="Kept on import.")
+    archived_at: AwareDatetime | None = Field(default=None, description="Kept on import.")
+    embedding_model: str | None = Field(
+        default=None, max_length=128, description="The model that made `embedding`."
+    )
+    embedding: list[FiniteFloat] | None = Field(
+        default=None,
+        description="Only with `include_embeddings=true` (null for a message not embedded yet). "
+        "An import reuses it when `embedding_model` is the service's model and the dimension "
+        "matches; otherwise the message is queued for the embedding worker.",
+    )

@@ -1,0 +1,345 @@
+"""Export a tenant's messages as NDJSON lines, and import such lines into a tenant.
+
+Both directions stream: an export reads a server-side cursor batch by batch, an import writes
+its lines in chunks of MEMORY_IMPORT_CHUNK_LINES, one transaction each. Neither holds more than
+one batch or chunk in memory, whatever the size of the tenant. The HTTP routes and the
+`memory-layer export|import` commands call these functions alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncGenerator, AsyncIterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from memory_layer.config import Settings
+from memory_layer.embeddings.providers.base import EmbeddingProvider
+from memory_layer.kit.errors import DomainError
+from memory_layer.messages.service import MAX_CLOCK_SKEW
+from memory_layer.models.message import EmbeddingStatus, Kind, Role
+from memory_layer.transfer.format import ExportedMessage
+from memory_layer.transfer.repository import ExportFilter, NewRow, TransferRepository
+
+# Rows fetched from the cursor per round trip, and roughly the bytes sent per body chunk.
+EXPORT_BATCH_ROWS = 500
+EXPORT_FLUSH_BYTES = 256 * 1024
+# pgvector stores 4-byte floats; a larger value would fail the whole chunk's INSERT.
+FLOAT4_MAX = 3.4028234663852886e38
+
+
+@dataclass(frozen=True)
+class ExportQuery:
+    """Which messages of which tenant to export; `include_embeddings` adds each vector."""
+
+    tenant_id: str
+    conversation_id: str | None = None
+    user_id: str | None = None
+    since: datetime | None = None
+    include_embeddings: bool = False
+
+    @property
+    def filter(self) -> ExportFilter:
+        return ExportFilter(self.tenant_id, self.conversation_id, self.user_id, self.since)
+
+
+def _encode(row: Any, include_embeddings: bool) -> str:
+    line = ExportedMessage.model_construct(
+        message_id=row.id,
+        client_message_id=row.client_message_id,
+        conversation_id=row.conversation_id,
+        user_id=row.user_id,
+        role=Role(row.role),
+        kind=Kind(row.kind),
+        content=row.content,
+        metadata=row.metadata_,
+        importance=row.importance,
+        created_at=row.created_at,
+        archived_at=row.archived_at,
+        embedding_model=row.embedding_model,
+    ).model_dump_json(exclude={"embedding"})
+    if not include_embeddings:
+        return line
+    # `embedding` is the model's last field. pgvector's text form of a vector is already a JSON
+    # array of the stored float4 values (shortest round-trip decimals), so it is spliced in as
+    # it comes: parsing 384 floats into Python and printing them again made a line ten times
+    # slower to encode.
+    return f'{line[:-1]},"embedding":{row.embedding or "null"}}}'
+
+
+async def _export_chunks(
+    sessionmaker: async_sessionmaker[AsyncSession], query: ExportQuery
+) -> AsyncGenerator[bytes, None]:
+    # A session of its own, not the request's: a streamed body runs after the request's
+    # dependencies have closed theirs. One statement, so one consistent snapshot.
+    session = sessionmaker()
+    try:
+        batches = TransferRepository(session).stream_messages(
+            query.filter, include_embeddings=query.include_embeddings, batch_rows=EXPORT_BATCH_ROWS
+        )
+        async with contextlib.aclosing(batches):
+            first = await anext(batches, None)
+            yield b""  # the cursor is open and the first batch is in: see open_export
+            batch = first
+            lines: list[str] = []
+            size = 0
+            while batch is not None:
+                for row in batch:
+                    line = _encode(row, query.include_embeddings)
+                    lines.append(line)
+                    size += len(line)
+                    if size >= EXPORT_FLUSH_BYTES:
+                        yield ("\n".join(lines) + "\n").encode()
+                        lines, size = [], 0
+                batch = await anext(batches, None)
+            if lines:
+                yield ("\n".join(lines) + "\n").encode()
+    finally:
+        # Shielded: a client that goes away cancels the body, and the connection must still
+        # go back to the pool.
+        with anyio.CancelScope(shield=True):
+            await session.close()
+
+
+async def open_export(
+    sessionmaker: async_sessionmaker[AsyncSession], query: ExportQuery
+) -> AsyncGenerator[bytes, None]:
+    """Start an export and return its NDJSON body, one `ExportedMessage` per line.
+
+    The query runs before this returns, so a database failure is an error answer rather than a
+    cut stream. The caller must iterate the body to its end or `aclose()` it.
+    """
+    chunks = _export_chunks(sessionmaker, query)
+    await anext(chunks)
+    return chunks
+
+
+async def count_exported(sessionmaker: async_sessionmaker[AsyncSession], query: ExportQuery) -> int:
+    """How many messages an export would write (for progress bars)."""
+    async with sessionmaker() as session:
+        return await TransferRepository(session).count(query.filter)
+
+
+@dataclass
+class ImportReport:
+    """Counts of an import so far. Every line up to `stored_through_line` is committed (stored,
+    or skipped as present); a client resumes with the line after it."""
+
+    lines_read: int = 0
+    stored: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+    vectors_reused: int = 0
+    queued_for_embedding: int = 0
+    stored_through_line: int = 0
+
+
+class ImportStopped(DomainError):
+    """An import stopped at a line; the chunks before it are committed, its own is not."""
+
+    status_code = 422
+    code = "invalid_line"
+
+    def __init__(
+        self,
+        report: ImportReport,
+        *,
+        line: int,
+        message: str,
+        code: str,
+        status_code: int = 422,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.report = report
+        self.line = line
+        self.message = message
+        self.status_code = status_code
+        detail: dict[str, Any] = {"line": line, "message": message}
+        if errors:
+            detail["errors"] = errors
+        detail.update(asdict(report))
+        super().__init__(detail, code=code)
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+def max_line_bytes(settings: Settings) -> int:
+    """The longest line an import accepts: the longest valid message with every character
+    JSON-escaped, its metadata, and a vector of MEMORY_EMBEDDING_DIMENSIONS floats."""
+    return (
+        6 * settings.max_content_chars
+        + 2 * settings.max_metadata_bytes
+        + 32 * settings.embedding_dimensions
+        + 65_536
+    )
+
+
+async def _split_lines(source: AsyncIterable[bytes], limit: int) -> AsyncGenerator[bytes, None]:
+    """The lines of an NDJSON stream, without their newlines; a line past `limit` bytes stops
+    the stream before it is buffered whole."""
+    buffer = bytearray()
+    async for block in source:
+        buffer += block
+        start = 0
+        while (end := buffer.find(b"\n", start)) != -1:
+            if end - start > limit:
+                raise _LineTooLong
+            yield bytes(buffer[start:end])
+            start = end + 1
+        del buffer[:start]
+        if len(buffer) > limit:
+            raise _LineTooLong
+    if buffer:
+        yield bytes(buffer)
+
+
+def _validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    # Never echo the input: a bad line may be megabytes long.
+    return [
+        {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def _check(record: ExportedMessage, settings: Settings) -> tuple[str, str] | None:
+    """The limits POST /v1/messages applies, as (code, message); None when the line passes."""
+    if len(record.content) > settings.max_content_chars:
+        return "content_too_long", (
+            f"content has {len(record.content)} characters; the limit is "
+            f"{settings.max_content_chars} (MEMORY_MAX_CONTENT_CHARS)"
+        )
+    encoded = json.dumps(record.metadata, ensure_ascii=False, separators=(",", ":"))
+    if "\\u0000" in encoded:
+        return "invalid_metadata", "metadata must not contain NUL (\\u0000) characters"
+    size = len(encoded.encode("utf-8"))
+    if size > settings.max_metadata_bytes:
+        return "metadata_too_large", (
+            f"metadata is {size} bytes as JSON; the limit is {settings.max_metadata_bytes} "
+            "(MEMORY_MAX_METADATA_BYTES)"
+        )
+    if record.created_at > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        return "invalid_created_at", "created_at lies in the future"
+    if record.embedding and max(map(abs, record.embedding)) > FLOAT4_MAX:
+        return "invalid_embedding", "embedding holds a value beyond the range of a 4-byte float"
+    return None
+
+
+def _row(record: ExportedMessage, embedder: EmbeddingProvider) -> NewRow:
+    reusable = (
+        record.embedding is not None
+        and record.embedding_model == embedder.model_name
+        and len(record.embedding) == embedder.dimensions
+    )
+    return NewRow(
+        id=record.message_id,
+        client_message_id=record.client_message_id,
+        conversation_id=record.conversation_id,
+        user_id=record.user_id,
+        role=record.role.value,
+        kind=record.kind.value,
+        content=record.content,
+        metadata_json=json.dumps(record.metadata, ensure_ascii=False, separators=(",", ":")),
+        importance=record.importance,
+        created_at=record.created_at,
+        archived_at=record.archived_at,
+        embedding=record.embedding if reusable else None,
+    )
+
+
+async def _write_chunk(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: str,
+    rows: list[NewRow],
+    model: str,
+    report: ImportReport,
+) -> None:
+    async with sessionmaker.begin() as session:
+        repository = TransferRepository(session)
+        stored = await repository.insert_new(tenant_id, rows, model)
+        stored_ids = {message_id for message_id, _ in stored}
+        passed_over = [row.id for row in rows if row.id not in stored_ids]
+        # Passed over: the tenant has the message already, or another message of the tenant
+        # holds its client_message_id (that line's text is not stored).
+        present = await repository.existing_ids(tenant_id, passed_over)
+    reused = sum(status == EmbeddingStatus.ready.value for _, status in stored)
+    report.stored += len(stored)
+    report.vectors_reused += reused
+    report.queued_for_embedding += len(stored) - reused
+    report.skipped += sum(row_id in present for row_id in passed_over)
+    report.conflicts += sum(row_id not in present for row_id in passed_over)
+
+
+async def import_ndjson(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: str,
+    source: AsyncIterable[bytes],
+    *,
+    settings: Settings,
+    embedder: EmbeddingProvider,
+) -> ImportReport:
+    """Import NDJSON lines in the export's format into `tenant_id`, idempotently.
+
+    Message ids, created_at and archived_at are kept; a vector made by the running model is
+    reused, any other message is stored pending for the embedding worker. A bad line raises
+    `ImportStopped` naming it: the chunks before it stay committed, its own is not written.
+    """
+    report = ImportReport()
+    chunk: list[NewRow] = []
+    limit = max_line_bytes(settings)
+    number = 0
+
+    async def flush() -> None:
+        await _write_chunk(sessionmaker, tenant_id, chunk, embedder.model_name, report)
+        report.stored_through_line = number
+        chunk.clear()
+
+    def stop(code: str, message: str, **extra: Any) -> ImportStopped:
+        report.lines_read = number
+        return ImportStopped(report, line=number, code=code, message=message, **extra)
+
+    lines = _split_lines(source, limit)
+    async with contextlib.aclosing(lines):
+        while True:
+            try:
+                line = await anext(lines, None)
+            except _LineTooLong:
+                number += 1
+                raise stop(
+                    "line_too_long", f"line {number} is longer than {limit} bytes"
+                ) from None
+            except DomainError as exc:  # the body's own limit (413), from the transport
+                number += 1
+                raise stop(exc.code, str(exc.detail), status_code=exc.status_code) from None
+            if line is None:
+                break
+            number += 1
+            if not line.strip():
+                continue  # blank lines (a trailing newline, CRLF leftovers) carry nothing
+            try:
+                record = ExportedMessage.model_validate_json(line)
+            except ValidationError as exc:
+                errors = _validation_errors(exc)
+                first = errors[0]
+                where = "".join(f"{part}: " for part in [".".join(map(str, first["loc"]))] if part)
+                raise stop(
+                    "invalid_line", f"line {number}: {where}{first['msg']}", errors=errors
+                ) from None
+            problem = _check(record, settings)
+            if problem is not None:
+                raise stop(problem[0], f"line {number}: {problem[1]}")
+            chunk.append(_row(record, embedder))
+            if len(chunk) >= settings.import_chunk_lines:
+                await flush()
+    if chunk:
+        await flush()
+    report.lines_read = number
+    report.stored_through_line = number
+    return report
