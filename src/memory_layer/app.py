@@ -22,7 +22,7 @@ from memory_layer.embeddings.worker import EmbeddingWorker, stop_worker
 from memory_layer.erasure import endpoints as erasure_endpoints
 from memory_layer.health import endpoints as health_endpoints
 from memory_layer.kit.db.database import open_database_async
-from memory_layer.kit.db.engine import create_engine, create_sessionmaker
+from memory_layer.kit.db.engine import create_engine, create_read_sessionmaker, create_sessionmaker
 from memory_layer.kit.db.migrations import verify_schema
 from memory_layer.kit.http.errors import install_error_handlers
 from memory_layer.kit.http.limits import BodySizeLimitMiddleware, PathLimit
@@ -62,6 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(embedder.close)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.read_sessionmaker = create_read_sessionmaker(engine)
         app.state.embedder = embedder
         app.state.redis = await stack.enter_async_context(open_redis(settings))
         if settings.worker_enabled:

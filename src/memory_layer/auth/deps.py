@@ -8,7 +8,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from memory_layer.auth.service import KeyRing, Principal, authenticate, require_admin
-from memory_layer.kit.db.session import SessionmakerDep
+from memory_layer.kit.db.session import ReadSessionmakerDep
 from memory_layer.kit.http.deps import SettingsDep
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -20,13 +20,13 @@ def get_key_ring(request: Request) -> KeyRing:
 
 
 async def get_principal(
-    sessionmaker: SessionmakerDep,
+    sessionmaker: ReadSessionmakerDep,
     settings: SettingsDep,
     key_ring: Annotated[KeyRing, Depends(get_key_ring)],
     api_key: Annotated[str | None, Security(api_key_header)],
 ) -> Principal:
-    # A session of its own, closed before the route runs: the key look-up never keeps a
-    # connection (or a transaction) open while the route embeds a text.
+    # A read session of its own (autocommit: one round trip), closed before the route runs: the
+    # key look-up never keeps a connection (or a transaction) open while the route embeds a text.
     async with sessionmaker() as session:
         return await authenticate(session, settings, key_ring, api_key)
 

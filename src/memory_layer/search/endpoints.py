@@ -14,7 +14,7 @@ from memory_layer.auth.service import Principal, resolve_tenant
 from memory_layer.config import Settings
 from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.embeddings.providers.base import EmbeddingProvider
-from memory_layer.kit.db.session import SessionDep
+from memory_layer.kit.db.session import ReadSessionDep
 from memory_layer.kit.http.deps import MetricsDep, SettingsDep
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.schemas import ErrorResponse
@@ -108,7 +108,7 @@ class Searcher:
 
 def get_searcher(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
     embedder: EmbedderDep,

@@ -35,3 +35,21 @@ async def get_session(sessionmaker: SessionmakerDep) -> AsyncIterator[AsyncSessi
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_read_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    return sessionmaker
+
+
+ReadSessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_read_sessionmaker)]
+
+
+async def get_read_session(sessionmaker: ReadSessionmakerDep) -> AsyncIterator[AsyncSession]:
+    """A session for routes that only read: no transaction (autocommit), so no BEGIN and COMMIT
+    round trips; it writes nothing, so there is nothing to commit."""
+    async with sessionmaker() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
