@@ -103,6 +103,12 @@ async def test_erasing_a_user_leaves_nothing_of_them(
     assert eve["messages"] == 0
     everyone = (await client.get("/v1/stats", params={"tenant_id": tenant})).json()
     assert (everyone["messages"], everyone["users"], everyone["conversations"]) == (3, 1, 2)
+    # Export: only what is left, nothing of Eve.
+    exported = await client.get("/v1/export", params={"tenant_id": tenant})
+    assert exported.status_code == 200, exported.text
+    lines = [json.loads(line) for line in exported.text.splitlines() if line]
+    assert len(lines) == 3
+    assert not any(line["user_id"] == "eve" or "Eve" in line["content"] for line in lines)
 
     # The record proves the erasure and holds no content.
     async with db_engine.connect() as connection:
