@@ -20,14 +20,10 @@ from memory_layer.conversations.schemas import (
 )
 from memory_layer.kit.db.session import SessionDep
 from memory_layer.kit.http.deps import CursorCodecDep
-from memory_layer.kit.schemas import IDENTIFIER_PATTERN, ErrorResponse
+from memory_layer.kit.schemas import IDENTIFIER_PATTERN, error_responses
 from memory_layer.messages.schemas import MessageRead
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
-    return {code: {"model": ErrorResponse} for code in codes}
 
 
 # `:path` because identifiers may contain "/"; the history route is declared first, so a path
@@ -39,7 +35,7 @@ ConversationId = Annotated[
 
 
 @router.get(
-    "", response_model=ConversationListResponse, responses=_errors(400, 401, 403, 422, 503)
+    "", response_model=ConversationListResponse, responses=error_responses(400, 401, 403, 422, 503)
 )
 async def list_conversations(
     query: Annotated[ConversationListRequest, Query()],
@@ -66,7 +62,7 @@ async def list_conversations(
 @router.get(
     "/{conversation_id:path}/messages",
     response_model=ConversationMessagesResponse,
-    responses=_errors(400, 401, 403, 422, 503),
+    responses=error_responses(400, 401, 403, 422, 503),
 )
 async def list_conversation_messages(
     conversation_id: ConversationId,
@@ -100,7 +96,7 @@ async def list_conversation_messages(
 @router.get(
     "/{conversation_id:path}",
     response_model=ConversationRead,
-    responses=_errors(401, 403, 404, 422, 503),
+    responses=error_responses(401, 403, 404, 422, 503),
 )
 async def get_conversation(
     conversation_id: ConversationId,
@@ -117,7 +113,7 @@ async def get_conversation(
 @router.delete(
     "/{conversation_id:path}",
     response_model=ConversationDeleteResponse,
-    responses=_errors(401, 403, 404, 422, 503),
+    responses=error_responses(401, 403, 404, 422, 503),
 )
 async def delete_conversation(
     conversation_id: ConversationId,

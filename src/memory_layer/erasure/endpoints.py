@@ -18,19 +18,15 @@ from memory_layer.erasure.schemas import (
 )
 from memory_layer.kit.db.session import SessionDep, SessionmakerDep
 from memory_layer.kit.http.deps import CursorCodecDep, TenantSizesDep
-from memory_layer.kit.schemas import IDENTIFIER_PATTERN, ErrorResponse
+from memory_layer.kit.schemas import IDENTIFIER_PATTERN, error_responses
 
 router = APIRouter(tags=["erasure"])
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
-    return {code: {"model": ErrorResponse} for code in codes}
 
 
 @router.delete(
     "/v1/users/{user_id:path}",
     response_model=ErasureResponse,
-    responses=_errors(401, 403, 422, 503),
+    responses=error_responses(401, 403, 422, 503),
 )
 async def erase_user(
     user_id: Annotated[
@@ -57,7 +53,7 @@ async def erase_user(
 @router.get(
     "/v1/admin/erasures",
     response_model=ErasureListResponse,
-    responses=_errors(400, 401, 403, 422, 503),
+    responses=error_responses(400, 401, 403, 422, 503),
     tags=["admin"],
 )
 async def list_erasures(

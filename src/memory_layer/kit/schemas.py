@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -35,3 +35,8 @@ class ErrorResponse(BaseModel):
 
     error: str = Field(examples=["tenant_mismatch"])
     detail: object = Field(examples=["this API key may only act for tenant 'acme'"])
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=`: each of these statuses answers with an ErrorResponse body."""
+    return {code: {"model": ErrorResponse} for code in codes}

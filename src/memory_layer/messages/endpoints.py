@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -12,7 +12,7 @@ from memory_layer.auth.service import resolve_tenant
 from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.kit.db.session import SessionDep, SessionmakerDep
 from memory_layer.kit.http.deps import MetricsDep, SettingsDep
-from memory_layer.kit.schemas import ErrorResponse, Identifier
+from memory_layer.kit.schemas import Identifier, error_responses
 from memory_layer.messages import service
 from memory_layer.messages.schemas import (
     MessageBatchRequest,
@@ -33,10 +33,10 @@ BATCH_PATH = f"{PREFIX}/batch"
 router = APIRouter(prefix=PREFIX, tags=["messages"])
 
 
-def errors(*codes: int) -> dict[int | str, dict[str, object]]:
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     # Every route may also answer 500 (internal_error) and 503 (database_unavailable: the database
     # is unreachable or a commit failed).
-    return {code: {"model": ErrorResponse} for code in (*codes, 500, 503)}
+    return error_responses(*codes, 500, 503)
 
 
 QUEUED = (

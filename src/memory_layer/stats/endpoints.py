@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from memory_layer.auth.deps import PrincipalDep
 from memory_layer.auth.service import resolve_tenant
 from memory_layer.kit.db.session import SessionDep
-from memory_layer.kit.schemas import ErrorResponse
+from memory_layer.kit.schemas import error_responses
 from memory_layer.stats import service
 from memory_layer.stats.schemas import StatsRequest, StatsResponse
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/stats", tags=["stats"])
 @router.get(
     "",
     response_model=StatsResponse,
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 422, 503)},
+    responses=error_responses(401, 403, 422, 503),
 )
 async def get_stats(
     query: Annotated[StatsRequest, Query()], session: SessionDep, principal: PrincipalDep
