@@ -21,7 +21,6 @@ from memory_layer.conversations.schemas import (
 from memory_layer.kit.db.session import SessionDep
 from memory_layer.kit.http.deps import CursorCodecDep
 from memory_layer.kit.schemas import IDENTIFIER_PATTERN, error_responses
-from memory_layer.messages.schemas import MessageRead
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -45,18 +44,9 @@ async def list_conversations(
 ) -> ConversationListResponse:
     """The tenant's conversations, most recently active first, a page at a time."""
     tenant_id = resolve_tenant(principal, query.tenant_id)
-    page = await service.list_conversations(
-        session,
-        tenant_id,
-        service.ConversationQuery(
-            user_id=query.user_id, since=query.since, limit=query.limit, cursor=query.cursor
-        ),
-        cursors=cursors,
-    )
-    return ConversationListResponse(
-        items=[ConversationRead.model_validate(item) for item in page.items],
-        next_cursor=page.next_cursor,
-    )
+    listing = service.ConversationQuery(**query.model_dump(exclude={"tenant_id"}))
+    page = await service.list_conversations(session, tenant_id, listing, cursors=cursors)
+    return ConversationListResponse.model_validate(page, from_attributes=True)
 
 
 @router.get(
@@ -73,24 +63,11 @@ async def list_conversation_messages(
 ) -> ConversationMessagesResponse:
     """A conversation's messages, chronological (`order=desc&limit=N`: the last N turns)."""
     tenant_id = resolve_tenant(principal, query.tenant_id)
+    history = service.HistoryQuery(**query.model_dump(exclude={"tenant_id"}))
     page = await service.list_conversation_messages(
-        session,
-        tenant_id,
-        conversation_id,
-        service.HistoryQuery(
-            order=query.order,
-            limit=query.limit,
-            cursor=query.cursor,
-            include_archived=query.include_archived,
-            role=query.role,
-            kind=query.kind,
-        ),
-        cursors=cursors,
+        session, tenant_id, conversation_id, history, cursors=cursors
     )
-    return ConversationMessagesResponse(
-        items=[MessageRead.model_validate(message) for message in page.items],
-        next_cursor=page.next_cursor,
-    )
+    return ConversationMessagesResponse.model_validate(page, from_attributes=True)
 
 
 @router.get(

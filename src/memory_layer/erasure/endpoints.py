@@ -12,7 +12,6 @@ from memory_layer.erasure import service
 from memory_layer.erasure.schemas import (
     ErasureListRequest,
     ErasureListResponse,
-    ErasureRead,
     ErasureRequest,
     ErasureResponse,
 )
@@ -63,15 +62,5 @@ async def list_erasures(
     cursors: CursorCodecDep,
 ) -> ErasureListResponse:
     """Erasure records, newest first: proof that a person's data was erased, and by whom."""
-    page = await service.list_erasures(
-        session,
-        tenant_id=query.tenant_id,
-        user_id=query.user_id,
-        limit=query.limit,
-        cursor=query.cursor,
-        cursors=cursors,
-    )
-    return ErasureListResponse(
-        items=[ErasureRead.model_validate(item) for item in page.items],
-        next_cursor=page.next_cursor,
-    )
+    page = await service.list_erasures(session, **query.model_dump(), cursors=cursors)
+    return ErasureListResponse.model_validate(page, from_attributes=True)

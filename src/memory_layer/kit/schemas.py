@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -28,6 +28,18 @@ def require_text(value: str) -> str:
 
 # Message content and query text: at least one non-whitespace character, no NUL.
 NonBlankText = Annotated[str, AfterValidator(require_text)]
+
+
+ItemT = TypeVar("ItemT")
+
+
+class CursorPage(BaseModel, Generic[ItemT]):
+    """One page of a cursor-paged listing; subclass it with the item type and the listing's docstring
+    (a subclass keeps its own name in OpenAPI). Validates from a `kit.pagination.Page` with
+    `model_validate(page, from_attributes=True)`."""
+
+    items: list[ItemT]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
 
 
 class ErrorResponse(BaseModel):
