@@ -103,6 +103,22 @@ def _same_message(existing: Message, data: NewMessage) -> bool:
     return _stored_identity(existing) == _identity(data)
 
 
+def _embedded(vector: list[float], model: str) -> dict[str, Any]:
+    """The columns of a message that has its vector: ready, off the worker's queue, no error or
+    lease left over from an earlier attempt."""
+    return {
+        "embedding": vector,
+        "embedding_model": model,
+        "embedding_status": EmbeddingStatus.ready.value,
+        "embedded_at": datetime.now(UTC),
+        "embedding_error": None,
+        "embedding_attempts": 0,
+        "embedding_next_attempt_at": None,
+        "embedding_lease_owner": None,
+        "embedding_lease_expires_at": None,
+    }
+
+
 def _importance(data: NewMessage) -> float:
     if data.importance_override is not None:
         return data.importance_override
@@ -132,7 +148,7 @@ async def ingest_message(
         # while a remote provider takes its time.
         vector, failure = await embed_or_defer(data.content, embedder, metrics)
         if failure is not None:
-            error = f"{failure.kind}: {failure}"
+            error = _failure_text(failure)
 
     repository = MessageRepository(session)
     if data.client_message_id is not None:
@@ -153,13 +169,7 @@ async def ingest_message(
         "client_message_id": data.client_message_id,
     }
     if vector is not None:
-        values.update(
-            embedding=vector,
-            embedding_model=embedder.model_name,
-            embedding_status=EmbeddingStatus.ready.value,
-            embedded_at=datetime.now(UTC),
-            embedding_next_attempt_at=None,
-        )
+        values.update(_embedded(vector, embedder.model_name))
     else:
         # The row is the worker's job; the insert trigger NOTIFYs listening workers on commit.
         values.update(embedding_status=EmbeddingStatus.pending.value, embedding_error=error)
@@ -436,17 +446,7 @@ async def update_message(
     if change.content is not None and change.content != message.content:
         values["content"] = change.content
         if vector is not None:
-            values.update(
-                embedding=vector,
-                embedding_model=embedder.model_name,
-                embedding_status=EmbeddingStatus.ready.value,
-                embedded_at=datetime.now(UTC),
-                embedding_error=None,
-                embedding_attempts=0,
-                embedding_next_attempt_at=None,
-                embedding_lease_owner=None,
-                embedding_lease_expires_at=None,
-            )
+            values.update(_embedded(vector, embedder.model_name))
         else:
             requeue = True
             values["embedding_error"] = error
