@@ -18,7 +18,8 @@ from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
 from memory_layer.kit.errors import Conflict, InvalidInput, NotFound
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.messages.importance import importance_for
-from memory_layer.messages.repository import MessageRepository, NewRow
+from memory_layer.messages.repository import MessageRepository
+from memory_layer.messages.repository import NewRow as NewRow  # for insert_rows' callers
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
 
 # Client clocks drift; anything further ahead than this is a bug on their side, not an import.
@@ -348,6 +349,15 @@ async def ingest_batch(
             result = replace(first_result, replayed=True)
         done.append(result)
     return done
+
+
+async def insert_rows(
+    session: AsyncSession, tenant_id: str, rows: Sequence[NewRow], *, model: str
+) -> dict[uuid.UUID, str]:
+    """Insert many messages in one statement, each ready with its vector (made by `model`) or
+    pending for the worker; the embedding status of each row stored, by id. A row whose id or
+    client_message_id the tenant already has is skipped, not checked: the caller decides."""
+    return await MessageRepository(session).insert_many(tenant_id, rows, model)
 
 
 async def get_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> Message:

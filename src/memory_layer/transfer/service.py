@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.errors import DomainError
-from memory_layer.messages.service import MAX_CLOCK_SKEW
+from memory_layer.messages.service import MAX_CLOCK_SKEW, NewRow, insert_rows
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.transfer.format import ExportedMessage
-from memory_layer.transfer.repository import ExportFilter, NewRow, TransferRepository
+from memory_layer.transfer.repository import ExportFilter, TransferRepository
 
 # Rows fetched from the cursor per round trip, and roughly the bytes sent per body chunk.
 EXPORT_BATCH_ROWS = 500
@@ -246,7 +246,7 @@ def _row(record: ExportedMessage, embedder: EmbeddingProvider) -> NewRow:
         role=record.role.value,
         kind=record.kind.value,
         content=record.content,
-        metadata_json=json.dumps(record.metadata, ensure_ascii=False, separators=(",", ":")),
+        metadata=record.metadata,
         importance=record.importance,
         created_at=record.created_at,
         archived_at=record.archived_at,
@@ -262,14 +262,12 @@ async def _write_chunk(
     report: ImportReport,
 ) -> None:
     async with sessionmaker.begin() as session:
-        repository = TransferRepository(session)
-        stored = await repository.insert_new(tenant_id, rows, model)
-        stored_ids = {message_id for message_id, _ in stored}
-        passed_over = [row.id for row in rows if row.id not in stored_ids]
+        stored = await insert_rows(session, tenant_id, rows, model=model)
+        passed_over = [row.id for row in rows if row.id not in stored]
         # Passed over: the tenant has the message already, or another message of the tenant
         # holds its client_message_id (that line's text is not stored).
-        present = await repository.existing_ids(tenant_id, passed_over)
-    reused = sum(status == EmbeddingStatus.ready.value for _, status in stored)
+        present = await TransferRepository(session).existing_ids(tenant_id, passed_over)
+    reused = sum(status == EmbeddingStatus.ready.value for status in stored.values())
     report.stored += len(stored)
     report.vectors_reused += reused
     report.queued_for_embedding += len(stored) - reused
