@@ -38,7 +38,7 @@ async def erase_user(
 ) -> ErasureResponse:
     """Erase one person (GDPR art. 17): delete their messages and record it, in one transaction."""
     tenant_id = resolve_tenant(principal, query.tenant_id)
-    report = await service.erase_user(
+    record = await service.erase_user(
         sessionmaker,
         tenant_id,
         user_id,
@@ -46,7 +46,7 @@ async def erase_user(
         include_unattributed=query.include_unattributed,
         tenant_sizes=tenant_sizes,
     )
-    return ErasureResponse.model_validate(report, from_attributes=True)
+    return ErasureResponse.model_validate(record)
 
 
 @router.get(
