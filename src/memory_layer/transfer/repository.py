@@ -46,15 +46,17 @@ class TransferRepository:
         self, spec: ExportFilter, *, include_embeddings: bool, batch_rows: int
     ) -> AsyncGenerator[Sequence[Row[Any]], None]:
         """The filtered messages in (created_at, id) order, `batch_rows` at a time from a
-        server-side cursor: memory holds one batch, however many rows match."""
+        server-side cursor: memory holds one batch, however many rows match. The columns are
+        named as the fields of the export's line (`ExportedMessage`)."""
         columns: list[Any] = [
-            Message.id, Message.client_message_id, Message.conversation_id, Message.user_id,
-            Message.role, Message.kind, Message.content, Message.metadata_, Message.importance,
-            Message.created_at, Message.archived_at, Message.embedding_model,
+            Message.id.label("message_id"), Message.client_message_id, Message.conversation_id,
+            Message.user_id, Message.role, Message.kind, Message.content,
+            Message.metadata_.label("metadata"), Message.importance, Message.created_at,
+            Message.archived_at, Message.embedding_model,
         ]
         if include_embeddings:
             # pgvector's text form is already a JSON array of the stored float4 values.
-            columns.append(cast(Message.embedding, Text).label("embedding"))
+            columns.append(cast(Message.embedding, Text).label("embedding_json"))
         statement = (
             select(*columns).where(*_where(spec)).order_by(Message.created_at, Message.id)
         )

@@ -50,27 +50,17 @@ class ExportQuery:
 
 
 def _encode(row: Any, include_embeddings: bool) -> str:
-    line = ExportedMessage.model_construct(
-        message_id=row.id,
-        client_message_id=row.client_message_id,
-        conversation_id=row.conversation_id,
-        user_id=row.user_id,
-        role=Role(row.role),
-        kind=Kind(row.kind),
-        content=row.content,
-        metadata=row.metadata_,
-        importance=row.importance,
-        created_at=row.created_at,
-        archived_at=row.archived_at,
-        embedding_model=row.embedding_model,
-    ).model_dump_json(exclude={"embedding"})
+    # The row's columns are named as the line's fields (model_construct skips embedding_json: it
+    # is no field); role and kind become their enums, which the serializer expects.
+    fields = {**row._mapping, "role": Role(row.role), "kind": Kind(row.kind)}
+    line = ExportedMessage.model_construct(**fields).model_dump_json(exclude={"embedding"})
     if not include_embeddings:
         return line
     # `embedding` is the model's last field. pgvector's text form of a vector is already a JSON
     # array of the stored float4 values (shortest round-trip decimals), so it is spliced in as
     # it comes: parsing 384 floats into Python and printing them again made a line ten times
     # slower to encode.
-    return f'{line[:-1]},"embedding":{row.embedding or "null"}}}'
+    return f'{line[:-1]},"embedding":{row.embedding_json or "null"}}}'
 
 
 async def _export_chunks(
