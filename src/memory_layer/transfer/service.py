@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -222,25 +222,24 @@ def _check(record: ExportedMessage, settings: Settings) -> tuple[str, str] | Non
     return None
 
 
+# What a line gives a row as it is (role and kind are StrEnums, so already the stored text);
+# `embedding` is kept only when reusable.
+_SAME_NAMED = [
+    field.name
+    for field in fields(NewRow)
+    if field.name in ExportedMessage.model_fields and field.name != "embedding"
+]
+
+
 def _row(record: ExportedMessage, embedder: EmbeddingProvider) -> NewRow:
     reusable = (
         record.embedding is not None
         and record.embedding_model == embedder.model_name
         and len(record.embedding) == embedder.dimensions
     )
+    same_named = {name: getattr(record, name) for name in _SAME_NAMED}
     return NewRow(
-        id=record.message_id,
-        client_message_id=record.client_message_id,
-        conversation_id=record.conversation_id,
-        user_id=record.user_id,
-        role=record.role.value,
-        kind=record.kind.value,
-        content=record.content,
-        metadata=record.metadata,
-        importance=record.importance,
-        created_at=record.created_at,
-        archived_at=record.archived_at,
-        embedding=record.embedding if reusable else None,
+        id=record.message_id, embedding=record.embedding if reusable else None, **same_named
     )
 
 
