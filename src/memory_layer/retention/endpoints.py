@@ -14,11 +14,7 @@ from memory_layer.retention.schemas import RetentionRequest, RetentionResponse
 router = APIRouter(prefix="/v1/admin/retention", tags=["admin"])
 
 
-@router.post(
-    "/run",
-    response_model=RetentionResponse,
-    responses=error_responses(401, 403, 409, 422),
-)
+@router.post("/run", response_model=RetentionResponse, responses=error_responses(401, 403, 409, 422))
 async def run_retention(
     body: RetentionRequest, session: SessionDep, settings: SettingsDep, _: AdminDep
 ) -> RetentionResponse:
