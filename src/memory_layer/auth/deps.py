@@ -1,14 +1,16 @@
-"""Request dependencies of authentication: PrincipalDep and AdminDep."""
+"""Request dependencies of authentication: PrincipalDep, AdminDep and CallerDep."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.auth.service import KeyRing, Principal, authenticate, require_admin
-from memory_layer.kit.db.session import ReadSessionmakerDep
+from memory_layer.auth.service import KeyRing, Principal, authenticate, require_admin, resolve_tenant
+from memory_layer.kit.db.session import ReadSessionmakerDep, SessionDep
 from memory_layer.kit.http.deps import SettingsDep
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -40,3 +42,22 @@ async def get_admin(principal: PrincipalDep) -> Principal:
 
 
 AdminDep = Annotated[Principal, Depends(get_admin)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A tenant route's starting point: the API key that called and the request's session."""
+
+    principal: Principal
+    session: AsyncSession
+
+    def tenant(self, requested: str | None) -> str:
+        """The tenant the request acts for: the key's own, or `requested` if the key may name one."""
+        return resolve_tenant(self.principal, requested)
+
+
+def get_caller(principal: PrincipalDep, session: SessionDep) -> Caller:
+    return Caller(principal, session)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.auth.deps import PrincipalDep
-from memory_layer.auth.service import resolve_tenant
+from memory_layer.auth.deps import CallerDep
 from memory_layer.conversations import service
 from memory_layer.conversations.schemas import (
     ConversationDeleteResponse,
@@ -18,16 +19,10 @@ from memory_layer.conversations.schemas import (
     ConversationRead,
     ConversationScopeRequest,
 )
-from memory_layer.kit.db.session import SessionDep
 from memory_layer.kit.http.deps import CursorCodecDep
-from memory_layer.kit.schemas import IDENTIFIER_PATTERN, ErrorResponse
-from memory_layer.messages.schemas import MessageRead
+from memory_layer.kit.schemas import IDENTIFIER_PATTERN, error_responses
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
-    return {code: {"model": ErrorResponse} for code in codes}
 
 
 # `:path` because identifiers may contain "/"; the history route is declared first, so a path
@@ -36,96 +31,78 @@ ConversationId = Annotated[
     str,
     Path(pattern=IDENTIFIER_PATTERN, max_length=128, description="The conversation's id."),
 ]
+LISTING_ERRORS = error_responses(400, 401, 403, 422, 503)
 
 
-@router.get(
-    "", response_model=ConversationListResponse, responses=_errors(400, 401, 403, 422, 503)
-)
+@router.get("", response_model=ConversationListResponse, responses=LISTING_ERRORS)
 async def list_conversations(
-    query: Annotated[ConversationListRequest, Query()],
-    session: SessionDep,
-    principal: PrincipalDep,
-    cursors: CursorCodecDep,
+    query: Annotated[ConversationListRequest, Query()], caller: CallerDep, cursors: CursorCodecDep
 ) -> ConversationListResponse:
     """The tenant's conversations, most recently active first, a page at a time."""
-    tenant_id = resolve_tenant(principal, query.tenant_id)
+    listing = service.ConversationQuery(**query.model_dump(exclude={"tenant_id"}))
     page = await service.list_conversations(
-        session,
-        tenant_id,
-        service.ConversationQuery(
-            user_id=query.user_id, since=query.since, limit=query.limit, cursor=query.cursor
-        ),
-        cursors=cursors,
+        caller.session, caller.tenant(query.tenant_id), listing, cursors=cursors
     )
-    return ConversationListResponse(
-        items=[ConversationRead.model_validate(item) for item in page.items],
-        next_cursor=page.next_cursor,
-    )
+    return ConversationListResponse.model_validate(page, from_attributes=True)
 
 
 @router.get(
     "/{conversation_id:path}/messages",
     response_model=ConversationMessagesResponse,
-    responses=_errors(400, 401, 403, 422, 503),
+    responses=LISTING_ERRORS,
 )
 async def list_conversation_messages(
     conversation_id: ConversationId,
     query: Annotated[ConversationMessagesRequest, Query()],
-    session: SessionDep,
-    principal: PrincipalDep,
+    caller: CallerDep,
     cursors: CursorCodecDep,
 ) -> ConversationMessagesResponse:
     """A conversation's messages, chronological (`order=desc&limit=N`: the last N turns)."""
-    tenant_id = resolve_tenant(principal, query.tenant_id)
+    history = service.HistoryQuery(**query.model_dump(exclude={"tenant_id"}))
     page = await service.list_conversation_messages(
-        session,
-        tenant_id,
-        conversation_id,
-        service.HistoryQuery(
-            order=query.order,
-            limit=query.limit,
-            cursor=query.cursor,
-            include_archived=query.include_archived,
-            role=query.role,
-            kind=query.kind,
-        ),
-        cursors=cursors,
+        caller.session, caller.tenant(query.tenant_id), conversation_id, history, cursors=cursors
     )
-    return ConversationMessagesResponse(
-        items=[MessageRead.model_validate(message) for message in page.items],
-        next_cursor=page.next_cursor,
-    )
+    return ConversationMessagesResponse.model_validate(page, from_attributes=True)
 
 
-@router.get(
-    "/{conversation_id:path}",
-    response_model=ConversationRead,
-    responses=_errors(401, 403, 404, 422, 503),
-)
-async def get_conversation(
+@dataclass(frozen=True)
+class ConversationTarget:
+    """The conversation a route acts on (the tenant its API key resolves to, and the id), and
+    the request's session."""
+
+    session: AsyncSession
+    tenant_id: str
+    conversation_id: str
+
+
+def get_target(
     conversation_id: ConversationId,
     query: Annotated[ConversationScopeRequest, Query()],
-    session: SessionDep,
-    principal: PrincipalDep,
-) -> ConversationRead:
+    caller: CallerDep,
+) -> ConversationTarget:
+    return ConversationTarget(caller.session, caller.tenant(query.tenant_id), conversation_id)
+
+
+TargetDep = Annotated[ConversationTarget, Depends(get_target)]
+ONE_CONVERSATION = "/{conversation_id:path}"
+ONE_CONVERSATION_ERRORS = error_responses(401, 403, 404, 422, 503)
+
+
+@router.get(ONE_CONVERSATION, response_model=ConversationRead, responses=ONE_CONVERSATION_ERRORS)
+async def get_conversation(target: TargetDep) -> ConversationRead:
     """One conversation's summary."""
-    tenant_id = resolve_tenant(principal, query.tenant_id)
-    summary = await service.get_conversation(session, tenant_id, conversation_id)
+    summary = await service.get_conversation(
+        target.session, target.tenant_id, target.conversation_id
+    )
     return ConversationRead.model_validate(summary)
 
 
 @router.delete(
-    "/{conversation_id:path}",
-    response_model=ConversationDeleteResponse,
-    responses=_errors(401, 403, 404, 422, 503),
+    ONE_CONVERSATION, response_model=ConversationDeleteResponse, responses=ONE_CONVERSATION_ERRORS
 )
-async def delete_conversation(
-    conversation_id: ConversationId,
-    query: Annotated[ConversationScopeRequest, Query()],
-    session: SessionDep,
-    principal: PrincipalDep,
-) -> ConversationDeleteResponse:
+async def delete_conversation(target: TargetDep) -> ConversationDeleteResponse:
     """Delete every message of the conversation, archived ones included (not undoable)."""
-    tenant_id = resolve_tenant(principal, query.tenant_id)
-    deleted = await service.delete_conversation(session, tenant_id, conversation_id)
+    deleted = await service.delete_conversation(
+        target.session, target.tenant_id, target.conversation_id
+    )
     return ConversationDeleteResponse(deleted=deleted)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, delete, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, Row, Select, and_, case, delete, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.pagination import SortOrder
@@ -56,15 +56,12 @@ def _at(value: datetime) -> ColumnElement[datetime]:
     return literal(value, Message.created_at.type)
 
 
-def _summary(row: Any) -> ConversationSummary:
-    return ConversationSummary(
-        conversation_id=row.conversation_id,
-        message_count=int(row.message_count),
-        archived_count=int(row.archived_count),
-        first_message_at=row.first_message_at,
-        last_message_at=row.last_message_at,
-        user_id=row.user_id,
-    )
+_SUMMARY_FIELDS = [field.name for field in fields(ConversationSummary)]
+
+
+def _summary(row: Row[Any]) -> ConversationSummary:
+    # _summary_select names its columns as the fields; list_summaries adds as_of.
+    return ConversationSummary(**{name: row._mapping[name] for name in _SUMMARY_FIELDS})
 
 
 class ConversationRepository:

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from memory_layer.kit.pagination import SortOrder
-from memory_layer.kit.schemas import Identifier
+from memory_layer.kit.schemas import CursorPage, Identifier
 from memory_layer.messages.schemas import MessageRead
 from memory_layer.models.message import Kind, Role
 
@@ -55,11 +55,8 @@ class ConversationRead(BaseModel):
     )
 
 
-class ConversationListResponse(BaseModel):
+class ConversationListResponse(CursorPage[ConversationRead]):
     """One page of conversations, most recently active first."""
-
-    items: list[ConversationRead]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
 
 
 class ConversationMessagesRequest(BaseModel):
@@ -80,11 +77,8 @@ class ConversationMessagesRequest(BaseModel):
     kind: Kind | None = None
 
 
-class ConversationMessagesResponse(BaseModel):
+class ConversationMessagesResponse(CursorPage[MessageRead]):
     """One page of a conversation's messages."""
-
-    items: list[MessageRead]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
 
 
 class ConversationScopeRequest(BaseModel):

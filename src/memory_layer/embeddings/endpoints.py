@@ -14,13 +14,11 @@ from memory_layer.embeddings.schemas import (
     RequeueResponse,
 )
 from memory_layer.kit.db.session import SessionDep
-from memory_layer.kit.schemas import ErrorResponse, Identifier
+from memory_layer.kit.schemas import Identifier, error_responses
 
 router = APIRouter(prefix="/v1/admin/embeddings", tags=["admin"])
 
-ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 422)
-}
+ADMIN_ERRORS = error_responses(401, 403, 422)
 
 
 @router.get("", response_model=EmbeddingQueueResponse, responses=ADMIN_ERRORS)

@@ -12,25 +12,20 @@ from memory_layer.erasure import service
 from memory_layer.erasure.schemas import (
     ErasureListRequest,
     ErasureListResponse,
-    ErasureRead,
     ErasureRequest,
     ErasureResponse,
 )
 from memory_layer.kit.db.session import SessionDep, SessionmakerDep
 from memory_layer.kit.http.deps import CursorCodecDep, TenantSizesDep
-from memory_layer.kit.schemas import IDENTIFIER_PATTERN, ErrorResponse
+from memory_layer.kit.schemas import IDENTIFIER_PATTERN, error_responses
 
 router = APIRouter(tags=["erasure"])
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
-    return {code: {"model": ErrorResponse} for code in codes}
 
 
 @router.delete(
     "/v1/users/{user_id:path}",
     response_model=ErasureResponse,
-    responses=_errors(401, 403, 422, 503),
+    responses=error_responses(401, 403, 422, 503),
 )
 async def erase_user(
     user_id: Annotated[
@@ -43,7 +38,7 @@ async def erase_user(
 ) -> ErasureResponse:
     """Erase one person (GDPR art. 17): delete their messages and record it, in one transaction."""
     tenant_id = resolve_tenant(principal, query.tenant_id)
-    report = await service.erase_user(
+    record = await service.erase_user(
         sessionmaker,
         tenant_id,
         user_id,
@@ -51,13 +46,13 @@ async def erase_user(
         include_unattributed=query.include_unattributed,
         tenant_sizes=tenant_sizes,
     )
-    return ErasureResponse.model_validate(report, from_attributes=True)
+    return ErasureResponse.model_validate(record)
 
 
 @router.get(
     "/v1/admin/erasures",
     response_model=ErasureListResponse,
-    responses=_errors(400, 401, 403, 422, 503),
+    responses=error_responses(400, 401, 403, 422, 503),
     tags=["admin"],
 )
 async def list_erasures(
@@ -67,15 +62,5 @@ async def list_erasures(
     cursors: CursorCodecDep,
 ) -> ErasureListResponse:
     """Erasure records, newest first: proof that a person's data was erased, and by whom."""
-    page = await service.list_erasures(
-        session,
-        tenant_id=query.tenant_id,
-        user_id=query.user_id,
-        limit=query.limit,
-        cursor=query.cursor,
-        cursors=cursors,
-    )
-    return ErasureListResponse(
-        items=[ErasureRead.model_validate(item) for item in page.items],
-        next_cursor=page.next_cursor,
-    )
+    page = await service.list_erasures(session, **query.model_dump(), cursors=cursors)
+    return ErasureListResponse.model_validate(page, from_attributes=True)

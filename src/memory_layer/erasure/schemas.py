@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from memory_layer.kit.schemas import Identifier
+from memory_layer.kit.schemas import CursorPage, Identifier
 
 
 class ErasureRequest(BaseModel):
@@ -66,8 +66,5 @@ class ErasureListRequest(BaseModel):
     )
 
 
-class ErasureListResponse(BaseModel):
+class ErasureListResponse(CursorPage[ErasureRead]):
     """One page of erasure records, newest first."""
-
-    items: list[ErasureRead]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")

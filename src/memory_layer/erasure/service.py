@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import MutableMapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
@@ -20,16 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from memory_layer.erasure.repository import ErasureRepository
 from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
 from memory_layer.models.erasure import Erasure
-
-
-@dataclass(frozen=True)
-class ErasureReport:
-    erasure_id: uuid.UUID
-    tenant_id: str
-    user_id: str
-    principal: str
-    erased_at: datetime
-    counts: dict[str, Any]
 
 
 class ErasurePosition(BaseModel):
@@ -49,8 +37,9 @@ async def erase_user(
     principal: str,
     include_unattributed: bool = True,
     tenant_sizes: MutableMapping[str, int] | None = None,
-) -> ErasureReport:
-    """Delete every message of the user in the tenant and record the erasure, in one transaction."""
+) -> Erasure:
+    """Delete every message of the user in the tenant and record the erasure, in one transaction;
+    the record."""
     async with sessionmaker.begin() as session:
         repository = ErasureRepository(session)
         erased = await repository.delete_user_messages(
@@ -62,20 +51,13 @@ async def erase_user(
             "unattributed_messages": erased.unattributed_messages,
             "conversations": erased.conversations,
         }
+        # Sessions do not expire objects on commit: the record stays readable after it.
         record = await repository.record(tenant_id, user_id, principal, counts)
-        report = ErasureReport(
-            erasure_id=record.id,
-            tenant_id=record.tenant_id,
-            user_id=record.user_id,
-            principal=record.principal,
-            erased_at=record.erased_at,
-            counts=dict(record.counts),
-        )
     # After the commit: a search that refilled the size cache meanwhile counted the rows that
     # were still there; dropping it now makes the next search count again.
     if tenant_sizes is not None:
         tenant_sizes.pop(tenant_id, None)
-    return report
+    return record
 
 
 async def list_erasures(

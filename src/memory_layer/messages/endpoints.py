@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
+from pydantic import BaseModel
 
-from memory_layer.auth.deps import PrincipalDep
-from memory_layer.auth.service import resolve_tenant
+from memory_layer.auth.deps import Caller, CallerDep
+from memory_layer.config import Settings
 from memory_layer.embeddings.deps import EmbedderDep
-from memory_layer.kit.db.session import SessionDep, SessionmakerDep
+from memory_layer.embeddings.providers.base import EmbeddingProvider
+from memory_layer.kit.db.session import SessionmakerDep
 from memory_layer.kit.http.deps import MetricsDep, SettingsDep
-from memory_layer.kit.schemas import ErrorResponse, Identifier
+from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.kit.schemas import Identifier, error_responses
 from memory_layer.messages import service
 from memory_layer.messages.schemas import (
     MessageBatchRequest,
@@ -33,12 +37,13 @@ BATCH_PATH = f"{PREFIX}/batch"
 router = APIRouter(prefix=PREFIX, tags=["messages"])
 
 
-def errors(*codes: int) -> dict[int | str, dict[str, object]]:
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     # Every route may also answer 500 (internal_error) and 503 (database_unavailable: the database
     # is unreachable or a commit failed).
-    return {code: {"model": ErrorResponse} for code in (*codes, 500, 503)}
+    return error_responses(*codes, 500, 503)
 
 
+WRITE_ERRORS = (401, 403, 409, 413, 422)
 QUEUED = (
     "Committed; the embedding is queued for the worker. Poll `status_url` (also in the Location "
     "header)."
@@ -56,62 +61,70 @@ def _answer(read: MessageRead, response: Response) -> MessageRead:
     return read
 
 
-@router.post(
-    "",
-    response_model=MessageRead,
-    responses={**errors(401, 403, 409, 413, 422), 202: {"model": MessageRead, "description": QUEUED}},
-)
-async def create_message(
-    body: MessageCreate,
-    response: Response,
-    session: SessionDep,
-    principal: PrincipalDep,
-    settings: SettingsDep,
-    embedder: EmbedderDep,
-    metrics: MetricsDep,
-) -> MessageRead:
+@dataclass(frozen=True)
+class Writer(Caller):
+    """What a route that stores or changes messages works with: the caller, and the settings,
+    embedder and metrics the service checks, embeds and counts with."""
+
+    settings: Settings
+    embedder: EmbeddingProvider
+    metrics: Metrics
+
+
+def get_writer(
+    caller: CallerDep, settings: SettingsDep, embedder: EmbedderDep, metrics: MetricsDep
+) -> Writer:
+    return Writer(caller.principal, caller.session, settings, embedder, metrics)
+
+
+WriterDep = Annotated[Writer, Depends(get_writer)]
+
+
+def _writes(model: type[BaseModel], queued: str, *codes: int) -> dict[int | str, dict[str, Any]]:
+    """A write's responses: its errors, and 202 (`queued`) when the embedding is left to the worker."""
+    return {**errors(*codes), 202: {"model": model, "description": queued}}
+
+
+@router.post("", response_model=MessageRead, responses=_writes(MessageRead, QUEUED, *WRITE_ERRORS))
+async def create_message(body: MessageCreate, response: Response, writer: WriterDep) -> MessageRead:
     """Store a message: 200 once it is committed with its vector, 202 once it is committed and
     queued for the embedding worker. A retry with the same client_message_id returns the first
     message (header `Idempotent-Replayed: true`)."""
-    tenant_id = resolve_tenant(principal, body.tenant_id)
     data = service.NewMessage(**body.model_dump(exclude={"tenant_id"}))
     result = await service.ingest_message(
-        session, tenant_id, data, settings=settings, embedder=embedder, metrics=metrics
+        writer.session,
+        writer.tenant(body.tenant_id),
+        data,
+        settings=writer.settings,
+        embedder=writer.embedder,
+        metrics=writer.metrics,
     )
     response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"
     return _answer(MessageRead.model_validate(result.message), response)
 
 
+BATCH_QUEUED = "Committed; at least one item is queued for the embedding worker (its `status` is 202)."
+
+
 @router.post(
     "/batch",
     response_model=MessageBatchResponse,
-    responses={
-        **errors(401, 403, 409, 413, 422),
-        202: {"model": MessageBatchResponse, "description": "Committed; at least one item is "
-              "queued for the embedding worker (its `status` is 202)."},
-    },
+    responses=_writes(MessageBatchResponse, BATCH_QUEUED, *WRITE_ERRORS),
 )
 async def create_messages_batch(
-    body: MessageBatchRequest,
-    response: Response,
-    session: SessionDep,
-    sessionmaker: SessionmakerDep,
-    principal: PrincipalDep,
-    settings: SettingsDep,
-    embedder: EmbedderDep,
-    metrics: MetricsDep,
+    body: MessageBatchRequest, response: Response, writer: WriterDep, sessionmaker: SessionmakerDep
 ) -> MessageBatchResponse:
     """Store up to MEMORY_MAX_BATCH_MESSAGES messages of one tenant, all or nothing: 200 when
     every item has its vector, 202 when some are queued for the worker; one result per item."""
-    tenant_id = resolve_tenant(principal, body.tenant_id)
+    tenant_id = writer.tenant(body.tenant_id)
     items = [service.NewMessage(**item.model_dump()) for item in body.messages]
     results = await service.ingest_batch(
-        session,
+        writer.session,
         tenant_id,
         items,
-        settings=settings,
-        embedder=embedder,
-        metrics=metrics,
+        settings=writer.settings,
+        embedder=writer.embedder,
+        metrics=writer.metrics,
         sessionmaker=sessionmaker,
     )
     answers = [
@@ -135,48 +148,41 @@ async def create_messages_batch(
 
 @router.get("/{message_id}", response_model=MessageRead, responses=errors(401, 403, 404, 422))
 async def read_message(
-    message_id: uuid.UUID,
-    session: SessionDep,
-    principal: PrincipalDep,
-    tenant_id: TenantQuery = None,
+    message_id: uuid.UUID, caller: CallerDep, tenant_id: TenantQuery = None
 ) -> MessageRead:
     """One stored message, with its embedding status."""
-    tenant = resolve_tenant(principal, tenant_id)
-    return MessageRead.model_validate(await service.get_message(session, tenant, message_id))
+    message = await service.get_message(caller.session, caller.tenant(tenant_id), message_id)
+    return MessageRead.model_validate(message)
+
+
+EDIT_QUEUED = (
+    "Changed; the new content is queued for the embedding worker. Poll `status_url` (also in the "
+    "Location header)."
+)
 
 
 @router.patch(
     "/{message_id}",
     response_model=MessageRead,
-    responses={
-        **errors(401, 403, 404, 413, 422),
-        202: {"model": MessageRead, "description": "Changed; the new content is queued for the "
-              "embedding worker. Poll `status_url` (also in the Location header)."},
-    },
+    responses=_writes(MessageRead, EDIT_QUEUED, 401, 403, 404, 413, 422),
 )
 async def update_message(
     message_id: uuid.UUID,
     body: MessageUpdate,
     response: Response,
-    session: SessionDep,
-    principal: PrincipalDep,
-    settings: SettingsDep,
-    embedder: EmbedderDep,
-    metrics: MetricsDep,
+    writer: WriterDep,
     tenant_id: TenantQuery = None,
 ) -> MessageRead:
     """Change a message's content, kind, importance or metadata: 200 when it has its vector,
     202 when new content is queued for the embedding worker."""
-    tenant = resolve_tenant(principal, tenant_id)
-    change = service.MessageChange(
-        content=body.content,
-        kind=body.kind,
-        importance=body.importance,
-        metadata=body.metadata,
-        metadata_mode=body.metadata_mode,
-    )
     message = await service.update_message(
-        session, tenant, message_id, change, settings=settings, embedder=embedder, metrics=metrics
+        writer.session,
+        writer.tenant(tenant_id),
+        message_id,
+        service.MessageChange(**body.model_dump()),
+        settings=writer.settings,
+        embedder=writer.embedder,
+        metrics=writer.metrics,
     )
     return _answer(MessageRead.model_validate(message), response)
 
@@ -185,11 +191,8 @@ async def update_message(
     "/{message_id}", response_model=MessageDeleteResponse, responses=errors(401, 403, 404, 422)
 )
 async def delete_message(
-    message_id: uuid.UUID,
-    session: SessionDep,
-    principal: PrincipalDep,
-    tenant_id: TenantQuery = None,
+    message_id: uuid.UUID, caller: CallerDep, tenant_id: TenantQuery = None
 ) -> MessageDeleteResponse:
     """Delete a message for good (its text, metadata and vector)."""
-    tenant = resolve_tenant(principal, tenant_id)
-    return MessageDeleteResponse(deleted=await service.delete_message(session, tenant, message_id))
+    deleted = await service.delete_message(caller.session, caller.tenant(tenant_id), message_id)
+    return MessageDeleteResponse(deleted=deleted)

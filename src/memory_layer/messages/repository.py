@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,20 +20,25 @@ from memory_layer.models.message import EmbeddingStatus, Message
 READY = f"'{EmbeddingStatus.ready.value}'"
 PENDING = f"'{EmbeddingStatus.pending.value}'"
 
-# One statement for a whole batch, whatever its size: one array per column, unnested into rows
-# (a VALUES list would bind rows x columns parameters and hit the protocol's 32,767 limit).
-# A row with a vector is ready; one without is pending and due now (the insert trigger NOTIFYs
-# the workers). Items without a client-given time are a microsecond apart, in batch order, so the
-# history (ordered by created_at, then id) shows them in the order they were sent.
+# One statement for many rows, whatever their number (a batch of POST /v1/messages/batch, a chunk
+# of an import): one array per column, unnested into rows (a VALUES list would bind rows x columns
+# parameters and hit the protocol's 32,767 limit). A row with a vector is ready; one without is
+# pending and due now (the insert trigger NOTIFYs the workers). Rows without a given time are a
+# microsecond apart, in order, so the history (ordered by created_at, then id) shows them in the
+# order they were sent. ON CONFLICT DO NOTHING without a target skips a row whose id or whose
+# client_message_id the tenant already has: an ingested row has a new id, so only its
+# client_message_id can conflict; an imported one keeps its id, so importing the same file twice
+# stores nothing new.
 INSERT_MANY_SQL = text(f"""
 INSERT INTO messages (
     tenant_id, id, conversation_id, user_id, role, kind, content, metadata, importance,
-    client_message_id, created_at, embedding, embedding_model, embedding_status, embedded_at,
-    embedding_next_attempt_at, embedding_error
+    client_message_id, created_at, archived_at, embedding, embedding_model, embedding_status,
+    embedded_at, embedding_next_attempt_at, embedding_error
 )
 SELECT :tenant_id, r.id, r.conversation_id, r.user_id, r.role, r.kind, r.content,
        CAST(r.metadata AS jsonb), r.importance, r.client_message_id,
        coalesce(r.created_at, now() + make_interval(secs => (r.ord - 1) / 1e6)),
+       r.archived_at,
        r.embedding,
        CASE WHEN r.embedding IS NULL THEN NULL ELSE :model END,
        CASE WHEN r.embedding IS NULL THEN {PENDING} ELSE {READY} END,
@@ -43,18 +49,20 @@ FROM unnest(
     CAST(:ids AS uuid[]), CAST(:conversation_ids AS text[]), CAST(:user_ids AS text[]),
     CAST(:roles AS text[]), CAST(:kinds AS text[]), CAST(:contents AS text[]),
     CAST(:metadata AS text[]), CAST(:importances AS float8[]), CAST(:client_message_ids AS text[]),
-    CAST(:created_ats AS timestamptz[]), :embeddings, CAST(:embedding_errors AS text[])
+    CAST(:created_ats AS timestamptz[]), CAST(:archived_ats AS timestamptz[]), :embeddings,
+    CAST(:embedding_errors AS text[])
 ) WITH ORDINALITY
   AS r(id, conversation_id, user_id, role, kind, content, metadata, importance, client_message_id,
-       created_at, embedding, embedding_error, ord)
-ON CONFLICT ON CONSTRAINT uq_messages_tenant_id_client_message_id DO NOTHING
-RETURNING id
+       created_at, archived_at, embedding, embedding_error, ord)
+ON CONFLICT DO NOTHING
+RETURNING id, embedding_status
 """).bindparams(vector_array_param("embeddings"))
 
 
 @dataclass(frozen=True)
 class NewRow:
-    """One row of a batch insert; `embedding` None stores it pending."""
+    """One row of a bulk insert; `embedding` None stores it pending, `created_at` None at the
+    database's time."""
 
     id: uuid.UUID
     conversation_id: str
@@ -67,7 +75,8 @@ class NewRow:
     client_message_id: str | None
     created_at: datetime | None
     embedding: list[float] | None
-    embedding_error: str | None
+    embedding_error: str | None = None
+    archived_at: datetime | None = None
 
 
 class MessageRepository:
@@ -134,11 +143,13 @@ class MessageRepository:
         await self.session.flush()
         return message
 
-    async def insert_many(self, tenant_id: str, rows: list[NewRow], model: str) -> set[uuid.UUID]:
-        """Insert the rows in one statement; returns the ids inserted (a row whose
-        client_message_id the tenant already has is skipped)."""
+    async def insert_many(
+        self, tenant_id: str, rows: Sequence[NewRow], model: str
+    ) -> dict[uuid.UUID, str]:
+        """Insert the rows in one statement; the embedding status of each row inserted, by id (a
+        row whose id or client_message_id the tenant already has is skipped)."""
         if not rows:
-            return set()
+            return {}
         result = await self.session.execute(
             INSERT_MANY_SQL,
             {
@@ -157,6 +168,7 @@ class MessageRepository:
                 "importances": [row.importance for row in rows],
                 "client_message_ids": [row.client_message_id for row in rows],
                 "created_ats": [row.created_at for row in rows],
+                "archived_ats": [row.archived_at for row in rows],
                 "embeddings": [
                     VectorValue(row.embedding) if row.embedding is not None else None
                     for row in rows
@@ -164,7 +176,7 @@ class MessageRepository:
                 "embedding_errors": [row.embedding_error for row in rows],
             },
         )
-        return {row.id for row in result}
+        return {row.id: row.embedding_status for row in result}
 
     async def update(
         self,

@@ -18,7 +18,8 @@ from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
 from memory_layer.kit.errors import Conflict, InvalidInput, NotFound
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.messages.importance import importance_for
-from memory_layer.messages.repository import MessageRepository, NewRow
+from memory_layer.messages.repository import MessageRepository
+from memory_layer.messages.repository import NewRow as NewRow  # for insert_rows' callers
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
 
 # Client clocks drift; anything further ahead than this is a bug on their side, not an import.
@@ -103,6 +104,22 @@ def _same_message(existing: Message, data: NewMessage) -> bool:
     return _stored_identity(existing) == _identity(data)
 
 
+def _embedded(vector: list[float], model: str) -> dict[str, Any]:
+    """The columns of a message that has its vector: ready, off the worker's queue, no error or
+    lease left over from an earlier attempt."""
+    return {
+        "embedding": vector,
+        "embedding_model": model,
+        "embedding_status": EmbeddingStatus.ready.value,
+        "embedded_at": datetime.now(UTC),
+        "embedding_error": None,
+        "embedding_attempts": 0,
+        "embedding_next_attempt_at": None,
+        "embedding_lease_owner": None,
+        "embedding_lease_expires_at": None,
+    }
+
+
 def _importance(data: NewMessage) -> float:
     if data.importance_override is not None:
         return data.importance_override
@@ -132,7 +149,7 @@ async def ingest_message(
         # while a remote provider takes its time.
         vector, failure = await embed_or_defer(data.content, embedder, metrics)
         if failure is not None:
-            error = f"{failure.kind}: {failure}"
+            error = _failure_text(failure)
 
     repository = MessageRepository(session)
     if data.client_message_id is not None:
@@ -153,13 +170,7 @@ async def ingest_message(
         "client_message_id": data.client_message_id,
     }
     if vector is not None:
-        values.update(
-            embedding=vector,
-            embedding_model=embedder.model_name,
-            embedding_status=EmbeddingStatus.ready.value,
-            embedded_at=datetime.now(UTC),
-            embedding_next_attempt_at=None,
-        )
+        values.update(_embedded(vector, embedder.model_name))
     else:
         # The row is the worker's job; the insert trigger NOTIFYs listening workers on commit.
         values.update(embedding_status=EmbeddingStatus.pending.value, embedding_error=error)
@@ -340,6 +351,15 @@ async def ingest_batch(
     return done
 
 
+async def insert_rows(
+    session: AsyncSession, tenant_id: str, rows: Sequence[NewRow], *, model: str
+) -> dict[uuid.UUID, str]:
+    """Insert many messages in one statement, each ready with its vector (made by `model`) or
+    pending for the worker; the embedding status of each row stored, by id. A row whose id or
+    client_message_id the tenant already has is skipped, not checked: the caller decides."""
+    return await MessageRepository(session).insert_many(tenant_id, rows, model)
+
+
 async def get_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> Message:
     """One message of the tenant, or 404."""
     message = await MessageRepository(session).get(tenant_id, message_id)
@@ -436,17 +456,7 @@ async def update_message(
     if change.content is not None and change.content != message.content:
         values["content"] = change.content
         if vector is not None:
-            values.update(
-                embedding=vector,
-                embedding_model=embedder.model_name,
-                embedding_status=EmbeddingStatus.ready.value,
-                embedded_at=datetime.now(UTC),
-                embedding_error=None,
-                embedding_attempts=0,
-                embedding_next_attempt_at=None,
-                embedding_lease_owner=None,
-                embedding_lease_expires_at=None,
-            )
+            values.update(_embedded(vector, embedder.model_name))
         else:
             requeue = True
             values["embedding_error"] = error

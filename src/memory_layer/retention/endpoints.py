@@ -7,18 +7,14 @@ from fastapi import APIRouter
 from memory_layer.auth.deps import AdminDep
 from memory_layer.kit.db.session import SessionDep
 from memory_layer.kit.http.deps import SettingsDep
-from memory_layer.kit.schemas import ErrorResponse
+from memory_layer.kit.schemas import error_responses
 from memory_layer.retention import service
 from memory_layer.retention.schemas import RetentionRequest, RetentionResponse
 
 router = APIRouter(prefix="/v1/admin/retention", tags=["admin"])
 
 
-@router.post(
-    "/run",
-    response_model=RetentionResponse,
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 409, 422)},
-)
+@router.post("/run", response_model=RetentionResponse, responses=error_responses(401, 403, 409, 422))
 async def run_retention(
     body: RetentionRequest, session: SessionDep, settings: SettingsDep, _: AdminDep
 ) -> RetentionResponse:

@@ -17,7 +17,7 @@ from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.db.session import ReadSessionDep
 from memory_layer.kit.http.deps import MetricsDep, SettingsDep
 from memory_layer.kit.observability.metrics import Metrics
-from memory_layer.kit.schemas import ErrorResponse
+from memory_layer.kit.schemas import error_responses
 from memory_layer.search import service
 from memory_layer.search.plan import ScoredRow
 from memory_layer.search.schemas import (
@@ -30,9 +30,7 @@ from memory_layer.search.schemas import (
 
 router = APIRouter(prefix="/v1/memory", tags=["search"])
 
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 422, 503)
-}
+ERRORS = error_responses(401, 403, 422, 503)
 
 
 def _to_item(row: ScoredRow) -> SearchItem:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import TextClause, text
+from sqlalchemy import Float, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.db.vectors import vector_param
@@ -178,9 +178,15 @@ def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
         params["query_text"] = plan.query_text
     if plan.min_score is not None:
         params["min_score"] = plan.min_score
-    if plan.with_embedding:
-        return statement.columns(embedding=Vector()), params  # type: ignore[return-value]
     return statement, params
+
+
+# Read as Python floats: numeric arithmetic (1.0 / (rrf_k + rank), and what is computed from it)
+# would otherwise come back as Decimal.
+SCORE_COLUMNS = (
+    "importance", "similarity", "keyword_score", "fused", "relevance", "recency",
+    "part_relevance", "part_importance", "part_recency", "score",
+)
 
 
 class SearchRepository:
@@ -193,34 +199,12 @@ class SearchRepository:
         hnsw.ef_search and hnsw.iterative_scan are set on every connection by the engine.
         """
         statement, params = build_search_sql(plan)
-        result = await self.session.execute(statement, params)
-        return [
-            ScoredRow(
-                id=row.id,
-                conversation_id=row.conversation_id,
-                user_id=row.user_id,
-                role=row.role,
-                kind=row.kind,
-                content=row.content,
-                metadata=row.metadata,
-                importance=float(row.importance),
-                created_at=row.created_at,
-                embedding_status=row.embedding_status,
-                vector_rank=row.vector_rank,
-                similarity=None if row.similarity is None else float(row.similarity),
-                keyword_rank=row.keyword_rank,
-                keyword_score=None if row.keyword_score is None else float(row.keyword_score),
-                fused=float(row.fused),
-                relevance=float(row.relevance),
-                recency=float(row.recency),
-                part_relevance=float(row.part_relevance),
-                part_importance=float(row.part_importance),
-                part_recency=float(row.part_recency),
-                score=float(row.score),
-                embedding=row.embedding if plan.with_embedding else None,
-            )
-            for row in result
-        ]
+        columns: dict[str, Any] = dict.fromkeys(SCORE_COLUMNS, Float())
+        if plan.with_embedding:
+            columns["embedding"] = Vector()
+        result = await self.session.execute(statement.columns(**columns), params)
+        # The statement's columns are ScoredRow's fields, by name.
+        return [ScoredRow(**row._mapping) for row in result]
 
     async def tenant_size(self, tenant_id: str, cap: int) -> int:
         """The tenant's message count, counted no further than `cap` + 1 (cheap for big tenants)."""

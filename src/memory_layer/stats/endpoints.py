@@ -6,27 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from memory_layer.auth.deps import PrincipalDep
-from memory_layer.auth.service import resolve_tenant
-from memory_layer.kit.db.session import SessionDep
-from memory_layer.kit.schemas import ErrorResponse
+from memory_layer.auth.deps import CallerDep
+from memory_layer.kit.schemas import error_responses
 from memory_layer.stats import service
 from memory_layer.stats.schemas import StatsRequest, StatsResponse
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
 
 
-@router.get(
-    "",
-    response_model=StatsResponse,
-    responses={code: {"model": ErrorResponse} for code in (401, 403, 422, 503)},
-)
-async def get_stats(
-    query: Annotated[StatsRequest, Query()], session: SessionDep, principal: PrincipalDep
-) -> StatsResponse:
+@router.get("", response_model=StatsResponse, responses=error_responses(401, 403, 422, 503))
+async def get_stats(query: Annotated[StatsRequest, Query()], caller: CallerDep) -> StatsResponse:
     """Messages by role, kind and embedding status, conversations, users, bytes, time span."""
-    tenant_id = resolve_tenant(principal, query.tenant_id)
-    stats = await service.get_stats(
-        session, tenant_id, user_id=query.user_id, conversation_id=query.conversation_id
-    )
+    tenant_id = caller.tenant(query.tenant_id)
+    scope = query.model_dump(exclude={"tenant_id"})
+    stats = await service.get_stats(caller.session, tenant_id, **scope)
     return StatsResponse.model_validate(stats)

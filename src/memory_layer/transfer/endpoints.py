@@ -14,16 +14,14 @@ from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.kit.db.session import SessionmakerDep
 from memory_layer.kit.http.deps import SettingsDep
 from memory_layer.kit.http.streaming import NDJSONResponse
-from memory_layer.kit.schemas import ErrorResponse, Identifier
+from memory_layer.kit.schemas import Identifier, error_responses
 from memory_layer.transfer import service
 from memory_layer.transfer.format import MEDIA_TYPE
 from memory_layer.transfer.schemas import ExportedMessage, ImportFailure, ImportResponse
 
 router = APIRouter(prefix="/v1", tags=["transfer"])
 
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 422, 503)
-}
+ERRORS = error_responses(401, 403, 422, 503)
 
 
 @router.get(
@@ -64,13 +62,12 @@ async def export_messages(
     "/import",
     response_model=ImportResponse,
     responses={
-        401: {"model": ErrorResponse},
-        403: {"model": ErrorResponse},
+        **error_responses(401, 403),
         413: {"model": ImportFailure, "description": "The body exceeds MEMORY_MAX_IMPORT_BYTES; "
               "`detail` names the lines stored before."},
         422: {"model": ImportFailure, "description": "A bad line: `detail` names it and what was "
               "stored; the lines through `stored_through_line` are committed."},
-        503: {"model": ErrorResponse},
+        **error_responses(503),
     },
     openapi_extra={
         "requestBody": {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.errors import DomainError
-from memory_layer.messages.service import MAX_CLOCK_SKEW
+from memory_layer.messages.service import MAX_CLOCK_SKEW, NewRow, insert_rows
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.transfer.format import ExportedMessage
-from memory_layer.transfer.repository import ExportFilter, NewRow, TransferRepository
+from memory_layer.transfer.repository import ExportFilter, TransferRepository
 
 # Rows fetched from the cursor per round trip, and roughly the bytes sent per body chunk.
 EXPORT_BATCH_ROWS = 500
@@ -50,27 +50,17 @@ class ExportQuery:
 
 
 def _encode(row: Any, include_embeddings: bool) -> str:
-    line = ExportedMessage.model_construct(
-        message_id=row.id,
-        client_message_id=row.client_message_id,
-        conversation_id=row.conversation_id,
-        user_id=row.user_id,
-        role=Role(row.role),
-        kind=Kind(row.kind),
-        content=row.content,
-        metadata=row.metadata_,
-        importance=row.importance,
-        created_at=row.created_at,
-        archived_at=row.archived_at,
-        embedding_model=row.embedding_model,
-    ).model_dump_json(exclude={"embedding"})
+    # The row's columns are named as the line's fields (model_construct skips embedding_json: it
+    # is no field); role and kind become their enums, which the serializer expects.
+    fields = {**row._mapping, "role": Role(row.role), "kind": Kind(row.kind)}
+    line = ExportedMessage.model_construct(**fields).model_dump_json(exclude={"embedding"})
     if not include_embeddings:
         return line
     # `embedding` is the model's last field. pgvector's text form of a vector is already a JSON
     # array of the stored float4 values (shortest round-trip decimals), so it is spliced in as
     # it comes: parsing 384 floats into Python and printing them again made a line ten times
     # slower to encode.
-    return f'{line[:-1]},"embedding":{row.embedding or "null"}}}'
+    return f'{line[:-1]},"embedding":{row.embedding_json or "null"}}}'
 
 
 async def _export_chunks(
@@ -232,25 +222,24 @@ def _check(record: ExportedMessage, settings: Settings) -> tuple[str, str] | Non
     return None
 
 
+# What a line gives a row as it is (role and kind are StrEnums, so already the stored text);
+# `embedding` is kept only when reusable.
+_SAME_NAMED = [
+    field.name
+    for field in fields(NewRow)
+    if field.name in ExportedMessage.model_fields and field.name != "embedding"
+]
+
+
 def _row(record: ExportedMessage, embedder: EmbeddingProvider) -> NewRow:
     reusable = (
         record.embedding is not None
         and record.embedding_model == embedder.model_name
         and len(record.embedding) == embedder.dimensions
     )
+    same_named = {name: getattr(record, name) for name in _SAME_NAMED}
     return NewRow(
-        id=record.message_id,
-        client_message_id=record.client_message_id,
-        conversation_id=record.conversation_id,
-        user_id=record.user_id,
-        role=record.role.value,
-        kind=record.kind.value,
-        content=record.content,
-        metadata_json=json.dumps(record.metadata, ensure_ascii=False, separators=(",", ":")),
-        importance=record.importance,
-        created_at=record.created_at,
-        archived_at=record.archived_at,
-        embedding=record.embedding if reusable else None,
+        id=record.message_id, embedding=record.embedding if reusable else None, **same_named
     )
 
 
@@ -262,14 +251,12 @@ async def _write_chunk(
     report: ImportReport,
 ) -> None:
     async with sessionmaker.begin() as session:
-        repository = TransferRepository(session)
-        stored = await repository.insert_new(tenant_id, rows, model)
-        stored_ids = {message_id for message_id, _ in stored}
-        passed_over = [row.id for row in rows if row.id not in stored_ids]
+        stored = await insert_rows(session, tenant_id, rows, model=model)
+        passed_over = [row.id for row in rows if row.id not in stored]
         # Passed over: the tenant has the message already, or another message of the tenant
         # holds its client_message_id (that line's text is not stored).
-        present = await repository.existing_ids(tenant_id, passed_over)
-    reused = sum(status == EmbeddingStatus.ready.value for _, status in stored)
+        present = await TransferRepository(session).existing_ids(tenant_id, passed_over)
+    reused = sum(status == EmbeddingStatus.ready.value for status in stored.values())
     report.stored += len(stored)
     report.vectors_reused += reused
     report.queued_for_embedding += len(stored) - reused
