@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
 from tests.fixtures.app import ADMIN_KEY, running_client
-from tests.fixtures.rows import at, insert_rows, message_row, tenant_key
-from tests.fixtures.tenants import new_tenant
+from tests.fixtures.rows import at, insert_rows, message_row
+from tests.fixtures.tenants import new_tenant, tenant_key
 
 
 async def get_json(

@@ -12,8 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.erasure.repository import ErasureRepository
 from tests.fixtures.app import SERVICE_KEY
-from tests.fixtures.rows import tenant_key
-from tests.fixtures.tenants import new_tenant
+from tests.fixtures.tenants import new_tenant, tenant_key
 
 EVE_TEXTS = [
     "My name is Eve and my passport number is X1234567",

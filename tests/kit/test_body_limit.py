@@ -5,27 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
 from tests.fixtures.app import ADMIN_KEY, running_client
+from tests.fixtures.messages import count_rows, message_body
 
 
 def message(tenant: str, **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "tenant_id": tenant, "conversation_id": "conv-123", "role": "user", "content": "hello",
-    }
-    body.update(overrides)
-    return body
-
-
-async def count_rows(engine: AsyncEngine, tenant: str) -> int:
-    async with engine.connect() as connection:
-        result = await connection.execute(
-            text("SELECT count(*) FROM messages WHERE tenant_id = :t"), {"t": tenant}
-        )
-        return int(result.scalar_one())
+    overrides.setdefault('content', 'hello')
+    return message_body(tenant, **overrides)
 
 
 async def test_oversized_body_is_a_413_before_validation(

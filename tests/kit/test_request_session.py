@@ -6,24 +6,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.fixtures.messages import count_rows, message_body
 
 
 def message(tenant: str, **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "tenant_id": tenant, "conversation_id": "conv-123", "role": "user", "content": "hello",
-    }
-    body.update(overrides)
-    return body
-
-
-async def count_rows(engine: AsyncEngine, tenant: str) -> int:
-    async with engine.connect() as connection:
-        result = await connection.execute(
-            text("SELECT count(*) FROM messages WHERE tenant_id = :t"), {"t": tenant}
-        )
-        return int(result.scalar_one())
+    overrides.setdefault('content', 'hello')
+    return message_body(tenant, **overrides)
 
 
 async def test_a_failed_commit_is_an_error_response_not_a_2xx(

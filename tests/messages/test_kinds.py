@@ -12,14 +12,7 @@ import pytest
 from memory_layer.config import Settings
 from memory_layer.models.message import Kind
 from tests.fixtures.app import ADMIN_KEY, running_client
-
-
-async def remember(client: httpx.AsyncClient, tenant: str, content: str, **extra: Any) -> str:
-    body = {"tenant_id": tenant, "conversation_id": "c1", "role": "user", "content": content}
-    body.update(extra)
-    response = await client.post("/v1/messages", json=body)
-    assert response.status_code == 200, response.text
-    return str(response.json()["message_id"])
+from tests.fixtures.messages import remember
 
 
 async def test_kind_defaults_to_message_and_is_read_back(

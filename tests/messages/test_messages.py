@@ -13,26 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
 from tests.fixtures.app import ADMIN_KEY, AppClient, running_client
+from tests.fixtures.messages import count_rows, message_body
 from tests.support.metrics import sample_value, scrape
 
 
 def message(tenant: str, **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "tenant_id": tenant,
-        "conversation_id": "conv-123",
-        "role": "user",
-        "content": "I love Python programming",
-    }
-    body.update(overrides)
-    return body
-
-
-async def count_rows(engine: AsyncEngine, tenant: str) -> int:
-    async with engine.connect() as connection:
-        result = await connection.execute(
-            text("SELECT count(*) FROM messages WHERE tenant_id = :t"), {"t": tenant}
-        )
-        return int(result.scalar_one())
+    overrides.setdefault('content', 'I love Python programming')
+    return message_body(tenant, **overrides)
 
 
 async def test_stores_a_message_with_embedding_and_importance(

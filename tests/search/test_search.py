@@ -10,14 +10,7 @@ import pytest
 
 from memory_layer.embeddings.providers.cache import QueryCachingProvider
 from tests.fixtures.app import AppClient
-
-
-async def remember(client: httpx.AsyncClient, tenant: str, content: str, **extra: Any) -> str:
-    body = {"tenant_id": tenant, "conversation_id": "c1", "role": "user", "content": content}
-    body.update(extra)
-    response = await client.post("/v1/messages", json=body)
-    assert response.status_code == 200, response.text
-    return str(response.json()["message_id"])
+from tests.fixtures.messages import remember
 
 
 async def test_get_and_post_return_the_nearest_message_first(

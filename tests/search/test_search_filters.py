@@ -10,14 +10,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.fixtures.messages import remember as remember_in
+
 
 async def remember(client: httpx.AsyncClient, tenant: str, content: str, **fields: Any) -> str:
-    body = {"tenant_id": tenant, "conversation_id": "c-1", "role": "user", "content": content}
-    body.update(fields)
-    response = await client.post("/v1/messages", json=body)
-    assert response.status_code == 200, response.text
-    message_id: str = response.json()["message_id"]
-    return message_id
+    fields.setdefault("conversation_id", "c-1")
+    return await remember_in(client, tenant, content, **fields)
 
 
 async def search(client: httpx.AsyncClient, tenant: str, query: str, **fields: Any) -> Any:

@@ -8,8 +8,8 @@ import httpx
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fixtures.rows import at, insert_rows, message_row, tenant_key
-from tests.fixtures.tenants import new_tenant
+from tests.fixtures.rows import at, insert_rows, message_row
+from tests.fixtures.tenants import new_tenant, tenant_key
 
 ZERO_ROLES = {"user": 0, "assistant": 0, "system": 0, "tool": 0}
 ZERO_KINDS = {"message": 0, "fact": 0, "preference": 0, "procedure": 0, "summary": 0, "event": 0}
