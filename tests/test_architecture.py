@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,12 @@ def test_every_route_explains_itself(routes: list[APIRoute]) -> None:
     assert all(route.endpoint.__doc__ for route in routes), [
         route.name for route in routes if not route.endpoint.__doc__
     ]
+
+
+def test_import_contracts_cover_every_domain_folder() -> None:
+    """pyproject.toml's contracts are what scripts/import_contracts.py makes of today's folders."""
+    result = subprocess.run(
+        [sys.executable, str(PACKAGE.parents[1] / "scripts" / "import_contracts.py"), "--check"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
