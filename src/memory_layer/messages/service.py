@@ -80,12 +80,24 @@ def _check_content(content: str, settings: Settings, where: str | None = None) -
         )
 
 
-def _check(data: NewMessage, settings: Settings, where: str | None = None) -> None:
-    _check_content(data.content, settings, where)
-    _check_metadata(data.metadata, settings.max_metadata_bytes, where)
-    if data.created_at is not None and data.created_at > datetime.now(UTC) + MAX_CLOCK_SKEW:
+def check_limits(
+    content: str,
+    metadata: dict[str, Any],
+    created_at: datetime | None,
+    settings: Settings,
+    where: str | None = None,
+) -> None:
+    """The limits every stored message obeys (POST, batch, import); InvalidInput names the one
+    broken, prefixed by `where` (a batch item, an import line)."""
+    _check_content(content, settings, where)
+    _check_metadata(metadata, settings.max_metadata_bytes, where)
+    if created_at is not None and created_at > datetime.now(UTC) + MAX_CLOCK_SKEW:
         raise InvalidInput(_located(where, "created_at lies in the future"),
                            code="invalid_created_at")
+
+
+def _check(data: NewMessage, settings: Settings, where: str | None = None) -> None:
+    check_limits(data.content, data.metadata, data.created_at, settings, where)
 
 
 def _identity(data: NewMessage) -> tuple[Any, ...]:

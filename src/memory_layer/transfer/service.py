@@ -9,10 +9,9 @@ one batch or chunk in memory, whatever the size of the tenant. The HTTP routes a
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -21,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingProvider
-from memory_layer.kit.errors import DomainError
-from memory_layer.messages.service import MAX_CLOCK_SKEW, NewRow, insert_rows
+from memory_layer.kit.errors import DomainError, InvalidInput
+from memory_layer.messages.service import NewRow, check_limits, insert_rows
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.transfer.format import ExportedMessage
 from memory_layer.transfer.repository import ExportFilter, TransferRepository
@@ -201,22 +200,10 @@ def _validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 def _check(record: ExportedMessage, settings: Settings) -> tuple[str, str] | None:
     """The limits POST /v1/messages applies, as (code, message); None when the line passes."""
-    if len(record.content) > settings.max_content_chars:
-        return "content_too_long", (
-            f"content has {len(record.content)} characters; the limit is "
-            f"{settings.max_content_chars} (MEMORY_MAX_CONTENT_CHARS)"
-        )
-    encoded = json.dumps(record.metadata, ensure_ascii=False, separators=(",", ":"))
-    if "\\u0000" in encoded:
-        return "invalid_metadata", "metadata must not contain NUL (\\u0000) characters"
-    size = len(encoded.encode("utf-8"))
-    if size > settings.max_metadata_bytes:
-        return "metadata_too_large", (
-            f"metadata is {size} bytes as JSON; the limit is {settings.max_metadata_bytes} "
-            "(MEMORY_MAX_METADATA_BYTES)"
-        )
-    if record.created_at > datetime.now(UTC) + MAX_CLOCK_SKEW:
-        return "invalid_created_at", "created_at lies in the future"
+    try:
+        check_limits(record.content, record.metadata, record.created_at, settings)
+    except InvalidInput as exc:
+        return exc.code, str(exc.detail)
     if record.embedding and max(map(abs, record.embedding)) > FLOAT4_MAX:
         return "invalid_embedding", "embedding holds a value beyond the range of a 4-byte float"
     return None
