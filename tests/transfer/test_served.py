@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -14,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.tenants import new_tenant
-from tests.support.cli import CLI, ROOT, base_env, free_port, stop
+from tests.support.cli import CLI, ROOT, base_env, free_port, stop, wait_healthy
 
 KEY = "served-transfer-key"
 
@@ -33,14 +32,7 @@ def served(database_url: str) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            try:
-                if httpx.get(f"{url}/v1/admin/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        wait_healthy(url, process)
         yield url
     finally:
         stop(process)
