@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Annotated
 
-from cachetools import TTLCache
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.auth.deps import PrincipalDep
@@ -15,7 +15,7 @@ from memory_layer.config import Settings
 from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.db.session import ReadSessionDep
-from memory_layer.kit.http.deps import MetricsDep, SettingsDep
+from memory_layer.kit.http.deps import MetricsDep, SettingsDep, TenantSizesDep
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.schemas import error_responses
 from memory_layer.search import service
@@ -74,7 +74,7 @@ class Searcher:
     settings: Settings
     embedder: EmbeddingProvider
     metrics: Metrics
-    tenant_sizes: TTLCache[str, int]
+    tenant_sizes: MutableMapping[str, int]
 
     async def __call__(self, body: SearchRequest) -> SearchResponse:
         tenant_id = resolve_tenant(self.principal, body.tenant_id)
@@ -105,15 +105,15 @@ class Searcher:
 
 
 def get_searcher(
-    request: Request,
     session: ReadSessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
     embedder: EmbedderDep,
     metrics: MetricsDep,
+    tenant_sizes: TenantSizesDep,
 ) -> Searcher:
     # Tenant sizes decide exact versus HNSW search; the app keeps them a minute.
-    return Searcher(session, principal, settings, embedder, metrics, request.app.state.tenant_sizes)
+    return Searcher(session, principal, settings, embedder, metrics, tenant_sizes)
 
 
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
