@@ -26,6 +26,13 @@ from memory_layer.kit.db.engine import create_engine, create_read_sessionmaker, 
 from memory_layer.kit.db.migrations import verify_schema
 from memory_layer.kit.http.errors import install_error_handlers
 from memory_layer.kit.http.limits import BodySizeLimitMiddleware, PathLimit
+from memory_layer.kit.observability.logging import (
+    REQUEST_ID_HEADER,
+    AccessLogMiddleware,
+    CorrelationIdMiddleware,
+    configure_logging,
+    valid_request_id,
+)
 from memory_layer.kit.observability.metrics import Metrics, MetricsMiddleware
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
@@ -100,9 +107,27 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+# Headers a browser client may read: ours, and the rate limiter's.
+EXPOSED_HEADERS = [
+    REQUEST_ID_HEADER,
+    "Idempotent-Replayed",
+    "Location",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application; clients are created in the lifespan, not here."""
-    settings = settings or Settings()
+    """Build the application; clients are created in the lifespan, not here.
+
+    Without settings (`uvicorn --factory memory_layer.app:create_app`) they are read from the
+    environment and logging is configured as `memory-layer serve` does.
+    """
+    if settings is None:
+        settings = Settings()
+        configure_logging(settings.log_level, settings.log_format)
     app = FastAPI(
         title="memory-layer",
         version=__version__,
@@ -132,14 +157,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(transfer_endpoints.router)
     app.include_router(health_endpoints.metrics_router)
 
-    if settings.allowed_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.allowed_origins,
-            allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["X-API-Key", "Content-Type"],
-            expose_headers=["Idempotent-Replayed", "Location"],
-        )
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
@@ -153,4 +170,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(AccessLogMiddleware)
+    # Outside the access log, so its line (and every line logged while serving) has the id.
+    app.add_middleware(
+        CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=valid_request_id
+    )
+    if settings.allowed_origins:
+        # Outermost: every answer, a 413 or a 429 included, carries the CORS headers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["X-API-Key", "Content-Type", REQUEST_ID_HEADER],
+            expose_headers=EXPOSED_HEADERS,
+        )
     return app

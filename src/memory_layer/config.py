@@ -18,10 +18,22 @@ class Environment(StrEnum):
     production = "production"
 
 
+class LogFormat(StrEnum):
+    json = "json"
+    console = "console"
+
+
 class EmbeddingProviderName(StrEnum):
     local = "local"
     google_gemini = "google_gemini"
     fake = "fake"
+
+
+# Names the earlier AI Memory Layer README used for the providers.
+PROVIDER_ALIASES = {
+    "sentence_transformer": EmbeddingProviderName.local,
+    "mock": EmbeddingProviderName.fake,
+}
 
 
 class SearchFusion(StrEnum):
@@ -85,6 +97,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
+    # json: one JSON object per line (for log shippers); console: readable lines.
+    log_format: LogFormat = LogFormat.console
 
     # Storage. Unset database_url means: start the embedded PostgreSQL under data_dir.
     database_url: SecretStr | None = None
@@ -214,6 +228,13 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("embedding_provider", mode="before")
+    @classmethod
+    def _provider_alias(cls, value: object) -> object:
+        if isinstance(value, str):
+            return PROVIDER_ALIASES.get(value.strip().lower(), value)
+        return value
 
     @field_validator("kind_half_life_hours", mode="before")
     @classmethod

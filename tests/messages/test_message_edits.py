@@ -168,7 +168,7 @@ async def test_a_worker_finishing_the_old_text_cannot_overwrite_the_edit(
     async with create_sessionmaker(db_engine).begin() as session:
         written = await EmbeddingJobRepository(session).complete(owner, "fake-hash-384",
                                                                  [(job, old_vector)])
-    assert written == 0
+    assert written == set()
     row = await stored(db_engine, tenant, message["message_id"])
     assert list(row.embedding) == pytest.approx(FakeEmbeddingProvider(384).embed_sync(NEW))
 

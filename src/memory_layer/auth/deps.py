@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from memory_layer.auth.service import KeyRing, Principal, authenticate, require_admin, resolve_tenant
 from memory_layer.kit.db.session import ReadSessionmakerDep, SessionDep
 from memory_layer.kit.http.deps import SettingsDep
+from memory_layer.kit.observability.logging import record_tenant
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
@@ -22,6 +23,7 @@ def get_key_ring(request: Request) -> KeyRing:
 
 
 async def get_principal(
+    request: Request,
     sessionmaker: ReadSessionmakerDep,
     settings: SettingsDep,
     key_ring: Annotated[KeyRing, Depends(get_key_ring)],
@@ -30,7 +32,10 @@ async def get_principal(
     # A read session of its own (autocommit: one round trip), closed before the route runs: the
     # key look-up never keeps a connection (or a transaction) open while the route embeds a text.
     async with sessionmaker() as session:
-        return await authenticate(session, settings, key_ring, api_key)
+        principal = await authenticate(session, settings, key_ring, api_key)
+    # The access line names the key's tenant (none for keys that may act for any tenant).
+    record_tenant(request.state, principal.tenant_id)
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -19,7 +19,7 @@ def load_settings(**updates: object) -> Settings:
     settings = Settings()
     if updates:
         settings = settings.model_copy(update=updates)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 

@@ -33,6 +33,9 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # Logging is ours (kit/observability/logging.py), access lines included.
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=10,
     )
 

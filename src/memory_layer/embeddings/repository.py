@@ -53,7 +53,7 @@ SET embedding_lease_owner = :owner,
     embedding_attempts = m.embedding_attempts + 1
 FROM due
 WHERE m.tenant_id = due.tenant_id AND m.id = due.id
-RETURNING m.tenant_id, m.id, m.content, m.embedding_attempts
+RETURNING m.tenant_id, m.id, m.content, m.embedding_attempts, m.request_id
 """)
 
 COMPLETE_SQL = text(f"""
@@ -115,6 +115,8 @@ class Job:
     id: uuid.UUID
     content: str
     attempts: int
+    # X-Request-ID of the request that stored the text, for the worker's log lines.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,13 +146,16 @@ class EmbeddingJobRepository:
         result = await self.session.execute(
             CLAIM_SQL, {"owner": owner, "limit": limit, "lease_seconds": lease_seconds}
         )
-        return [Job(r.tenant_id, r.id, r.content, r.embedding_attempts) for r in result]
+        return [
+            Job(r.tenant_id, r.id, r.content, r.embedding_attempts, r.request_id) for r in result
+        ]
 
     async def complete(
         self, owner: uuid.UUID, model: str, done: list[tuple[Job, list[float]]]
-    ) -> int:
+    ) -> set[uuid.UUID]:
+        """Write the vectors of rows the owner still leases; the ids written."""
         if not done:
-            return 0
+            return set()
         result = await self.session.execute(
             COMPLETE_SQL,
             {
@@ -161,7 +166,7 @@ class EmbeddingJobRepository:
                 "vectors": [Vector(vector) for _, vector in done],
             },
         )
-        return len(result.all())
+        return {row.id for row in result}
 
     async def fail(
         self, owner: uuid.UUID, failures: list[Failure], max_attempts: int

@@ -100,12 +100,14 @@ class EmbeddingWorker:
             raise
         async with self.sessionmaker.begin() as session:
             repository = EmbeddingJobRepository(session)
-            outcome.ready = await repository.complete(self.owner, self.embedder.model_name, done)
-            statuses = await repository.fail(
-                self.owner, failures, self.settings.embedding_max_attempts
+            written = await repository.complete(self.owner, self.embedder.model_name, done)
+            statuses = dict(
+                await repository.fail(self.owner, failures, self.settings.embedding_max_attempts)
             )
-        outcome.failed = sum(1 for _, status in statuses if status == EmbeddingStatus.failed)
+        outcome.ready = len(written)
+        outcome.failed = sum(1 for status in statuses.values() if status == EmbeddingStatus.failed)
         outcome.retrying = len(statuses) - outcome.failed
+        self._log_outcome(done, written, failures, statuses)
         elapsed = self.clock() - started
         self.metrics.worker_batch_size.observe(len(jobs))
         self.metrics.worker_batch_seconds.observe(elapsed)
@@ -114,9 +116,28 @@ class EmbeddingWorker:
             self.metrics.worker_embeddings_per_second.set(outcome.ready / elapsed)
         if outcome.failed:
             self.metrics.worker_failed_rows.inc(outcome.failed)
-            logger.warning("%d messages failed to embed for good; see embedding_error",
-                           outcome.failed)
         return outcome
+
+    def _log_outcome(
+        self,
+        done: list[tuple[Job, list[float]]],
+        written: set[uuid.UUID],
+        failures: list[Failure],
+        statuses: dict[uuid.UUID, str],
+    ) -> None:
+        """One line per message, with the request id of the request that stored it (never its text)."""
+        for job, _ in done:
+            if job.id in written:
+                logger.info("message embedded", extra=_job_fields(job))
+        for failure in failures:
+            status = statuses.get(failure.job.id)
+            if status is None:
+                continue  # the lease was lost: the row is someone else's now
+            fields = _job_fields(failure.job) | {"error_kind": failure.error.partition(":")[0]}
+            if status == EmbeddingStatus.failed:
+                logger.warning("message failed to embed for good; see embedding_error", extra=fields)
+            else:
+                logger.info("message embedding will be retried", extra=fields)
 
     async def _embed(self, jobs: list[Job]) -> tuple[list[tuple[Job, list[float]]], list[Failure]]:
         try:
@@ -266,6 +287,17 @@ class EmbeddingWorker:
             return
         self._last_depth_refresh = now
         await refresh_queue_depth(self.sessionmaker, self.metrics)
+
+
+def _job_fields(job: Job) -> dict[str, object]:
+    # request_id is always named (None for rows stored without one), so a request id of the
+    # serving process's context never stands in for the message's own.
+    return {
+        "tenant_id": job.tenant_id,
+        "message_id": str(job.id),
+        "request_id": job.request_id,
+        "attempt": job.attempts,
+    }
 
 
 async def stop_worker(task: asyncio.Task[None], stop: asyncio.Event, grace_seconds: float) -> None:

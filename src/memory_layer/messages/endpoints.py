@@ -14,7 +14,7 @@ from memory_layer.config import Settings
 from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.db.session import SessionmakerDep
-from memory_layer.kit.http.deps import MetricsDep, SettingsDep
+from memory_layer.kit.http.deps import MetricsDep, RequestIdDep, SettingsDep
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.schemas import Identifier, error_responses
 from memory_layer.messages import service
@@ -69,12 +69,17 @@ class Writer(Caller):
     settings: Settings
     embedder: EmbeddingProvider
     metrics: Metrics
+    request_id: str | None
 
 
 def get_writer(
-    caller: CallerDep, settings: SettingsDep, embedder: EmbedderDep, metrics: MetricsDep
+    caller: CallerDep,
+    settings: SettingsDep,
+    embedder: EmbedderDep,
+    metrics: MetricsDep,
+    request_id: RequestIdDep,
 ) -> Writer:
-    return Writer(caller.principal, caller.session, settings, embedder, metrics)
+    return Writer(caller.principal, caller.session, settings, embedder, metrics, request_id)
 
 
 WriterDep = Annotated[Writer, Depends(get_writer)]
@@ -98,6 +103,7 @@ async def create_message(body: MessageCreate, response: Response, writer: Writer
         settings=writer.settings,
         embedder=writer.embedder,
         metrics=writer.metrics,
+        request_id=writer.request_id,
     )
     response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"
     return _answer(MessageRead.model_validate(result.message), response)
@@ -126,6 +132,7 @@ async def create_messages_batch(
         embedder=writer.embedder,
         metrics=writer.metrics,
         sessionmaker=sessionmaker,
+        request_id=writer.request_id,
     )
     answers = [
         MessageBatchResult(
@@ -183,6 +190,7 @@ async def update_message(
         settings=writer.settings,
         embedder=writer.embedder,
         metrics=writer.metrics,
+        request_id=writer.request_id,
     )
     return _answer(MessageRead.model_validate(message), response)
 

@@ -33,7 +33,7 @@ INSERT_MANY_SQL = text(f"""
 INSERT INTO messages (
     tenant_id, id, conversation_id, user_id, role, kind, content, metadata, importance,
     client_message_id, created_at, archived_at, embedding, embedding_model, embedding_status,
-    embedded_at, embedding_next_attempt_at, embedding_error
+    embedded_at, embedding_next_attempt_at, embedding_error, request_id
 )
 SELECT :tenant_id, r.id, r.conversation_id, r.user_id, r.role, r.kind, r.content,
        CAST(r.metadata AS jsonb), r.importance, r.client_message_id,
@@ -44,16 +44,16 @@ SELECT :tenant_id, r.id, r.conversation_id, r.user_id, r.role, r.kind, r.content
        CASE WHEN r.embedding IS NULL THEN {PENDING} ELSE {READY} END,
        CASE WHEN r.embedding IS NULL THEN NULL ELSE now() END,
        CASE WHEN r.embedding IS NULL THEN now() END,
-       r.embedding_error
+       r.embedding_error, r.request_id
 FROM unnest(
     CAST(:ids AS uuid[]), CAST(:conversation_ids AS text[]), CAST(:user_ids AS text[]),
     CAST(:roles AS text[]), CAST(:kinds AS text[]), CAST(:contents AS text[]),
     CAST(:metadata AS text[]), CAST(:importances AS float8[]), CAST(:client_message_ids AS text[]),
     CAST(:created_ats AS timestamptz[]), CAST(:archived_ats AS timestamptz[]), :embeddings,
-    CAST(:embedding_errors AS text[])
+    CAST(:embedding_errors AS text[]), CAST(:request_ids AS text[])
 ) WITH ORDINALITY
   AS r(id, conversation_id, user_id, role, kind, content, metadata, importance, client_message_id,
-       created_at, archived_at, embedding, embedding_error, ord)
+       created_at, archived_at, embedding, embedding_error, request_id, ord)
 ON CONFLICT DO NOTHING
 RETURNING id, embedding_status
 """).bindparams(vector_array_param("embeddings"))
@@ -77,6 +77,7 @@ class NewRow:
     embedding: list[float] | None
     embedding_error: str | None = None
     archived_at: datetime | None = None
+    request_id: str | None = None
 
 
 class MessageRepository:
@@ -174,6 +175,7 @@ class MessageRepository:
                     for row in rows
                 ],
                 "embedding_errors": [row.embedding_error for row in rows],
+                "request_ids": [row.request_id for row in rows],
             },
         )
         return {row.id: row.embedding_status for row in result}

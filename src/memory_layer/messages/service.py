@@ -146,6 +146,7 @@ async def ingest_message(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
+    request_id: str | None = None,
 ) -> IngestResult:
     """Store one message; a retried client_message_id returns the original.
 
@@ -180,6 +181,7 @@ async def ingest_message(
         "metadata_": data.metadata,
         "importance": _importance(data),
         "client_message_id": data.client_message_id,
+        "request_id": request_id,
     }
     if vector is not None:
         values.update(_embedded(vector, embedder.model_name))
@@ -240,6 +242,7 @@ async def ingest_batch(
     embedder: EmbeddingProvider,
     metrics: Metrics,
     sessionmaker: async_sessionmaker[AsyncSession],
+    request_id: str | None = None,
 ) -> list[BatchItemResult]:
     """Store up to MEMORY_MAX_BATCH_MESSAGES messages of one tenant, all or nothing.
 
@@ -331,6 +334,7 @@ async def ingest_batch(
                     created_at=item.created_at,
                     embedding=vector,
                     embedding_error=error if vector is None else None,
+                    request_id=request_id,
                 ),
             )
         )
@@ -426,6 +430,7 @@ async def update_message(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
+    request_id: str | None = None,
 ) -> Message:
     """Edit a message of the tenant (404 if it has none with this id).
 
@@ -467,6 +472,8 @@ async def update_message(
     requeue = False
     if change.content is not None and change.content != message.content:
         values["content"] = change.content
+        # The worker's lines about the new text carry the id of the edit that wrote it.
+        values["request_id"] = request_id
         if vector is not None:
             values.update(_embedded(vector, embedder.model_name))
         else:

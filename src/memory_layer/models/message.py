@@ -119,6 +119,9 @@ class Message(Base):
     embedding_error: Mapped[str | None] = mapped_column(Text)
     embedded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # X-Request-ID of the request that stored the message: the worker's log lines about its
+    # embedding carry it, so one id follows the message from the API to its vector.
+    request_id: Mapped[str | None] = mapped_column(String(128))
     content_tsv: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed("to_tsvector('english'::regconfig, content)", persisted=True),

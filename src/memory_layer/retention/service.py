@@ -53,7 +53,12 @@ async def run_retention(
         else settings.retention_importance_threshold
     )
     cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
-    configured = list(settings.retention_tenants) or None
+    # Unset, or `*` (the earlier README's spelling), means every tenant found.
+    configured = (
+        None
+        if not settings.retention_tenants or "*" in settings.retention_tenants
+        else list(settings.retention_tenants)
+    )
     tenants = [params.tenant_id] if params.tenant_id is not None else configured
 
     archived = deleted = 0

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from memory_layer.config import Settings
+from memory_layer.kit.observability.logging import current_request_id
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.pagination import CursorCodec
 
@@ -33,7 +34,13 @@ def get_tenant_sizes(request: Request) -> MutableMapping[str, int]:
     return sizes
 
 
+def get_request_id() -> str | None:
+    # X-Request-ID as the request-id middleware accepted or generated it.
+    return current_request_id()
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 CursorCodecDep = Annotated[CursorCodec, Depends(get_cursor_codec)]
 TenantSizesDep = Annotated[MutableMapping[str, int], Depends(get_tenant_sizes)]
+RequestIdDep = Annotated[str | None, Depends(get_request_id)]

