@@ -74,14 +74,14 @@ async def test_poison_message_fails_after_max_attempts_and_can_be_requeued(
     assert poison["embedding_error"] == "invalid_input: cannot embed POISON"
     # The batch was split, so the poison never took its neighbours down with it.
     assert {row["embedding_status"] for row in rows.values()} == {"ready"}
-    assert worker.metrics.registry.get_sample_value("memory_worker_rows_failed_total") == 1
+    assert worker.metrics.registry.get_sample_value("memory_worker_messages_failed_total") == 1
 
     settings_api = make_settings(worker_database_url)
     async with running_client(settings_api, headers={"X-API-Key": ADMIN_KEY}) as client:
         queue = await client.get("/v1/admin/embeddings")
         assert queue.json() == {"tenant_id": None, "pending": 0, "failed": 1}
         metrics = await scrape(client)
-        assert sample_value(metrics, "memory_embedding_queue_depth", {"status": "failed"}) == 1.0
+        assert sample_value(metrics, "memory_embedding_queue_messages", {"status": "failed"}) == 1.0
         requeued = await client.post("/v1/admin/embeddings/requeue", json={"tenant_id": "t-worker"})
         assert requeued.status_code == 200, requeued.text
         assert requeued.json() == {"requeued": 1}
@@ -291,7 +291,7 @@ async def test_serve_answers_202_and_its_worker_makes_the_message_ready(
         async def embedded() -> bool:
             status = await client.get(body["status_url"], params={"tenant_id": tenant})
             # The worker records its batch in the metrics right after it commits the row.
-            batches = registry.get_sample_value("memory_worker_batch_size_count")
+            batches = registry.get_sample_value("memory_worker_batch_messages_count")
             return bool(status.json()["embedding_status"] == "ready" and batches)
 
         await wait_until(embedded, message="the serving worker never embedded the message")
@@ -302,9 +302,9 @@ async def test_serve_answers_202_and_its_worker_makes_the_message_ready(
         metrics = await scrape(client)
         model = {"model": "fake-hash-384"}
         assert sample_value(metrics, "memory_worker_embeddings_total", model) == 1.0
-        assert sample_value(metrics, "memory_worker_batch_size_count") == 1.0
+        assert sample_value(metrics, "memory_worker_batch_messages_count") == 1.0
         assert sample_value(metrics, "memory_worker_batch_duration_seconds_count") == 1.0
-        assert sample_value(metrics, "memory_embedding_queue_depth", {"status": "pending"}) == 0.0
+        assert sample_value(metrics, "memory_embedding_queue_messages", {"status": "pending"}) == 0.0
 
 
 async def test_requeue_needs_admin_rights(worker_database_url: str, engine: AsyncEngine) -> None:

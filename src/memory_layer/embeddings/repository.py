@@ -105,6 +105,15 @@ NEXT_DUE_SQL = text(
     f"SELECT min(embedding_next_attempt_at) FROM messages WHERE embedding_status = {PENDING}"
 )
 
+# How long the longest-waiting due row has waited past its due time: the queue's lag. A row is due
+# from its insert (or its retry time); a leased row is not due, so work in hand does not count.
+# Read from the pending partial index; imported rows' old created_at never inflate it.
+OLDEST_DUE_AGE_SQL = text(f"""
+SELECT coalesce(extract(epoch FROM now() - min(embedding_next_attempt_at)), 0)
+FROM messages
+WHERE embedding_status = {PENDING} AND embedding_next_attempt_at <= now()
+""")
+
 # Rows whose vector is not the given model's (or missing): what a model change leaves behind.
 STALE = "(embedding_model IS DISTINCT FROM :model OR embedding IS NULL)"
 
@@ -197,6 +206,10 @@ class EmbeddingJobRepository:
         result = await self.session.execute(NEXT_DUE_SQL)
         value: datetime | None = result.scalar_one_or_none()
         return value
+
+    async def oldest_due_age_seconds(self) -> float:
+        result = await self.session.execute(OLDEST_DUE_AGE_SQL)
+        return float(result.scalar_one())
 
     async def status_counts(self, tenant_id: str | None = None) -> dict[str, int]:
         """Rows per embedding status (pending and failed come from small partial indexes)."""

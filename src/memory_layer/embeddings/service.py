@@ -87,6 +87,8 @@ async def refresh_queue_depth(
     """Read the queue depth into the pending/failed gauges (at scrape time, or by the worker)."""
     async with sessionmaker() as session:
         depth = await queue_status(session, None)
+        oldest = await EmbeddingJobRepository(session).oldest_due_age_seconds()
     metrics.queue_depth.labels(status="pending").set(depth.pending)
     metrics.queue_depth.labels(status="failed").set(depth.failed)
+    metrics.queue_oldest_age.set(oldest)
     return depth

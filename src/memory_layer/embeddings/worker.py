@@ -112,8 +112,6 @@ class EmbeddingWorker:
         self.metrics.worker_batch_size.observe(len(jobs))
         self.metrics.worker_batch_seconds.observe(elapsed)
         self.metrics.worker_embeddings.labels(model=self.embedder.model_name).inc(outcome.ready)
-        if elapsed > 0 and outcome.ready:
-            self.metrics.worker_embeddings_per_second.set(outcome.ready / elapsed)
         if outcome.failed:
             self.metrics.worker_failed_rows.inc(outcome.failed)
         return outcome

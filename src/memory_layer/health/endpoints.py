@@ -59,8 +59,11 @@ metrics_router = APIRouter()
 
 
 @metrics_router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics(request: Request, metrics: MetricsDep) -> Response:
+async def prometheus_metrics(request: Request, metrics: MetricsDep, settings: SettingsDep) -> Response:
     """Prometheus text format; no key, so scrapers need no secret."""
+    metrics.observe_pool(
+        request.app.state.engine.pool, settings.db_pool_size + settings.db_max_overflow
+    )
     # Queue depth is read at scrape time, so it is right whichever process runs the worker.
     try:
         await asyncio.wait_for(refresh_queue_depth(request.app.state.sessionmaker, metrics), 2.0)

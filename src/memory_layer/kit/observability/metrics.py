@@ -1,10 +1,16 @@
-"""Prometheus metrics, one registry per app (no process-global state, tests build many apps)."""
+"""Prometheus metrics, one registry per app (no process-global state, tests build many apps).
+
+Names follow Prometheus conventions (`promtool check metrics` runs on a live /metrics in the
+tests): base units in the name (`_seconds`, `_bytes`, `_messages`, `_connections`), `_total` on
+counters, rates left to PromQL's rate() instead of being exported as gauges.
+"""
 
 from __future__ import annotations
 
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy.pool import Pool, QueuePool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
@@ -47,13 +53,18 @@ class Metrics:
             registry=self.registry,
         )
         self.queue_depth = Gauge(
-            "memory_embedding_queue_depth",
+            "memory_embedding_queue_messages",
             "Messages waiting for an embedding (pending) or given up on (failed).",
             ["status"],
             registry=self.registry,
         )
+        self.queue_oldest_age = Gauge(
+            "memory_embedding_queue_oldest_pending_age_seconds",
+            "How long the longest-waiting due message has waited for a worker (0: none waits).",
+            registry=self.registry,
+        )
         self.worker_batch_size = Histogram(
-            "memory_worker_batch_size",
+            "memory_worker_batch_messages",
             "Messages per batch the embedding worker claimed.",
             buckets=BATCH_SIZE_BUCKETS,
             registry=self.registry,
@@ -70,16 +81,31 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
-        self.worker_embeddings_per_second = Gauge(
-            "memory_worker_embeddings_per_second",
-            "Throughput of the worker's last batch.",
-            registry=self.registry,
-        )
         self.worker_failed_rows = Counter(
-            "memory_worker_rows_failed_total",
+            "memory_worker_messages_failed_total",
             "Messages that used up MEMORY_EMBEDDING_MAX_ATTEMPTS and were marked failed.",
             registry=self.registry,
         )
+
+        self.db_pool_connections = Gauge(
+            "memory_db_pool_connections",
+            "Connections of this process's database pool: in_use (checked out) or idle.",
+            ["state"],
+            registry=self.registry,
+        )
+        self.db_pool_max_connections = Gauge(
+            "memory_db_pool_max_connections",
+            "Most connections the pool opens (MEMORY_DB_POOL_SIZE + MEMORY_DB_MAX_OVERFLOW).",
+            registry=self.registry,
+        )
+
+    def observe_pool(self, pool: Pool, max_connections: int) -> None:
+        """Read the pool's counts into the gauges (at scrape time)."""
+        if not isinstance(pool, QueuePool):  # NullPool and the like hold nothing to report
+            return
+        self.db_pool_connections.labels(state="in_use").set(pool.checkedout())
+        self.db_pool_connections.labels(state="idle").set(pool.checkedin())
+        self.db_pool_max_connections.set(max_connections)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
