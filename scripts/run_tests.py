@@ -4,6 +4,9 @@ services (whose suite includes `alembic check`: models against migrations).
 PostgreSQL + pgvector: the tests start their own embedded server (or use MEMORY_TEST_DATABASE_URL).
 Redis: MEMORY_TEST_REDIS_URL, else 127.0.0.1:6379 if it answers, else a private redis-server
 started here on a free port and stopped at the end.
+promtool (`promtool check metrics|rules|config`, `promtool test rules`): PROMTOOL, else on PATH,
+else installed from Debian's `prometheus` package when this runs as root with apt-get; otherwise
+the run stops with what to install. The checks are never skipped.
 """
 
 from __future__ import annotations
@@ -74,13 +77,35 @@ def ensure_redis() -> tuple[str, subprocess.Popen[bytes] | None]:
     sys.exit("redis-server did not start")
 
 
+def ensure_promtool() -> str:
+    found = os.environ.get("PROMTOOL") or shutil.which("promtool")
+    if found:
+        return found
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print("promtool not found: installing Debian's prometheus package", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update"], check=False, env=env)
+        installed = subprocess.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"], check=False, env=env
+        )
+        found = shutil.which("promtool")
+        if installed.returncode == 0 and found:
+            return found
+    sys.exit(
+        "promtool is required (the metrics, alert-rule and Prometheus-config checks run with it) "
+        "and was not found. Install it (Debian/Ubuntu: apt-get install prometheus; elsewhere the "
+        "Prometheus release archive has it) or set PROMTOOL to its path."
+    )
+
+
 def main() -> None:
     step("ruff", [str(BIN / "ruff"), "check", "src", "tests", "scripts", "alembic"])
     step("mypy", [str(BIN / "mypy")])
     # The layering contracts of docs/architecture.md ([tool.importlinter] in pyproject.toml).
     step("import-linter", [str(BIN / "lint-imports")])
+    promtool = ensure_promtool()
     redis_url, redis_process = ensure_redis()
-    env = dict(os.environ, MEMORY_TEST_REDIS_URL=redis_url)
+    env = dict(os.environ, MEMORY_TEST_REDIS_URL=redis_url, PROMTOOL=promtool)
     try:
         step("pytest", [str(BIN / "python"), "-m", "pytest", *sys.argv[1:]], env=env)
     finally:

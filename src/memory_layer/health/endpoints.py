@@ -37,12 +37,7 @@ async def readiness(
     request: Request, settings: SettingsDep, embedder: EmbedderDep
 ) -> JSONResponse:
     """Readiness: database reachable, migrations at head, embedder answering (when enabled)."""
-    results: dict[str, service.CheckResult] = {
-        "database": await service.database_check(request.app.state.engine),
-        "migrations": await service.migrations_check(request.app.state.engine),
-    }
-    if request.app.state.redis is not None:
-        results["redis"] = await service.redis_check(request.app.state.redis)
+    results = await _readiness_checks(request)
     if settings.health_embed_check_enabled:
         results["embedder"] = await service.embedder_check(
             embedder, settings.embedding_dimensions, settings.readiness_embed_timeout_seconds
@@ -55,6 +50,16 @@ async def readiness(
     return JSONResponse(status_code=200 if ready else 503, content=body.model_dump())
 
 
+async def _readiness_checks(request: Request) -> dict[str, service.CheckResult]:
+    results: dict[str, service.CheckResult] = {
+        "database": await service.database_check(request.app.state.engine),
+        "migrations": await service.migrations_check(request.app.state.engine),
+    }
+    if request.app.state.redis is not None:
+        results["redis"] = await service.redis_check(request.app.state.redis)
+    return results
+
+
 metrics_router = APIRouter()
 
 
@@ -64,6 +69,13 @@ async def prometheus_metrics(request: Request, metrics: MetricsDep, settings: Se
     metrics.observe_pool(
         request.app.state.engine.pool, settings.db_pool_size + settings.db_max_overflow
     )
+    # Readiness as a series, for the "not ready" alert (the embedder probe is left to the route).
+    try:
+        checks = await asyncio.wait_for(_readiness_checks(request), 2.0)
+        for name, result in checks.items():
+            metrics.readiness.labels(check=name).set(1 if result.ok else 0)
+    except TimeoutError:
+        metrics.readiness.labels(check="database").set(0)
     # Queue depth is read at scrape time, so it is right whichever process runs the worker.
     try:
         await asyncio.wait_for(refresh_queue_depth(request.app.state.sessionmaker, metrics), 2.0)

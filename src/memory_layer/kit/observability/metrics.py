@@ -87,6 +87,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.readiness = Gauge(
+            "memory_readiness_check_up",
+            "1 when the readiness check (database, migrations, redis) passed at the last scrape.",
+            ["check"],
+            registry=self.registry,
+        )
         self.db_pool_connections = Gauge(
             "memory_db_pool_connections",
             "Connections of this process's database pool: in_use (checked out) or idle.",
