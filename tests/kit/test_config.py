@@ -96,3 +96,31 @@ def test_the_batch_body_limit_follows_the_per_message_limits() -> None:
     derived = settings(max_batch_messages=10, max_content_chars=100, max_metadata_bytes=50)
     assert derived.max_batch_body_bytes == 10 * (400 + 100 + 1024) + 65_536
     assert settings().max_batch_body_bytes > settings().max_body_bytes
+
+
+@pytest.mark.parametrize(
+    ("given", "provider"),
+    [("sentence_transformer", "local"), ("mock", "fake"), ("Mock", "fake"), ("local", "local"),
+     ("fake", "fake"), ("google_gemini", "google_gemini")],
+)
+def test_the_earlier_readme_provider_names_are_aliases(
+    monkeypatch: pytest.MonkeyPatch, given: str, provider: str
+) -> None:
+    monkeypatch.setenv("MEMORY_EMBEDDING_PROVIDER", given)
+    monkeypatch.setenv("MEMORY_GEMINI_API_KEY", "x")
+    assert Settings(_env_file=None).embedding_provider.value == provider
+
+
+def test_an_unknown_provider_name_is_still_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMORY_EMBEDDING_PROVIDER", "sentence_transformers_v9")
+    with pytest.raises(ValueError, match="embedding_provider"):
+        Settings(_env_file=None)
+
+
+def test_log_format_is_json_or_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings().log_format.value == "console"
+    monkeypatch.setenv("MEMORY_LOG_FORMAT", "json")
+    assert Settings(_env_file=None).log_format.value == "json"
+    monkeypatch.setenv("MEMORY_LOG_FORMAT", "xml")
+    with pytest.raises(ValueError, match="log_format"):
+        Settings(_env_file=None)

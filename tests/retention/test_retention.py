@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -136,3 +137,29 @@ async def test_scheduled_retention_runs_in_the_serving_process(
         fresh = await client.get(f"/v1/messages/{ids['new_unimportant']}", params={"tenant_id": tenant})
     assert kept.json()["archived_at"] is None
     assert fresh.json()["archived_at"] is None
+
+
+async def test_retention_tenants_star_means_every_tenant(
+    settings_factory: Callable[..., Settings], tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = f"{tenant}-y"
+    monkeypatch.setenv("MEMORY_RETENTION_TENANTS", "*")
+    settings = Settings(_env_file=None, **settings_factory().model_dump(exclude={"retention_tenants"}))
+    assert settings.retention_tenants == ["*"]
+    async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
+        await seed_for_retention(client, tenant)
+        await seed_for_retention(client, other)
+        # A dry run: the test database is shared, so nothing of other tests' rows is changed.
+        response = await client.post(
+            "/v1/admin/retention/run",
+            json={"older_than_days": 90, "importance_below": 0.5, "dry_run": True},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["tenants"] is None
+        # `*` taken as a tenant's name would match nothing; every tenant's old row counts.
+        assert response.json()["matched"] >= 2
+        named = await client.post(
+            "/v1/admin/retention/run",
+            json={"tenant_id": other, "older_than_days": 90, "importance_below": 0.5, "dry_run": True},
+        )
+        assert named.json()["matched"] == 1
