@@ -83,7 +83,7 @@ async def test_a_bad_request_id_is_replaced_by_a_generated_one(
     async with running_client(settings_factory()) as client:
         for value in bad:
             response = await client.get(
-                "/v1/admin/health", headers={"X-Request-ID": value.encode()}
+                "/v1/admin/health", headers={b"X-Request-ID": value.encode()}
             )
             assert GENERATED.fullmatch(response.headers["X-Request-ID"]), value
         kept = await client.get("/v1/admin/health", headers={"X-Request-ID": "A1.b2_c3:d4-" + "e" * 116})

@@ -132,7 +132,7 @@ async def test_dashboard_and_rules_read_only_series_that_exist(
     }
     # The worker's series appear once it has worked; their names are declared all the same.
     exported |= {"memory_worker_embeddings_total", "memory_worker_messages_failed_total"}
-    exported |= {name for name in re.findall(r"^# TYPE (\S+)", exposition, re.MULTILINE)}
+    exported |= set(re.findall(r"^# TYPE (\S+)", exposition, re.MULTILINE))
     rules = (PROMETHEUS / "alerts.yml").read_text()
     expressions = [*dashboard_expressions(), rules]
     named = {name for expression in expressions for name in METRIC_NAME.findall(expression)}

@@ -24,7 +24,9 @@ def promtool() -> str:
     return found
 
 
-def run_promtool(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_promtool(
+    *args: str, stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [promtool(), *args], input=stdin, capture_output=True, text=True, cwd=cwd, timeout=60,
         check=False,
