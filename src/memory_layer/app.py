@@ -22,7 +22,12 @@ from memory_layer.embeddings.worker import EmbeddingWorker, stop_worker
 from memory_layer.erasure import endpoints as erasure_endpoints
 from memory_layer.health import endpoints as health_endpoints
 from memory_layer.kit.db.database import open_database_async
-from memory_layer.kit.db.engine import create_engine, create_read_sessionmaker, create_sessionmaker
+from memory_layer.kit.db.engine import (
+    create_engine,
+    create_read_sessionmaker,
+    create_sessionmaker,
+    search_settings_problems,
+)
 from memory_layer.kit.db.migrations import verify_schema
 from memory_layer.kit.http.errors import install_error_handlers
 from memory_layer.kit.http.limits import BodySizeLimitMiddleware, PathLimit
@@ -61,15 +66,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             hnsw_ef_search=settings.hnsw_ef_search,
             pool_pre_ping=settings.db_pool_pre_ping,
             pool_timeout=settings.db_pool_timeout_seconds,
+            transaction_pooler=settings.db_transaction_pooler,
         )
         stack.push_async_callback(engine.dispose)
         async with engine.connect() as connection:
             await verify_schema(connection, settings)
+        if settings.db_transaction_pooler:
+            for problem in await search_settings_problems(engine, settings.hnsw_ef_search):
+                logger.warning(problem)
         embedder = await build_provider(settings)
         stack.push_async_callback(embedder.close)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.read_sessionmaker = create_read_sessionmaker(engine)
+        app.state.read_sessionmaker = create_read_sessionmaker(
+            engine, autocommit=not settings.db_transaction_pooler
+        )
         app.state.embedder = embedder
         app.state.redis = await stack.enter_async_context(open_redis(settings))
         if settings.worker_enabled:

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     db_pool_pre_ping: bool = False
     # How long a request waits for a pooled connection before it fails with 503.
     db_pool_timeout_seconds: float = Field(default=30.0, gt=0)
+    # MEMORY_DATABASE_URL points at PgBouncer in transaction mode: no cached or sequentially
+    # named prepared statements; HNSW settings read from the database (docs/scaling.md).
+    db_transaction_pooler: bool = False
     # None: migrate the embedded database at start-up, leave an external one to `memory-layer migrate`.
     auto_migrate: bool | None = None
 

@@ -24,7 +24,10 @@ async def run_worker(
     database_url: str, settings: Settings, *, metrics_port: int | None = None, drain: bool = False
 ) -> int:
     """Run one worker until signalled (or, with `drain`, until nothing is due)."""
-    engine = create_engine(database_url, pool_size=2, max_overflow=2)
+    engine = create_engine(
+        database_url, pool_size=2, max_overflow=2,
+        transaction_pooler=settings.db_transaction_pooler,
+    )
     embedder = None
     try:
         async with engine.connect() as connection:
