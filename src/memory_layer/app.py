@@ -13,6 +13,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from memory_layer import __version__
+from memory_layer.audit import endpoints as audit_endpoints
+from memory_layer.auth import endpoints as auth_endpoints
 from memory_layer.auth.service import KeyRing
 from memory_layer.config import Settings, check_startup_settings
 from memory_layer.conversations import endpoints as conversations_endpoints
@@ -29,6 +31,7 @@ from memory_layer.kit.http.limits import BodySizeLimitMiddleware, PathLimit
 from memory_layer.kit.observability.metrics import Metrics, MetricsMiddleware
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
+from memory_layer.kit.request_context import RequestIdMiddleware
 from memory_layer.messages import endpoints as messages_endpoints
 from memory_layer.retention import endpoints as retention_endpoints
 from memory_layer.retention.scheduler import retention_loop
@@ -130,15 +133,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(retention_endpoints.router)
     app.include_router(embeddings_endpoints.router)
     app.include_router(transfer_endpoints.router)
+    app.include_router(auth_endpoints.router)
+    app.include_router(audit_endpoints.router)
     app.include_router(health_endpoints.metrics_router)
 
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.allowed_origins,
-            allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["X-API-Key", "Content-Type"],
-            expose_headers=["Idempotent-Replayed", "Location"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["X-API-Key", "Content-Type", "If-Match", "If-None-Match", "X-Request-ID"],
+            expose_headers=["Idempotent-Replayed", "Location", "ETag"],
         )
     app.add_middleware(
         BodySizeLimitMiddleware,
@@ -153,4 +158,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outermost: the request id is known to everything below, the audit log included.
+    app.add_middleware(RequestIdMiddleware)
     return app

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
-from memory_layer.auth.deps import PrincipalDep
+from memory_layer.auth.deps import READ, WRITE, PrincipalDep
 from memory_layer.auth.service import resolve_tenant
 from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.kit.db.session import SessionmakerDep
@@ -38,6 +38,7 @@ ERRORS = error_responses(401, 403, 422, 503)
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ExportedMessage"}}},
         },
     },
+    dependencies=[READ],
 )
 async def export_messages(
     sessionmaker: SessionmakerDep,
@@ -76,6 +77,7 @@ async def export_messages(
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ExportedMessage"}}},
         }
     },
+    dependencies=[WRITE],
 )
 async def import_messages(
     request: Request,
