@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from memory_layer.kit.schemas import CursorPage, Identifier
 from memory_layer.models.api_key import KeyScope
@@ -26,8 +26,16 @@ class ApiKeyCreate(BaseModel):
         default=[KeyScope.read, KeyScope.write], min_length=1, description="What the key may do."
     )
     expires_at: AwareDatetime | None = Field(
-        default=None, description="From this time the key is refused (401 `expired_api_key`)."
+        default=None,
+        description="From this time the key is refused (401 `expired_api_key`); in the future.",
     )
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return value
 
 
 class ApiKeyRead(BaseModel):

@@ -43,7 +43,7 @@ async def run_retention(
     params: RetentionParams,
     *,
     settings: Settings,
-    actor: audit.Actor = audit.CLI,
+    actor: audit.Actor,
 ) -> RetentionReport:
     """Archive (or delete) messages older than the cutoff whose importance is under the threshold."""
     repository = RetentionRepository(session)

@@ -93,6 +93,11 @@ async def import_messages(
     # A bad line is answered at once, without reading the rest of the body: uvicorn and HTTP
     # clients (curl, httpx) handle an answer that arrives while the body is still being sent.
     report = await service.import_ndjson(
-        sessionmaker, tenant, request.stream(), settings=settings, embedder=embedder
+        sessionmaker,
+        tenant,
+        request.stream(),
+        settings=settings,
+        embedder=embedder,
+        actor=principal,
     )
     return ImportResponse(**asdict(report))

@@ -279,7 +279,7 @@ async def import_ndjson(
     *,
     settings: Settings,
     embedder: EmbeddingProvider,
-    actor: audit.Actor = audit.CLI,
+    actor: audit.Actor,
 ) -> ImportReport:
     """Import NDJSON lines in the export's format into `tenant_id`, idempotently; audited
     (`import.completed`, also when a bad line stops it, with the counts committed before it).
