@@ -119,7 +119,7 @@ def test_every_route_declares_its_scope(routes: list[APIRoute]) -> None:
         (route.path, method): declared_scopes(route.dependant)
         for route in routes
         if route.path not in OPEN_ROUTES
-        for method in route.methods
+        for method in route.methods or ()
     }
     assert all(len(found) == 1 for found in scopes.values()), scopes
     for (path, method), found in scopes.items():

@@ -181,12 +181,13 @@ async def test_only_the_logs_own_retention_deletes_and_only_old_entries(
     await insert_event(db_engine, tenant, age_days=30)
     await insert_event(db_engine, tenant, age_days=2)
     # Declaring a horizon does not let a young entry go.
-    with pytest.raises(DBAPIError, match="append-only"):
-        async with db_engine.begin() as connection:
-            await connection.execute(text("SET LOCAL memory.audit_retention_days = '10'"))
+    async with db_engine.connect() as connection:
+        await connection.execute(text("SET LOCAL memory.audit_retention_days = '10'"))
+        with pytest.raises(DBAPIError, match="append-only"):
             await connection.execute(
                 text("DELETE FROM audit_events WHERE tenant_id = :t"), {"t": tenant}
             )
+        await connection.rollback()
     async with create_sessionmaker(db_engine).begin() as session:
         assert await audit.purge_expired(session, 0) == 0
         deleted = await audit.purge_expired(session, 10)
