@@ -16,7 +16,7 @@ from memory_layer.auth.schemas import (
     ApiKeyListResponse,
     ApiKeyRead,
 )
-from memory_layer.kit.db.session import SessionDep
+from memory_layer.kit.db.session import ReadSessionDep, SessionDep
 from memory_layer.kit.http.deps import CursorCodecDep
 from memory_layer.kit.schemas import error_responses
 
@@ -47,7 +47,7 @@ async def create_api_key(body: ApiKeyCreate, session: SessionDep, admin: AdminDe
 )
 async def list_api_keys(
     query: Annotated[ApiKeyListRequest, Query()],
-    session: SessionDep,
+    session: ReadSessionDep,
     _: AdminDep,
     cursors: CursorCodecDep,
 ) -> ApiKeyListResponse:

@@ -12,6 +12,7 @@ import typer
 from memory_layer.auth import service
 from memory_layer.cli.common import load_settings, print_json, transaction
 from memory_layer.kit.db.database import open_database
+from memory_layer.kit.errors import DomainError
 from memory_layer.models.api_key import ApiKey, KeyScope
 
 app = typer.Typer(no_args_is_help=True)
@@ -71,7 +72,12 @@ def create(
         return {**_describe(key), "api_key": plaintext}
 
     with open_database(load_settings()) as database:
-        print_json(asyncio.run(run(database.url)))
+        try:
+            created = asyncio.run(run(database.url))
+        except DomainError as exc:  # e.g. admin on a tenant-bound key
+            typer.echo(f"error: {exc.code}: {exc.detail}", err=True)
+            raise typer.Exit(2) from None
+        print_json(created)
     typer.echo("Store this key now: it is shown only once.", err=True)
 
 
