@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from memory_layer.app import create_app
+from memory_layer.auth.deps import RequireScope
 from memory_layer.config import Settings
+from memory_layer.models.api_key import KeyScope
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "memory_layer"
 # The names that build SQL; outside repositories (and the database plumbing and models) no module
@@ -95,3 +98,35 @@ def test_import_contracts_cover_every_domain_folder() -> None:
         capture_output=True, text=True, check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+# Probes and the scrape answer without a key (orchestrators and Prometheus have none).
+OPEN_ROUTES = {"/v1/admin/health", "/v1/admin/readiness", "/metrics"}
+
+
+def declared_scopes(dependant: Dependant) -> set[KeyScope]:
+    found: set[KeyScope] = set()
+    for dependency in dependant.dependencies:
+        if isinstance(dependency.call, RequireScope):
+            found.add(dependency.call.scope)
+        found |= declared_scopes(dependency)
+    return found
+
+
+def test_every_route_declares_its_scope(routes: list[APIRoute]) -> None:
+    """Reads need read, writes need write, /v1/admin/* needs admin: each route says which."""
+    scopes = {
+        (route.path, method): declared_scopes(route.dependant)
+        for route in routes
+        if route.path not in OPEN_ROUTES
+        for method in route.methods or ()
+    }
+    assert all(len(found) == 1 for found in scopes.values()), scopes
+    for (path, method), found in scopes.items():
+        if path.startswith("/v1/admin/"):
+            expected = KeyScope.admin
+        elif method == "GET" or path.endswith("/search"):
+            expected = KeyScope.read
+        else:
+            expected = KeyScope.write
+        assert found == {expected}, (path, method, found)

@@ -13,6 +13,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from memory_layer import __version__
+from memory_layer.audit import endpoints as audit_endpoints
+from memory_layer.auth import endpoints as auth_endpoints
 from memory_layer.auth.service import KeyRing
 from memory_layer.config import Settings, check_startup_settings
 from memory_layer.conversations import endpoints as conversations_endpoints
@@ -123,6 +125,7 @@ EXPOSED_HEADERS = [
     REQUEST_ID_HEADER,
     "Idempotent-Replayed",
     "Location",
+    "ETag",
     "Retry-After",
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
@@ -166,6 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(retention_endpoints.router)
     app.include_router(embeddings_endpoints.router)
     app.include_router(transfer_endpoints.router)
+    app.include_router(auth_endpoints.router)
+    app.include_router(audit_endpoints.router)
     app.include_router(health_endpoints.metrics_router)
 
     app.add_middleware(
@@ -192,7 +197,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.allowed_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["X-API-Key", "Content-Type", REQUEST_ID_HEADER],
+            allow_headers=["X-API-Key", "Content-Type", "If-Match", "If-None-Match", REQUEST_ID_HEADER],
             expose_headers=EXPOSED_HEADERS,
         )
     return app

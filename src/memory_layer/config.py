@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(default=16_384, ge=2)
     # Messages per POST /v1/messages/batch; its body limit is derived from this (max_batch_body_bytes).
     max_batch_messages: int = Field(default=500, ge=1, le=10_000)
+    # A conversation's working-memory document (PUT/PATCH /v1/conversations/{id}/state), as
+    # compact UTF-8 JSON; larger is 413 state_too_large.
+    max_state_bytes: int = Field(default=65_536, ge=2)
     # POST /v1/import: the whole NDJSON body (counted as it streams in, never buffered).
     max_import_bytes: int = Field(default=1 << 30, ge=1)
     # Import lines written per transaction: a bad line costs at most its own chunk.
@@ -220,6 +223,9 @@ class Settings(BaseSettings):
     retention_action: RetentionAction = RetentionAction.archive
     retention_schedule_seconds: int = Field(default=0, ge=0)
     retention_tenants: CsvList = Field(default_factory=list)
+    # Audit entries older than this many days are deleted by retention runs over all tenants;
+    # 0 keeps them forever.
+    audit_retention_days: int = Field(default=0, ge=0)
 
     # Health.
     health_embed_check_enabled: bool = False

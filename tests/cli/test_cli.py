@@ -32,6 +32,33 @@ def test_keys_create_list_revoke(database_url: str) -> None:
     assert revoked == {"revoked": True}
 
 
+def test_keys_create_with_scopes_any_tenant_and_expiry(database_url: str) -> None:
+    env = base_env(MEMORY_DATABASE_URL=database_url, MEMORY_EMBEDDING_PROVIDER="fake")
+    reader = run_cli(
+        "keys", "create", "--tenant", new_tenant(), "--scope", "read", "--expires-in-days", "30",
+        env=env,
+    )
+    assert reader.returncode == 0, reader.stderr
+    created = json.loads(reader.stdout)
+    assert created["scopes"] == ["read"]
+    assert created["expires_at"] is not None
+    operator = run_cli(
+        "keys", "create", "--any-tenant", "--scope", "admin", "--scope", "read",
+        "--expires-at", "2999-01-01T00:00:00", env=env,
+    )
+    assert operator.returncode == 0, operator.stderr
+    unbound = json.loads(operator.stdout)
+    assert unbound["tenant_id"] is None
+    assert unbound["scopes"] == ["read", "admin"]
+    assert unbound["expires_at"].startswith("2999-01-01T00:00:00+00:00")
+    neither = run_cli("keys", "create", "--scope", "read", env=env)
+    assert neither.returncode != 0
+    bound_admin = run_cli("keys", "create", "--tenant", "t", "--scope", "admin", env=env)
+    assert bound_admin.returncode == 2
+    assert "invalid_scopes" in bound_admin.stderr
+    assert "Traceback" not in bound_admin.stderr
+
+
 def test_migrate_is_idempotent_on_an_external_database(database_url: str) -> None:
     env = base_env(MEMORY_DATABASE_URL=database_url)
     result = run_cli("migrate", env=env)

@@ -312,5 +312,5 @@ async def test_requeue_needs_admin_rights(worker_database_url: str, engine: Asyn
     async with running_client(settings, headers={"X-API-Key": "test-service-key"}) as client:
         response = await client.post("/v1/admin/embeddings/requeue", json={})
         assert response.status_code == 403
-        assert response.json()["error"] == "admin_required"
+        assert response.json()["error"] == "insufficient_scope"
 

@@ -76,7 +76,8 @@ async def test_erasing_a_user_leaves_nothing_of_them(
     assert body["user_id"] == "eve"
     assert body["principal"] == "admin-key"
     assert body["counts"] == {
-        "messages": 4, "user_messages": 3, "unattributed_messages": 1, "conversations": 2
+        "messages": 4, "user_messages": 3, "unattributed_messages": 1, "conversations": 2,
+        "conversation_states": 0,
     }
     assert tenant not in sizes  # dropped after the commit
     assert sizes[other] == 3
@@ -130,7 +131,8 @@ async def test_erasing_again_is_harmless_and_recorded_again(
     again = await client.delete("/v1/users/eve", params={"tenant_id": tenant})
     assert again.status_code == 200
     assert again.json()["counts"] == {
-        "messages": 0, "user_messages": 0, "unattributed_messages": 0, "conversations": 0
+        "messages": 0, "user_messages": 0, "unattributed_messages": 0, "conversations": 0,
+        "conversation_states": 0,
     }
     assert again.json()["erasure_id"] != first["erasure_id"]
     never = await client.delete("/v1/users/nobody", params={"tenant_id": tenant})
@@ -152,7 +154,8 @@ async def test_unattributed_messages_can_be_kept(
         "/v1/users/eve", params={"tenant_id": tenant, "include_unattributed": "false"}
     )
     assert response.json()["counts"] == {
-        "messages": 3, "user_messages": 3, "unattributed_messages": 0, "conversations": 2
+        "messages": 3, "user_messages": 3, "unattributed_messages": 0, "conversations": 2,
+        "conversation_states": 0,
     }
     e1 = await client.get("/v1/conversations/e1/messages", params={"tenant_id": tenant})
     assert [item["role"] for item in e1.json()["items"]] == ["assistant"]
@@ -195,7 +198,7 @@ async def test_listing_erasures_is_for_admins_and_pages(
             "/v1/admin/erasures", params={"tenant_id": tenant}, headers={"X-API-Key": key}
         )
         assert refused.status_code == 403
-        assert refused.json()["error"] == "admin_required"
+        assert refused.json()["error"] == "insufficient_scope"
 
     seen: list[str] = []
     cursor: str | None = None

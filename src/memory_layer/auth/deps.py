@@ -1,4 +1,8 @@
-"""Request dependencies of authentication: PrincipalDep, AdminDep and CallerDep."""
+"""Request dependencies of authentication: PrincipalDep, the scope checks, AdminDep and CallerDep.
+
+Every route declares the scope it needs, in its `dependencies` (READ, WRITE) or through AdminDep
+(admin); tests/test_architecture.py fails for a route that declares none.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.auth.service import KeyRing, Principal, authenticate, require_admin, resolve_tenant
+from memory_layer.auth.service import KeyRing, Principal, authenticate, require_scope, resolve_tenant
 from memory_layer.kit.db.session import ReadSessionmakerDep, SessionDep
 from memory_layer.kit.http.deps import SettingsDep
 from memory_layer.kit.observability.logging import record_tenant
+from memory_layer.models.api_key import KeyScope
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
@@ -41,12 +46,26 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-async def get_admin(principal: PrincipalDep) -> Principal:
-    require_admin(principal)
-    return principal
+class RequireScope:
+    """A dependency that lets the request through only when its key holds `scope` (else 403
+    `insufficient_scope`, naming it); it answers the principal."""
+
+    def __init__(self, scope: KeyScope) -> None:
+        self.scope = scope
+
+    async def __call__(self, principal: PrincipalDep) -> Principal:
+        require_scope(principal, self.scope)
+        return principal
 
 
-AdminDep = Annotated[Principal, Depends(get_admin)]
+require_read = RequireScope(KeyScope.read)
+require_write = RequireScope(KeyScope.write)
+require_admin = RequireScope(KeyScope.admin)
+# For a route's `dependencies=[...]`: searches, listings and reads need READ; storing, editing,
+# deleting and importing need WRITE.
+READ = Depends(require_read)
+WRITE = Depends(require_write)
+AdminDep = Annotated[Principal, Depends(require_admin)]
 
 
 @dataclass(frozen=True)

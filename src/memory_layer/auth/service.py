@@ -1,8 +1,11 @@
-"""API keys: who is calling, for which tenant, with which rights.
+"""API keys: who is calling, for which tenant, with which rights (scopes).
 
-Keys from MEMORY_API_KEYS act for any tenant, keys from MEMORY_ADMIN_API_KEYS also reach admin
-routes, and tenant-bound keys (created with `memory-layer keys create --tenant T`, stored as SHA-256
-hashes) act only for their tenant. Every comparison is constant-time.
+Every route declares the scope it needs: `read` (searches, listings, reads), `write` (store, edit,
+delete, import) or `admin` (/v1/admin/*). Keys from MEMORY_API_KEYS act for any tenant with read
+and write; keys from MEMORY_ADMIN_API_KEYS hold every scope. Stored keys (created with `POST
+/v1/admin/keys` or `memory-layer keys create`, kept as SHA-256 hashes) carry their own scopes, may
+be bound to one tenant (then they act only for it) and may expire. Every comparison is
+constant-time.
 """
 
 from __future__ import annotations
@@ -11,25 +14,44 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memory_layer.audit import service as audit
 from memory_layer.auth.repository import ApiKeyRepository
 from memory_layer.config import Environment, Settings
-from memory_layer.kit.errors import Forbidden, InvalidInput, Unauthenticated
-from memory_layer.models.api_key import ApiKey
+from memory_layer.kit.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
+from memory_layer.models.api_key import ApiKey, KeyScope
+from memory_layer.models.audit import AuditAction
 
 KEY_PREFIX = "mlk_"
+ALL_SCOPES = frozenset(KeyScope)
+# What the keys of MEMORY_API_KEYS (and stored keys created without scopes) may do.
+DEFAULT_SCOPES = frozenset({KeyScope.read, KeyScope.write})
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: `tenant_id` None means any tenant."""
+    """The caller: `tenant_id` None means any tenant; `key_id` is set for stored keys."""
 
     tenant_id: str | None
-    is_admin: bool
+    scopes: frozenset[KeyScope]
     label: str
+    key_id: uuid.UUID | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return KeyScope.admin in self.scopes
+
+
+def _sorted(scopes: Iterable[str]) -> list[KeyScope]:
+    held = {KeyScope(scope) for scope in scopes}
+    return [scope for scope in KeyScope if scope in held]
 
 
 def hash_key(key: str) -> str:
@@ -70,17 +92,25 @@ async def authenticate(
             and settings.environment is Environment.development
             and not await ApiKeyRepository(session).any_active()
         ):
-            return Principal(tenant_id=None, is_admin=True, label="open-development")
+            return Principal(tenant_id=None, scopes=ALL_SCOPES, label="open-development")
         raise Unauthenticated("send an API key in the X-API-Key header", code="missing_api_key")
     presented_hash = hash_key(presented)
     if _matches_any(presented_hash, key_ring.admin_hashes):
-        return Principal(tenant_id=None, is_admin=True, label="admin-key")
+        return Principal(tenant_id=None, scopes=ALL_SCOPES, label="admin-key")
     if _matches_any(presented_hash, key_ring.service_hashes):
-        return Principal(tenant_id=None, is_admin=False, label="service-key")
+        return Principal(tenant_id=None, scopes=DEFAULT_SCOPES, label="service-key")
     if presented.startswith(KEY_PREFIX):
-        stored = await ApiKeyRepository(session).find_active_by_hash(presented_hash)
-        if stored is not None and hmac.compare_digest(stored.key_hash, presented_hash):
-            return Principal(tenant_id=stored.tenant_id, is_admin=False, label=f"key:{stored.id}")
+        found = await ApiKeyRepository(session).find_active_by_hash(presented_hash)
+        if found is not None and hmac.compare_digest(found.key.key_hash, presented_hash):
+            if found.expired:
+                raise Unauthenticated("the API key has expired", code="expired_api_key")
+            stored = found.key
+            return Principal(
+                tenant_id=stored.tenant_id,
+                scopes=frozenset(KeyScope(scope) for scope in stored.scopes),
+                label=f"key:{stored.id}",
+                key_id=stored.id,
+            )
     raise Unauthenticated("the API key is not valid (or was revoked)", code="invalid_api_key")
 
 
@@ -98,13 +128,39 @@ def resolve_tenant(principal: Principal, requested: str | None) -> str:
     return requested
 
 
+def require_scope(principal: Principal, scope: KeyScope) -> None:
+    """403 `insufficient_scope`, naming the scope, unless the key holds it."""
+    if scope not in principal.scopes:
+        held = ", ".join(_sorted(principal.scopes))
+        raise Forbidden(
+            {"required_scope": scope.value, "message": f"this route needs an API key with the "
+             f"{scope.value!r} scope; this key has: {held}"},
+            code="insufficient_scope",
+        )
+
+
 def require_admin(principal: Principal) -> None:
-    if not principal.is_admin:
-        raise Forbidden("this route needs a key from MEMORY_ADMIN_API_KEYS", code="admin_required")
+    require_scope(principal, KeyScope.admin)
 
 
-async def create_api_key(session: AsyncSession, tenant_id: str, name: str) -> tuple[ApiKey, str]:
-    """A new tenant-bound key; the plaintext is returned once and never stored."""
+async def create_api_key(
+    session: AsyncSession,
+    tenant_id: str | None,
+    name: str,
+    *,
+    scopes: Iterable[KeyScope] = DEFAULT_SCOPES,
+    expires_at: datetime | None = None,
+    actor: audit.Actor = audit.CLI,
+) -> tuple[ApiKey, str]:
+    """A new key; the plaintext is returned once and never stored. Audited (`key.created`)."""
+    chosen = frozenset(scopes)
+    if not chosen:
+        raise InvalidInput("a key needs at least one scope", code="invalid_scopes")
+    if KeyScope.admin in chosen and tenant_id is not None:
+        raise InvalidInput(
+            "the admin scope acts across tenants: a key bound to a tenant cannot hold it",
+            code="invalid_scopes",
+        )
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         tenant_id=tenant_id,
@@ -112,16 +168,82 @@ async def create_api_key(session: AsyncSession, tenant_id: str, name: str) -> tu
         name=name,
         key_prefix=plaintext[:12],
         key_hash=hash_key(plaintext),
+        scopes=_sorted(chosen),
+        expires_at=expires_at,
     )
     await ApiKeyRepository(session).add(key)
+    await audit.record(
+        session,
+        AuditAction.key_created,
+        actor=actor,
+        tenant_id=tenant_id,
+        target=f"key:{key.id}",
+    )
     return key, plaintext
 
 
+class KeyPosition(BaseModel):
+    """Where a page of keys ends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    created_at: AwareDatetime
+    id: uuid.UUID
+
+
 async def list_api_keys(session: AsyncSession, tenant_id: str | None) -> list[ApiKey]:
-    """Tenant-bound keys (all tenants' when `tenant_id` is None); never their secrets."""
+    """Stored keys (all tenants' when `tenant_id` is None); never their secrets."""
     return await ApiKeyRepository(session).list(tenant_id)
 
 
-async def revoke_api_key(session: AsyncSession, key_id: uuid.UUID) -> bool:
-    """Revoke a key; False when no active key has that id."""
-    return await ApiKeyRepository(session).revoke(key_id)
+async def list_api_keys_page(
+    session: AsyncSession,
+    *,
+    tenant_id: str | None,
+    include_revoked: bool,
+    limit: int,
+    cursor: str | None,
+    cursors: CursorCodec,
+) -> Page[ApiKey]:
+    """Stored keys, newest first, a page at a time; never their secrets or hashes."""
+    scope: Scope = {"listing": "api_keys", "tenant_id": tenant_id, "include_revoked": include_revoked}
+    position = cursors.decode(cursor, scope, KeyPosition) if cursor else None
+    rows = await ApiKeyRepository(session).page(
+        tenant_id=tenant_id,
+        include_revoked=include_revoked,
+        after=(position.created_at, position.id) if position else None,
+        limit=limit + 1,
+    )
+    return paginate(
+        rows,
+        limit,
+        codec=cursors,
+        scope=scope,
+        position_of=lambda key: KeyPosition(created_at=key.created_at, id=key.id),
+    )
+
+
+async def revoke_api_key(
+    session: AsyncSession, key_id: uuid.UUID, *, actor: audit.Actor = audit.CLI
+) -> ApiKey | None:
+    """Revoke a key (audited, `key.revoked`); None when no active key has that id."""
+    key = await ApiKeyRepository(session).revoke(key_id)
+    if key is not None:
+        await audit.record(
+            session,
+            AuditAction.key_revoked,
+            actor=actor,
+            tenant_id=key.tenant_id,
+            target=f"key:{key.id}",
+        )
+    return key
+
+
+async def revoke_api_key_or_404(
+    session: AsyncSession, key_id: uuid.UUID, *, actor: Principal
+) -> ApiKey:
+    """Revoke a key; 404 `key_not_found` when no active key has that id."""
+    key = await revoke_api_key(session, key_id, actor=actor)
+    if key is None:
+        raise NotFound(f"no active API key has id {key_id}", code="key_not_found")
+    return key

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from memory_layer.audit import service as audit
 from memory_layer.cli.common import load_settings, print_json, transaction
 from memory_layer.config import Settings
 from memory_layer.kit.db.database import open_database
@@ -24,7 +25,7 @@ def run(
     async def go(url: str, settings: Settings) -> RetentionReport:
         async with transaction(url) as session:
             params = RetentionParams(tenant_id=tenant, dry_run=dry_run)
-            return await run_retention(session, params, settings=settings)
+            return await run_retention(session, params, settings=settings, actor=audit.CLI)
 
     settings = load_settings()
     with open_database(settings) as database:

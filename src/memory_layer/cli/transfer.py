@@ -17,6 +17,7 @@ from typing import IO, Annotated
 
 import typer
 
+from memory_layer.audit import service as audit
 from memory_layer.cli.common import load_settings
 from memory_layer.config import Settings
 from memory_layer.kit.db.database import open_database
@@ -125,7 +126,12 @@ async def _import(
 
     try:
         return await service.import_ndjson(
-            create_sessionmaker(engine), tenant, blocks(), settings=settings, embedder=embedder
+            create_sessionmaker(engine),
+            tenant,
+            blocks(),
+            settings=settings,
+            embedder=embedder,
+            actor=audit.CLI,
         )
     finally:
         bar.close()

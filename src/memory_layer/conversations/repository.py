@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, and_, case, delete, func, literal, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.pagination import SortOrder
+from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.message import Message
 
 
@@ -165,4 +180,145 @@ class ConversationRepository:
             )
         )
         await self.session.flush()
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _state_expired() -> ColumnElement[bool]:
+    return and_(ConversationState.expires_at.is_not(None), ConversationState.expires_at <= func.now())
+
+
+def _state_live() -> ColumnElement[bool]:
+    return or_(ConversationState.expires_at.is_(None), ConversationState.expires_at > func.now())
+
+
+def _expiry(ttl_seconds: int | None) -> ColumnElement[datetime] | None:
+    if ttl_seconds is None:
+        return None
+    return func.now() + literal(timedelta(seconds=ttl_seconds))
+
+
+class ConversationStateRepository:
+    """Working-memory documents. Expired rows are invisible to every read; retention deletes them."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _one(self, tenant_id: str, conversation_id: str) -> ColumnElement[bool]:
+        return and_(
+            ConversationState.tenant_id == tenant_id,
+            ConversationState.conversation_id == conversation_id,
+        )
+
+    async def get(
+        self, tenant_id: str, conversation_id: str, *, for_update: bool = False
+    ) -> ConversationState | None:
+        """The live state, locked until the transaction ends with `for_update` (the row a
+        conditional write compares and changes)."""
+        statement = select(ConversationState).where(
+            self._one(tenant_id, conversation_id), _state_live()
+        )
+        if for_update:
+            statement = statement.with_for_update()
+        result = await self.session.execute(statement.execution_options(populate_existing=True))
+        return result.scalar_one_or_none()
+
+    async def upsert(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        document: dict[str, Any],
+        *,
+        user_id: str | None,
+        ttl_seconds: int | None,
+        only_if_absent: bool,
+    ) -> ConversationState | None:
+        """Create the state, or replace it (a new version); an expired one counts as absent (it
+        starts again at version 1). With `only_if_absent`, a live state is left alone: None."""
+        inserted = pg_insert(ConversationState).values(
+            tenant_id=tenant_id,
+            conversation_id=conversation_id,
+            user_id=user_id,
+            document=document,
+            version=1,
+            expires_at=_expiry(ttl_seconds),
+        )
+        current = ConversationState.__table__.c
+        expired = _state_expired()
+        statement = inserted.on_conflict_do_update(
+            index_elements=[current.tenant_id, current.conversation_id],
+            set_={
+                "document": inserted.excluded.document,
+                "user_id": case(
+                    (expired, inserted.excluded.user_id),
+                    else_=func.coalesce(inserted.excluded.user_id, current.user_id),
+                ),
+                "version": case((expired, 1), else_=current.version + 1),
+                "created_at": case((expired, func.now()), else_=current.created_at),
+                "updated_at": func.now(),
+                "expires_at": inserted.excluded.expires_at,
+            },
+            where=expired if only_if_absent else None,
+        ).returning(ConversationState)
+        result = await self.session.execute(
+            statement.execution_options(populate_existing=True)
+        )
+        return result.scalar_one_or_none()
+
+    async def replace(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        document: dict[str, Any],
+        *,
+        user_id: str | None,
+        ttl_seconds: int | None,
+        keep_expiry: bool,
+    ) -> ConversationState:
+        """A new version of a live state the transaction holds locked (see `get`)."""
+        values: dict[str, Any] = {
+            "document": document,
+            "version": ConversationState.version + 1,
+            "updated_at": func.now(),
+        }
+        if user_id is not None:
+            values["user_id"] = user_id
+        if not keep_expiry or ttl_seconds is not None:
+            values["expires_at"] = _expiry(ttl_seconds)
+        result = await self.session.execute(
+            update(ConversationState)
+            .where(self._one(tenant_id, conversation_id))
+            .values(**values)
+            .returning(ConversationState)
+            .execution_options(populate_existing=True)
+        )
+        return result.scalar_one()
+
+    async def delete(self, tenant_id: str, conversation_id: str) -> int:
+        result = await self.session.execute(
+            delete(ConversationState).where(self._one(tenant_id, conversation_id))
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def delete_of_user(self, tenant_id: str, user_id: str) -> int:
+        """The states of a user's conversations: those written for the user, and those of every
+        conversation in which a message carries the user's id (run before those messages go)."""
+        named_in = select(Message.conversation_id).where(
+            Message.tenant_id == tenant_id, Message.user_id == user_id
+        )
+        result = await self.session.execute(
+            delete(ConversationState).where(
+                ConversationState.tenant_id == tenant_id,
+                or_(
+                    ConversationState.user_id == user_id,
+                    ConversationState.conversation_id.in_(named_in),
+                ),
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def delete_expired(self, tenant_id: str | None) -> int:
+        statement = delete(ConversationState).where(_state_expired())
+        if tenant_id is not None:
+            statement = statement.where(ConversationState.tenant_id == tenant_id)
+        result = await self.session.execute(statement)
         return int(result.rowcount)  # type: ignore[attr-defined]

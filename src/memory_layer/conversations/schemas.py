@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field
 
 from memory_layer.kit.pagination import SortOrder
 from memory_layer.kit.schemas import CursorPage, Identifier
@@ -93,3 +93,53 @@ class ConversationDeleteResponse(BaseModel):
     """What deleting the conversation removed."""
 
     deleted: int = Field(description="Messages deleted, archived ones included.")
+
+
+# Working memory (conversation state).
+TTL_DESCRIPTION = "Seconds until the state expires (gone for every reader at once); none: no expiry."
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+
+
+class ConversationStatePut(BaseModel):
+    """The whole state document of a conversation, replacing any previous one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: dict[str, Any] = Field(
+        description="Any JSON object: the agent's goal, slots, plan.",
+        examples=[{"goal": "book a table", "slots": {"people": 4}}],
+    )
+    ttl_seconds: int | None = Field(default=None, ge=1, le=MAX_TTL_SECONDS, description=TTL_DESCRIPTION)
+    user_id: Identifier | None = Field(
+        default=None,
+        description="The person the conversation belongs to: erasing them erases this state.",
+    )
+
+
+class ConversationStatePatchRequest(BaseModel):
+    """Options of a merge patch (query string)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: Identifier | None = _tenant_field()
+    ttl_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TTL_SECONDS,
+        description="Renew the expiry to this many seconds from now; without it the expiry is kept.",
+    )
+
+
+class ConversationStateRead(BaseModel):
+    """A conversation's state document with its version (also in the ETag header)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    conversation_id: str
+    state: dict[str, Any] = Field(validation_alias=AliasChoices("document", "state"))
+    version: int = Field(description="1 when created, one more at every change.")
+    etag: str = Field(description="The ETag header's value: send it in If-Match to change this version.")
+    user_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None

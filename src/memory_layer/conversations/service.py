@@ -10,16 +10,27 @@ by default, as search does.
 
 from __future__ import annotations
 
+import copy
+import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import json_merge_patch
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.conversations.repository import ConversationRepository, ConversationSummary
-from memory_layer.kit.errors import NotFound
+from memory_layer.audit import service as audit
+from memory_layer.conversations.repository import (
+    ConversationRepository,
+    ConversationStateRepository,
+    ConversationSummary,
+)
+from memory_layer.kit.errors import DomainError, InvalidInput, NotFound, PreconditionFailed
 from memory_layer.kit.pagination import CursorCodec, Page, Scope, SortOrder, paginate
+from memory_layer.models.audit import AuditAction
+from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.message import Kind, Message, Role
 
 
@@ -159,9 +170,228 @@ async def list_conversation_messages(
     )
 
 
-async def delete_conversation(session: AsyncSession, tenant_id: str, conversation_id: str) -> int:
-    """Hard delete of every message of the conversation; 404 when there was none."""
+async def delete_conversation(
+    session: AsyncSession, tenant_id: str, conversation_id: str, *, actor: audit.Actor
+) -> int:
+    """Hard delete of every message of the conversation, and of its state; 404 when there was
+    no message. Audited (`conversation.deleted`)."""
     deleted = await ConversationRepository(session).delete(tenant_id, conversation_id)
     if deleted == 0:
         raise _not_found(tenant_id, conversation_id)
+    states = await ConversationStateRepository(session).delete(tenant_id, conversation_id)
+    await audit.record(
+        session,
+        AuditAction.conversation_deleted,
+        actor=actor,
+        tenant_id=tenant_id,
+        target=f"conversation:{conversation_id}",
+        counts={"messages": deleted, "conversation_states": states},
+    )
     return deleted
+
+
+# Working memory: one JSON document per conversation, changed under optimistic concurrency.
+#
+# The ETag names the version and the state's creation time, so a state deleted (or expired) and
+# created again never answers to an ETag of its predecessor with the same version number.
+# Conditional writes lock the row (SELECT ... FOR UPDATE) before comparing: two writers holding
+# the same ETag are serialised, the second sees the new version and gets 412.
+
+
+class StateTooLarge(DomainError):
+    status_code = 413
+    code = "state_too_large"
+
+
+def state_etag(state: ConversationState) -> str:
+    """The state's strong ETag: its version and creation time."""
+    created = (state.created_at - _EPOCH) // timedelta(microseconds=1)
+    return f'"{state.version}-{created:x}"'
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _tags(header: str) -> set[str]:
+    # Weak tags (W/"...") never match a strong comparison (RFC 9110 13.1.1): dropped.
+    return {tag for tag in (part.strip() for part in header.split(",")) if tag.startswith('"')}
+
+
+@dataclass(frozen=True)
+class Preconditions:
+    """The request's If-Match and If-None-Match headers, unparsed (None when absent)."""
+
+    if_match: str | None = None
+    if_none_match: str | None = None
+
+    def check(self, current: ConversationState | None) -> None:
+        """412 unless the live state (None: there is none) satisfies both headers."""
+        if self.if_match is not None:
+            if current is None:
+                raise PreconditionFailed("If-Match: the conversation has no state")
+            if self.if_match.strip() != "*" and state_etag(current) not in _tags(self.if_match):
+                raise PreconditionFailed(
+                    f"If-Match: the state is now at {state_etag(current)}; read it again"
+                )
+        if self.if_none_match is not None and current is not None:
+            none_match = self.if_none_match.strip()
+            if none_match == "*" or state_etag(current) in _tags(none_match):
+                raise PreconditionFailed(
+                    f"If-None-Match: the conversation already has a state ({state_etag(current)})"
+                )
+
+
+def _checked_document(document: object, max_bytes: int) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise InvalidInput("the state must be a JSON object", code="invalid_state")
+    encoded = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    if "\\u0000" in encoded:
+        raise InvalidInput("the state must not contain NUL (\\u0000) characters", code="invalid_state")
+    size = len(encoded.encode())
+    if size > max_bytes:
+        raise StateTooLarge(
+            {"message": f"the state takes {size} bytes; the limit is {max_bytes}",
+             "size_bytes": size, "limit_bytes": max_bytes}
+        )
+    return document
+
+
+def _state_not_found(tenant_id: str, conversation_id: str) -> NotFound:
+    return NotFound(
+        f"conversation {conversation_id!r} of tenant {tenant_id!r} has no state",
+        code="state_not_found",
+    )
+
+
+async def get_state(session: AsyncSession, tenant_id: str, conversation_id: str) -> ConversationState:
+    """The conversation's live state, or 404 `state_not_found` (never written, deleted or expired)."""
+    state = await ConversationStateRepository(session).get(tenant_id, conversation_id)
+    if state is None:
+        raise _state_not_found(tenant_id, conversation_id)
+    return state
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    """A full document to store, its lifetime (None: no expiry) and, optionally, its user."""
+
+    document: dict[str, Any]
+    ttl_seconds: int | None = None
+    user_id: str | None = None
+
+
+async def put_state(
+    session: AsyncSession,
+    tenant_id: str,
+    conversation_id: str,
+    write: StateWrite,
+    *,
+    preconditions: Preconditions,
+    max_bytes: int,
+) -> tuple[ConversationState, bool]:
+    """Create or replace the state; the state and whether it was created. 412 when a
+    precondition fails (nothing changes), 413 when the document exceeds `max_bytes`."""
+    document = _checked_document(write.document, max_bytes)
+    repository = ConversationStateRepository(session)
+    none_match = preconditions.if_none_match
+    only_if_absent = none_match is not None and none_match.strip() == "*"
+    if preconditions.if_match is None and (none_match is None or only_if_absent):
+        # No version to compare: one upsert, atomic against a concurrent creation.
+        state = await repository.upsert(
+            tenant_id,
+            conversation_id,
+            document,
+            user_id=write.user_id,
+            ttl_seconds=write.ttl_seconds,
+            only_if_absent=only_if_absent,
+        )
+        if state is None:
+            raise PreconditionFailed("If-None-Match: *: the conversation already has a state")
+        return state, state.version == 1
+    current = await repository.get(tenant_id, conversation_id, for_update=True)
+    preconditions.check(current)
+    if current is None:  # If-None-Match naming ETags, and no state: create it
+        state = await repository.upsert(
+            tenant_id,
+            conversation_id,
+            document,
+            user_id=write.user_id,
+            ttl_seconds=write.ttl_seconds,
+            only_if_absent=False,
+        )
+        assert state is not None  # an unconditional upsert always answers a row
+        return state, state.version == 1
+    state = await repository.replace(
+        tenant_id,
+        conversation_id,
+        document,
+        user_id=write.user_id,
+        ttl_seconds=write.ttl_seconds,
+        keep_expiry=False,
+    )
+    return state, False
+
+
+async def patch_state(
+    session: AsyncSession,
+    tenant_id: str,
+    conversation_id: str,
+    patch: object,
+    *,
+    ttl_seconds: int | None,
+    preconditions: Preconditions,
+    max_bytes: int,
+) -> ConversationState:
+    """Apply a JSON merge patch (RFC 7386) to the live state: a new version. 404 without a
+    state, 412 when a precondition fails, 413 when the result exceeds `max_bytes`; `ttl_seconds`
+    renews the expiry, which is kept otherwise."""
+    repository = ConversationStateRepository(session)
+    current = await repository.get(tenant_id, conversation_id, for_update=True)
+    preconditions.check(current)
+    if current is None:
+        raise _state_not_found(tenant_id, conversation_id)
+    merged = json_merge_patch.merge(copy.deepcopy(current.document), patch)
+    document = _checked_document(merged, max_bytes)
+    return await repository.replace(
+        tenant_id,
+        conversation_id,
+        document,
+        user_id=None,
+        ttl_seconds=ttl_seconds,
+        keep_expiry=True,
+    )
+
+
+async def delete_state(
+    session: AsyncSession,
+    tenant_id: str,
+    conversation_id: str,
+    *,
+    preconditions: Preconditions,
+    actor: audit.Actor,
+) -> None:
+    """Delete the live state (audited); 404 without one, 412 when a precondition fails."""
+    repository = ConversationStateRepository(session)
+    current = await repository.get(tenant_id, conversation_id, for_update=True)
+    preconditions.check(current)
+    if current is None:
+        raise _state_not_found(tenant_id, conversation_id)
+    await repository.delete(tenant_id, conversation_id)
+    await audit.record(
+        session,
+        AuditAction.conversation_state_deleted,
+        actor=actor,
+        tenant_id=tenant_id,
+        target=f"conversation:{conversation_id}",
+    )
+
+
+async def delete_user_states(session: AsyncSession, tenant_id: str, user_id: str) -> int:
+    """Delete the states of the user's conversations (for an erasure: call it before the user's
+    messages are deleted, as it finds conversations through them)."""
+    return await ConversationStateRepository(session).delete_of_user(tenant_id, user_id)
+
+
+async def delete_expired_states(session: AsyncSession, tenant_id: str | None) -> int:
+    """Free the rows of expired states (already invisible to readers); how many."""
+    return await ConversationStateRepository(session).delete_expired(tenant_id)

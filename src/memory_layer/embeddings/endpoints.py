@@ -35,8 +35,10 @@ async def embedding_queue_status(
 
 @router.post("/requeue", response_model=RequeueResponse, responses=ADMIN_ERRORS)
 async def requeue_failed_embeddings(
-    body: RequeueRequest, session: SessionDep, _: AdminDep
+    body: RequeueRequest, session: SessionDep, admin: AdminDep
 ) -> RequeueResponse:
     """Queue failed messages again with a fresh attempt budget (all, a tenant's, or listed ids)."""
-    requeued = await service.requeue_failed(session, body.tenant_id, body.message_ids)
+    requeued = await service.requeue_failed(
+        session, body.tenant_id, body.message_ids, actor=admin
+    )
     return RequeueResponse(requeued=requeued)

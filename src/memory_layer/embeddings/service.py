@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from memory_layer.audit import service as audit
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.repository import EmbeddingJobRepository
 from memory_layer.kit.errors import InvalidInput
@@ -73,12 +74,25 @@ async def queue_status(session: AsyncSession, tenant_id: str | None) -> QueueDep
 
 
 async def requeue_failed(
-    session: AsyncSession, tenant_id: str | None, message_ids: list[uuid.UUID] | None
+    session: AsyncSession,
+    tenant_id: str | None,
+    message_ids: list[uuid.UUID] | None,
+    *,
+    actor: audit.Actor,
 ) -> int:
-    """Give failed messages a fresh attempt budget; the NOTIFY trigger wakes the workers."""
+    """Give failed messages a fresh attempt budget; the NOTIFY trigger wakes the workers.
+    Audited (`embeddings.requeued`)."""
     if message_ids is not None and tenant_id is None:
         raise InvalidInput("message_ids need a tenant_id", code="tenant_required")
-    return await EmbeddingJobRepository(session).requeue_failed(tenant_id, message_ids)
+    requeued = await EmbeddingJobRepository(session).requeue_failed(tenant_id, message_ids)
+    await audit.record(
+        session,
+        audit.AuditAction.embeddings_requeued,
+        actor=actor,
+        tenant_id=tenant_id,
+        counts={"messages": requeued},
+    )
+    return requeued
 
 
 async def refresh_queue_depth(

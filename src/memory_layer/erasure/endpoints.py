@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from memory_layer.auth.deps import AdminDep, PrincipalDep
+from memory_layer.auth.deps import WRITE, AdminDep, PrincipalDep
 from memory_layer.auth.service import resolve_tenant
 from memory_layer.erasure import service
 from memory_layer.erasure.schemas import (
@@ -26,6 +26,7 @@ router = APIRouter(tags=["erasure"])
     "/v1/users/{user_id:path}",
     response_model=ErasureResponse,
     responses=error_responses(401, 403, 422, 503),
+    dependencies=[WRITE],
 )
 async def erase_user(
     user_id: Annotated[
@@ -36,13 +37,14 @@ async def erase_user(
     principal: PrincipalDep,
     tenant_sizes: TenantSizesDep,
 ) -> ErasureResponse:
-    """Erase one person (GDPR art. 17): delete their messages and record it, in one transaction."""
+    """Erase one person (GDPR art. 17): delete their messages and conversation states and record
+    it, in one transaction."""
     tenant_id = resolve_tenant(principal, query.tenant_id)
     record = await service.erase_user(
         sessionmaker,
         tenant_id,
         user_id,
-        principal=principal.label,
+        actor=principal,
         include_unattributed=query.include_unattributed,
         tenant_sizes=tenant_sizes,
     )

@@ -34,6 +34,11 @@ class ErasureCounts(BaseModel):
         description="Messages without a user_id in conversations only this user was named in."
     )
     conversations: int = Field(description="Conversations that lost at least one message.")
+    conversation_states: int = Field(
+        default=0,
+        description="Working-memory states deleted: those written for this user and those of "
+        "every conversation a message of theirs was in.",
+    )
 
 
 class ErasureRead(BaseModel):

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from memory_layer.audit import service as audit
+from memory_layer.conversations import service as conversations
 from memory_layer.erasure.repository import ErasureRepository
 from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
 from memory_layer.models.erasure import Erasure
@@ -34,14 +36,16 @@ async def erase_user(
     tenant_id: str,
     user_id: str,
     *,
-    principal: str,
+    actor: audit.Actor,
     include_unattributed: bool = True,
     tenant_sizes: MutableMapping[str, int] | None = None,
 ) -> Erasure:
-    """Delete every message of the user in the tenant and record the erasure, in one transaction;
-    the record."""
+    """Delete every message of the user in the tenant, and the states of their conversations,
+    and record the erasure (in `erasures` and the audit log), in one transaction; the record."""
     async with sessionmaker.begin() as session:
         repository = ErasureRepository(session)
+        # First: the conversations are found through the messages about to go.
+        states = await conversations.delete_user_states(session, tenant_id, user_id)
         erased = await repository.delete_user_messages(
             tenant_id, user_id, include_unattributed=include_unattributed
         )
@@ -50,9 +54,18 @@ async def erase_user(
             "user_messages": erased.user_messages,
             "unattributed_messages": erased.unattributed_messages,
             "conversations": erased.conversations,
+            "conversation_states": states,
         }
         # Sessions do not expire objects on commit: the record stays readable after it.
-        record = await repository.record(tenant_id, user_id, principal, counts)
+        record = await repository.record(tenant_id, user_id, actor.label, counts)
+        await audit.record(
+            session,
+            audit.AuditAction.user_erased,
+            actor=actor,
+            tenant_id=tenant_id,
+            target=f"user:{user_id}",
+            counts=counts,
+        )
     # After the commit: a search that refilled the size cache meanwhile counted the rows that
     # were still there; dropping it now makes the next search count again.
     if tenant_sizes is not None:

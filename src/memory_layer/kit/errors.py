@@ -52,3 +52,13 @@ class ServiceUnavailable(DomainError):
 class PayloadTooLarge(DomainError):
     status_code = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class PreconditionFailed(DomainError):
+    status_code = 412
+    code = "precondition_failed"

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import BaseModel
 
-from memory_layer.auth.deps import Caller, CallerDep
+from memory_layer.auth.deps import READ, WRITE, Caller, CallerDep
 from memory_layer.config import Settings
 from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.embeddings.providers.base import EmbeddingProvider
@@ -90,7 +90,12 @@ def _writes(model: type[BaseModel], queued: str, *codes: int) -> dict[int | str,
     return {**errors(*codes), 202: {"model": model, "description": queued}}
 
 
-@router.post("", response_model=MessageRead, responses=_writes(MessageRead, QUEUED, *WRITE_ERRORS))
+@router.post(
+    "",
+    response_model=MessageRead,
+    responses=_writes(MessageRead, QUEUED, *WRITE_ERRORS),
+    dependencies=[WRITE],
+)
 async def create_message(body: MessageCreate, response: Response, writer: WriterDep) -> MessageRead:
     """Store a message: 200 once it is committed with its vector, 202 once it is committed and
     queued for the embedding worker. A retry with the same client_message_id returns the first
@@ -116,6 +121,7 @@ BATCH_QUEUED = "Committed; at least one item is queued for the embedding worker 
     "/batch",
     response_model=MessageBatchResponse,
     responses=_writes(MessageBatchResponse, BATCH_QUEUED, *WRITE_ERRORS),
+    dependencies=[WRITE],
 )
 async def create_messages_batch(
     body: MessageBatchRequest, response: Response, writer: WriterDep, sessionmaker: SessionmakerDep
@@ -153,7 +159,12 @@ async def create_messages_batch(
     return MessageBatchResponse(total=len(answers), items=answers)
 
 
-@router.get("/{message_id}", response_model=MessageRead, responses=errors(401, 403, 404, 422))
+@router.get(
+    "/{message_id}",
+    response_model=MessageRead,
+    responses=errors(401, 403, 404, 422),
+    dependencies=[READ],
+)
 async def read_message(
     message_id: uuid.UUID, caller: CallerDep, tenant_id: TenantQuery = None
 ) -> MessageRead:
@@ -172,6 +183,7 @@ EDIT_QUEUED = (
     "/{message_id}",
     response_model=MessageRead,
     responses=_writes(MessageRead, EDIT_QUEUED, 401, 403, 404, 413, 422),
+    dependencies=[WRITE],
 )
 async def update_message(
     message_id: uuid.UUID,
@@ -196,11 +208,16 @@ async def update_message(
 
 
 @router.delete(
-    "/{message_id}", response_model=MessageDeleteResponse, responses=errors(401, 403, 404, 422)
+    "/{message_id}",
+    response_model=MessageDeleteResponse,
+    responses=errors(401, 403, 404, 422),
+    dependencies=[WRITE],
 )
 async def delete_message(
     message_id: uuid.UUID, caller: CallerDep, tenant_id: TenantQuery = None
 ) -> MessageDeleteResponse:
     """Delete a message for good (its text, metadata and vector)."""
-    deleted = await service.delete_message(caller.session, caller.tenant(tenant_id), message_id)
+    deleted = await service.delete_message(
+        caller.session, caller.tenant(tenant_id), message_id, actor=caller.principal
+    )
     return MessageDeleteResponse(deleted=deleted)

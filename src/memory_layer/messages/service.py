@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from memory_layer.audit import service as audit
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
@@ -484,9 +485,19 @@ async def update_message(
     return await repository.update(tenant_id, message_id, values, requeue_embedding=requeue)
 
 
-async def delete_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> int:
-    """Delete a message of the tenant for good (404 if it has none with this id)."""
+async def delete_message(
+    session: AsyncSession, tenant_id: str, message_id: uuid.UUID, *, actor: audit.Actor
+) -> int:
+    """Delete a message of the tenant for good (404 if it has none with this id); audited."""
     deleted = await MessageRepository(session).delete(tenant_id, message_id)
     if deleted == 0:
         raise _not_found(tenant_id, message_id)
+    await audit.record(
+        session,
+        audit.AuditAction.message_deleted,
+        actor=actor,
+        tenant_id=tenant_id,
+        target=f"message:{message_id}",
+        counts={"messages": deleted},
+    )
     return deleted

@@ -1,8 +1,22 @@
 """SQLAlchemy declarative models: every table on one Base."""
 
-from memory_layer.models.api_key import ApiKey
+from memory_layer.models.api_key import ApiKey, KeyScope
+from memory_layer.models.audit import AuditAction, AuditEvent
 from memory_layer.models.base import Base
+from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.erasure import Erasure
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
 
-__all__ = ["ApiKey", "Base", "EmbeddingStatus", "Erasure", "Kind", "Message", "Role"]
+__all__ = [
+    "ApiKey",
+    "AuditAction",
+    "AuditEvent",
+    "Base",
+    "ConversationState",
+    "EmbeddingStatus",
+    "Erasure",
+    "KeyScope",
+    "Kind",
+    "Message",
+    "Role",
+]

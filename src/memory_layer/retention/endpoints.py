@@ -16,9 +16,9 @@ router = APIRouter(prefix="/v1/admin/retention", tags=["admin"])
 
 @router.post("/run", response_model=RetentionResponse, responses=error_responses(401, 403, 409, 422))
 async def run_retention(
-    body: RetentionRequest, session: SessionDep, settings: SettingsDep, _: AdminDep
+    body: RetentionRequest, session: SessionDep, settings: SettingsDep, admin: AdminDep
 ) -> RetentionResponse:
     """Archive or delete old, unimportant messages (`dry_run` only counts them)."""
     params = service.RetentionParams(**body.model_dump())
-    report = await service.run_retention(session, params, settings=settings)
+    report = await service.run_retention(session, params, settings=settings, actor=admin)
     return RetentionResponse.model_validate(report)

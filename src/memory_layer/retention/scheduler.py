@@ -7,6 +7,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from memory_layer.audit import service as audit
 from memory_layer.config import Settings
 from memory_layer.kit.errors import Conflict
 from memory_layer.retention.service import RetentionParams, run_retention
@@ -21,7 +22,9 @@ async def retention_loop(
         await asyncio.sleep(settings.retention_schedule_seconds)
         try:
             async with sessionmaker.begin() as session:
-                result = await run_retention(session, RetentionParams(), settings=settings)
+                result = await run_retention(
+                    session, RetentionParams(), settings=settings, actor=audit.SCHEDULER
+                )
             logger.info(
                 "scheduled retention: %s %d messages older than %s",
                 result.action.value, result.matched, result.cutoff.isoformat(),

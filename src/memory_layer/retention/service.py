@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memory_layer.audit import service as audit
 from memory_layer.config import RetentionAction, Settings
+from memory_layer.conversations import service as conversations
 from memory_layer.kit.errors import Conflict
+from memory_layer.models.audit import AuditAction
 from memory_layer.retention.repository import RetentionRepository
 
 
@@ -36,7 +39,11 @@ class RetentionReport:
 
 
 async def run_retention(
-    session: AsyncSession, params: RetentionParams, *, settings: Settings
+    session: AsyncSession,
+    params: RetentionParams,
+    *,
+    settings: Settings,
+    actor: audit.Actor,
 ) -> RetentionReport:
     """Archive (or delete) messages older than the cutoff whose importance is under the threshold."""
     repository = RetentionRepository(session)
@@ -71,6 +78,25 @@ async def run_retention(
         archived = matched = await repository.archive_older_than(tenants, cutoff, importance_below)
     else:
         deleted = matched = await repository.delete_older_than(tenants, cutoff, importance_below)
+    states_deleted = audit_deleted = 0
+    if not params.dry_run:
+        # Expired working memory is already invisible; this frees its rows.
+        states_deleted = await conversations.delete_expired_states(session, params.tenant_id)
+        if params.tenant_id is None:
+            audit_deleted = await audit.purge_expired(session, settings.audit_retention_days)
+        await audit.record(
+            session,
+            AuditAction.retention_run,
+            actor=actor,
+            tenant_id=params.tenant_id,
+            counts={
+                "matched": matched,
+                "archived": archived,
+                "deleted": deleted,
+                "conversation_states_deleted": states_deleted,
+                "audit_events_deleted": audit_deleted,
+            },
+        )
     return RetentionReport(
         dry_run=params.dry_run,
         action=action,

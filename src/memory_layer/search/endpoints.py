@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.auth.deps import PrincipalDep
+from memory_layer.auth.deps import READ, PrincipalDep
 from memory_layer.auth.service import Principal, resolve_tenant
 from memory_layer.config import Settings
 from memory_layer.embeddings.deps import EmbedderDep
@@ -119,7 +119,7 @@ def get_searcher(
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
 
 
-@router.get("/search", response_model=SearchResponse, responses=ERRORS)
+@router.get("/search", response_model=SearchResponse, responses=ERRORS, dependencies=[READ])
 async def search_memory(
     body: Annotated[SearchRequest, Query()], search: SearcherDep
 ) -> SearchResponse:
@@ -127,7 +127,7 @@ async def search_memory(
     return await search(body)
 
 
-@router.post("/search", response_model=SearchResponse, responses=ERRORS)
+@router.post("/search", response_model=SearchResponse, responses=ERRORS, dependencies=[READ])
 async def search_memory_with_body(body: SearchRequest, search: SearcherDep) -> SearchResponse:
     """The same search with a JSON body, so the query text stays out of access logs."""
     return await search(body)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from memory_layer.auth.deps import CallerDep
+from memory_layer.auth.deps import READ, CallerDep
 from memory_layer.kit.schemas import error_responses
 from memory_layer.stats import service
 from memory_layer.stats.schemas import StatsRequest, StatsResponse
@@ -14,7 +14,12 @@ from memory_layer.stats.schemas import StatsRequest, StatsResponse
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
 
 
-@router.get("", response_model=StatsResponse, responses=error_responses(401, 403, 422, 503))
+@router.get(
+    "",
+    response_model=StatsResponse,
+    responses=error_responses(401, 403, 422, 503),
+    dependencies=[READ],
+)
 async def get_stats(query: Annotated[StatsRequest, Query()], caller: CallerDep) -> StatsResponse:
     """Messages by role, kind and embedding status, conversations, users, bytes, time span."""
     tenant_id = caller.tenant(query.tenant_id)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
-from memory_layer.auth.deps import PrincipalDep
+from memory_layer.auth.deps import READ, WRITE, PrincipalDep
 from memory_layer.auth.service import resolve_tenant
 from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.kit.db.session import SessionmakerDep
@@ -38,6 +38,7 @@ ERRORS = error_responses(401, 403, 422, 503)
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ExportedMessage"}}},
         },
     },
+    dependencies=[READ],
 )
 async def export_messages(
     sessionmaker: SessionmakerDep,
@@ -76,6 +77,7 @@ async def export_messages(
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ExportedMessage"}}},
         }
     },
+    dependencies=[WRITE],
 )
 async def import_messages(
     request: Request,
@@ -91,6 +93,11 @@ async def import_messages(
     # A bad line is answered at once, without reading the rest of the body: uvicorn and HTTP
     # clients (curl, httpx) handle an answer that arrives while the body is still being sent.
     report = await service.import_ndjson(
-        sessionmaker, tenant, request.stream(), settings=settings, embedder=embedder
+        sessionmaker,
+        tenant,
+        request.stream(),
+        settings=settings,
+        embedder=embedder,
+        actor=principal,
     )
     return ImportResponse(**asdict(report))

@@ -18,10 +18,12 @@ import anyio
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from memory_layer.audit import service as audit
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.errors import DomainError, InvalidInput
 from memory_layer.messages.service import NewRow, check_limits, insert_rows
+from memory_layer.models.audit import AuditAction
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.transfer.format import ExportedMessage
 from memory_layer.transfer.repository import ExportFilter, TransferRepository
@@ -251,6 +253,25 @@ async def _write_chunk(
     report.conflicts += sum(row_id not in present for row_id in passed_over)
 
 
+async def _audit_import(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: str,
+    report: ImportReport,
+    actor: audit.Actor,
+) -> None:
+    # A transaction of its own: the chunks commit one by one, and a stopped import keeps those
+    # before the bad line, so the entry says what is committed whichever way the import ended.
+    async with sessionmaker.begin() as session:
+        await audit.record(
+            session,
+            AuditAction.import_completed,
+            actor=actor,
+            tenant_id=tenant_id,
+            target=f"tenant:{tenant_id}",
+            counts=asdict(report),
+        )
+
+
 async def import_ndjson(
     sessionmaker: async_sessionmaker[AsyncSession],
     tenant_id: str,
@@ -258,8 +279,10 @@ async def import_ndjson(
     *,
     settings: Settings,
     embedder: EmbeddingProvider,
+    actor: audit.Actor,
 ) -> ImportReport:
-    """Import NDJSON lines in the export's format into `tenant_id`, idempotently.
+    """Import NDJSON lines in the export's format into `tenant_id`, idempotently; audited
+    (`import.completed`, also when a bad line stops it, with the counts committed before it).
 
     Message ids, created_at and archived_at are kept; a vector made by the running model is
     reused, any other message is stored pending for the embedding worker. A bad line raises
@@ -279,41 +302,44 @@ async def import_ndjson(
         report.lines_read = number
         return ImportStopped(report, line=number, code=code, message=message, **extra)
 
-    lines = _split_lines(source, limit)
-    async with contextlib.aclosing(lines):
-        while True:
-            try:
-                line = await anext(lines, None)
-            except _LineTooLong:
+    try:
+        lines = _split_lines(source, limit)
+        async with contextlib.aclosing(lines):
+            while True:
+                try:
+                    line = await anext(lines, None)
+                except _LineTooLong:
+                    number += 1
+                    raise stop(
+                        "line_too_long", f"line {number} is longer than {limit} bytes"
+                    ) from None
+                except DomainError as exc:  # the body's own limit (413), from the transport
+                    number += 1
+                    raise stop(exc.code, str(exc.detail), status_code=exc.status_code) from None
+                if line is None:
+                    break
                 number += 1
-                raise stop(
-                    "line_too_long", f"line {number} is longer than {limit} bytes"
-                ) from None
-            except DomainError as exc:  # the body's own limit (413), from the transport
-                number += 1
-                raise stop(exc.code, str(exc.detail), status_code=exc.status_code) from None
-            if line is None:
-                break
-            number += 1
-            if not line.strip():
-                continue  # blank lines (a trailing newline, CRLF leftovers) carry nothing
-            try:
-                record = ExportedMessage.model_validate_json(line)
-            except ValidationError as exc:
-                errors = _validation_errors(exc)
-                first = errors[0]
-                where = "".join(f"{part}: " for part in [".".join(map(str, first["loc"]))] if part)
-                raise stop(
-                    "invalid_line", f"line {number}: {where}{first['msg']}", errors=errors
-                ) from None
-            problem = _check(record, settings)
-            if problem is not None:
-                raise stop(problem[0], f"line {number}: {problem[1]}")
-            chunk.append(_row(record, embedder))
-            if len(chunk) >= settings.import_chunk_lines:
-                await flush()
-    if chunk:
-        await flush()
-    report.lines_read = number
-    report.stored_through_line = number
+                if not line.strip():
+                    continue  # blank lines (a trailing newline, CRLF leftovers) carry nothing
+                try:
+                    record = ExportedMessage.model_validate_json(line)
+                except ValidationError as exc:
+                    errors = _validation_errors(exc)
+                    first = errors[0]
+                    where = "".join(f"{part}: " for part in [".".join(map(str, first["loc"]))] if part)
+                    raise stop(
+                        "invalid_line", f"line {number}: {where}{first['msg']}", errors=errors
+                    ) from None
+                problem = _check(record, settings)
+                if problem is not None:
+                    raise stop(problem[0], f"line {number}: {problem[1]}")
+                chunk.append(_row(record, embedder))
+                if len(chunk) >= settings.import_chunk_lines:
+                    await flush()
+        if chunk:
+            await flush()
+        report.lines_read = number
+        report.stored_through_line = number
+    finally:
+        await _audit_import(sessionmaker, tenant_id, report, actor)
     return report
