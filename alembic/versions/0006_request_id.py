@@ -1,7 +1,7 @@
 """request id on messages
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-23
 
 The X-Request-ID of the request that stored a message, so the embedding worker's log lines about
