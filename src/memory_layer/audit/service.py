@@ -20,8 +20,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.audit.repository import AuditRepository
+from memory_layer.kit.observability.logging import current_request_id
 from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
-from memory_layer.kit.request_context import current_request_id
 from memory_layer.models.audit import AuditAction, AuditEvent
 
 __all__ = ["CLI", "SCHEDULER", "Actor", "AuditAction", "SystemActor", "list_events", "record"]
