@@ -21,6 +21,8 @@ from memory_layer.messages.importance import importance_for
 from memory_layer.messages.repository import MessageRepository
 from memory_layer.messages.repository import NewRow as NewRow  # for insert_rows' callers
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
+from memory_layer.pii.service import screen
+from memory_layer.policies.service import EffectivePolicy, quota_guard
 
 # Client clocks drift; anything further ahead than this is a bug on their side, not an import.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -39,6 +41,8 @@ class NewMessage:
     importance_override: float | None = None
     client_message_id: str | None = None
     created_at: datetime | None = None
+    ttl_seconds: int | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,26 @@ def check_limits(
 
 def _check(data: NewMessage, settings: Settings, where: str | None = None) -> None:
     check_limits(data.content, data.metadata, data.created_at, settings, where)
+    if data.expires_at is not None and data.expires_at <= datetime.now(UTC):
+        raise InvalidInput(_located(where, "expires_at lies in the past"), code="invalid_expires_at")
+
+
+def _expiry(data: NewMessage, policy: EffectivePolicy) -> datetime | None:
+    """When the message expires: the client's expires_at or ttl_seconds, else the tenant's
+    default TTL, else never."""
+    if data.expires_at is not None:
+        return data.expires_at
+    ttl = data.ttl_seconds if data.ttl_seconds is not None else policy.default_ttl_seconds
+    return datetime.now(UTC) + timedelta(seconds=ttl) if ttl else None
+
+
+def _screened(data: NewMessage, policy: EffectivePolicy, where: str | None = None) -> tuple[
+    NewMessage, list[str]
+]:
+    """The message as the tenant's PII mode lets it be stored (redacted content), and the kinds
+    found; raises 422 pii_rejected in reject mode. Runs before the text is embedded or stored."""
+    result = screen(data.content, policy.pii_mode, phone_region=policy.pii_phone_region, where=where)
+    return replace(data, content=result.content), result.kinds
 
 
 def _identity(data: NewMessage) -> tuple[Any, ...]:
@@ -146,14 +170,17 @@ async def ingest_message(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
+    policy: EffectivePolicy,
 ) -> IngestResult:
     """Store one message; a retried client_message_id returns the original.
 
-    Inline mode embeds before the transaction starts (status ready). With
-    MEMORY_ASYNC_EMBEDDINGS, or when the provider fails inline, the message is committed as
-    pending and the worker embeds it.
+    The tenant's policy applies first: its PII mode (the redacted text is what is embedded and
+    stored), its default TTL and its quotas. Inline mode embeds before the transaction starts
+    (status ready). With MEMORY_ASYNC_EMBEDDINGS, or when the provider fails inline, the message
+    is committed as pending and the worker embeds it.
     """
     _check(data, settings)
+    data, pii_kinds = _screened(data, policy)
     vector: list[float] | None = None
     error: str | None = None
     if not settings.async_embeddings:
@@ -180,6 +207,8 @@ async def ingest_message(
         "metadata_": data.metadata,
         "importance": _importance(data),
         "client_message_id": data.client_message_id,
+        "expires_at": _expiry(data, policy),
+        "pii_kinds": pii_kinds,
     }
     if vector is not None:
         values.update(_embedded(vector, embedder.model_name))
@@ -188,7 +217,8 @@ async def ingest_message(
         values.update(embedding_status=EmbeddingStatus.pending.value, embedding_error=error)
     if data.created_at is not None:
         values["created_at"] = data.created_at
-    message = await repository.insert_if_new(values)
+    async with quota_guard(session, policy, (1, len(data.content.encode()))):
+        message = await repository.insert_if_new(values)
     if message is None:
         # A concurrent retry with the same client_message_id won the race.
         assert data.client_message_id is not None
@@ -201,6 +231,15 @@ async def ingest_message(
 
 
 def _replay(existing: Message, data: NewMessage, where: str | None = None) -> IngestResult:
+    if existing.expires_at is not None and existing.expires_at <= datetime.now(UTC):
+        raise Conflict(
+            _located(
+                where,
+                f"client_message_id {data.client_message_id!r} belongs to a message that has "
+                "expired; use a new one",
+            ),
+            code="idempotency_key_expired",
+        )
     if not _same_message(existing, data):
         raise Conflict(
             _located(
@@ -240,6 +279,7 @@ async def ingest_batch(
     embedder: EmbeddingProvider,
     metrics: Metrics,
     sessionmaker: async_sessionmaker[AsyncSession],
+    policy: EffectivePolicy,
 ) -> list[BatchItemResult]:
     """Store up to MEMORY_MAX_BATCH_MESSAGES messages of one tenant, all or nothing.
 
@@ -254,8 +294,14 @@ async def ingest_batch(
             "(MEMORY_MAX_BATCH_MESSAGES)",
             code="batch_too_large",
         )
+    screened: list[NewMessage] = []
+    found: list[list[str]] = []
     for index, item in enumerate(items):
         _check(item, settings, f"messages[{index}]")
+        item, kinds = _screened(item, policy, f"messages[{index}]")
+        screened.append(item)
+        found.append(kinds)
+    items = screened
     first_with_key: dict[str, int] = {}
     for index, item in enumerate(items):
         key = item.client_message_id
@@ -331,10 +377,17 @@ async def ingest_batch(
                     created_at=item.created_at,
                     embedding=vector,
                     embedding_error=error if vector is None else None,
+                    expires_at=_expiry(item, policy),
+                    pii_kinds=found[index],
                 ),
             )
         )
-    inserted = await repository.insert_many(tenant_id, [row for _, row in rows], embedder.model_name)
+    # Checked after the insert, on what it really stored (an item whose key a concurrent request
+    # stored first is skipped); an excess rolls the whole batch back.
+    async with quota_guard(session, policy):
+        inserted = await repository.insert_many(
+            tenant_id, [row for _, row in rows], embedder.model_name
+        )
     raced = [(index, row) for index, row in rows if row.id not in inserted]
     if raced:
         # A concurrent request stored some of the same client_message_ids first.
@@ -364,12 +417,19 @@ async def ingest_batch(
 
 
 async def insert_rows(
-    session: AsyncSession, tenant_id: str, rows: Sequence[NewRow], *, model: str
+    session: AsyncSession,
+    tenant_id: str,
+    rows: Sequence[NewRow],
+    *,
+    model: str,
+    policy: EffectivePolicy,
 ) -> dict[uuid.UUID, str]:
     """Insert many messages in one statement, each ready with its vector (made by `model`) or
     pending for the worker; the embedding status of each row stored, by id. A row whose id or
-    client_message_id the tenant already has is skipped, not checked: the caller decides."""
-    return await MessageRepository(session).insert_many(tenant_id, rows, model)
+    client_message_id the tenant already has is skipped, not checked: the caller decides. The
+    tenant's quotas apply (QuotaExceeded, nothing stored); its PII mode is the caller's."""
+    async with quota_guard(session, policy):
+        return await MessageRepository(session).insert_many(tenant_id, rows, model)
 
 
 async def get_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> Message:
@@ -426,6 +486,7 @@ async def update_message(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
+    policy: EffectivePolicy,
 ) -> Message:
     """Edit a message of the tenant (404 if it has none with this id).
 
@@ -434,8 +495,12 @@ async def update_message(
     and the worker embeds the new text. Either way its old vector is gone: search finds it by
     the new text only.
     """
+    pii_kinds: list[str] = []
     if change.content is not None:
         _check_content(change.content, settings)
+        result = screen(change.content, policy.pii_mode, phone_region=policy.pii_phone_region)
+        change = replace(change, content=result.content)
+        pii_kinds = result.kinds
     if change.metadata is not None and change.metadata_mode is MetadataMode.replace:
         _check_metadata(change.metadata, settings.max_metadata_bytes)
     vector: list[float] | None = None
@@ -467,6 +532,7 @@ async def update_message(
     requeue = False
     if change.content is not None and change.content != message.content:
         values["content"] = change.content
+        values["pii_kinds"] = pii_kinds
         if vector is not None:
             values.update(_embedded(vector, embedder.model_name))
         else:
@@ -474,7 +540,9 @@ async def update_message(
             values["embedding_error"] = error
     if not values:
         return message
-    return await repository.update(tenant_id, message_id, values, requeue_embedding=requeue)
+    grown = len(values["content"].encode()) - len(message.content.encode()) if "content" in values else 0
+    async with quota_guard(session, policy, (0, grown) if grown > 0 else (0, 0)):
+        return await repository.update(tenant_id, message_id, values, requeue_embedding=requeue)
 
 
 async def delete_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> int:

@@ -4,5 +4,7 @@ from memory_layer.models.api_key import ApiKey
 from memory_layer.models.base import Base
 from memory_layer.models.erasure import Erasure
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
+from memory_layer.models.policy import TenantPolicy, TenantUsage
 
-__all__ = ["ApiKey", "Base", "EmbeddingStatus", "Erasure", "Kind", "Message", "Role"]
+__all__ = ["ApiKey", "Base", "EmbeddingStatus", "Erasure", "Kind", "Message", "Role", "TenantPolicy",
+           "TenantUsage"]

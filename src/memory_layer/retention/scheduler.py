@@ -23,8 +23,8 @@ async def retention_loop(
             async with sessionmaker.begin() as session:
                 result = await run_retention(session, RetentionParams(), settings=settings)
             logger.info(
-                "scheduled retention: %s %d messages older than %s",
-                result.action.value, result.matched, result.cutoff.isoformat(),
+                "scheduled retention: %d archived, %d deleted, %d expired deleted",
+                result.archived, result.deleted, result.expired,
             )
         except Conflict:
             logger.info("scheduled retention skipped: another run holds the lock")
