@@ -9,8 +9,9 @@ Kinds and how each is recognised (a candidate pattern, then a check that the val
     us_ssn        AAA-GG-SSSS (dashes or spaces), or 9 digits right after "SSN"/"social
                   security"; python-stdnum applies the SSA rules (no area 000, 666 or 900-999,
                   no group 00, no serial 0000, no advertised numbers)
-    ip_address    dotted quads and IPv6 forms, validated by the `ipaddress` module; a quad right
-                  after "v", "version", "release", "build", "firmware" or "patch" is a version
+    ip_address    IPv6 forms and dotted quads, validated by the `ipaddress` module; a quad right
+                  after "v", "version", "release", "build", "firmware", "patch", "section",
+                  "chapter", "clause", "article", "paragraph" or "§" is a version or a part number
     phone         `phonenumbers`' PhoneNumberMatcher with strict grouping (digits grouped as the
                   country writes them, so a date or an order number is not a phone), numbers
                   without a country code read in MEMORY_PII_PHONE_REGION
@@ -67,10 +68,12 @@ SSN_DASHED = re.compile(r"(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])")
 SSN_NAMED = re.compile(r"(?i:\bssn\b|social security(?: number| no\.?| #)?)\D{0,12}?(\d{9})(?!\d)")
 IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
 IPV6 = re.compile(
-    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])"
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:])"
 )
+# Dotted numbers that name a version or a numbered part, not an address.
 VERSION_BEFORE = re.compile(
-    r"(?i)(?:\bv|\bversion|\bver\.?|\brelease|\bbuild|\bfirmware|\bpatch)\s*$"
+    r"(?i)(?:\bv|\bversion|\bver\.?|\brelease|\bbuild|\bfirmware|\bpatch|\bsection|\bchapter"
+    r"|\bclause|\barticle|\bparagraph|§)\s*$"
 )
 
 # Issuer prefixes (IIN ranges) of the card networks, and their lengths: Visa, Mastercard,
@@ -138,20 +141,21 @@ def _ssns(text: str, _: str) -> Iterator[Span]:
 
 
 def _ip_addresses(text: str, _: str) -> Iterator[Span]:
-    for match in IPV4.finditer(text):
-        if VERSION_BEFORE.search(text, 0, match.start()):
-            continue
-        try:
-            ipaddress.IPv4Address(match.group())
-        except ValueError:
-            continue
-        yield match.span()
+    # IPv6 first: an IPv4-mapped address (::ffff:192.0.2.128) is one finding, not a quad in it.
     for match in IPV6.finditer(text):
         candidate = match.group()
         if candidate.count(":") < 2 or not re.search(r"[0-9A-Fa-f]", candidate):
             continue
         try:
             ipaddress.IPv6Address(candidate)
+        except ValueError:
+            continue
+        yield match.span()
+    for match in IPV4.finditer(text):
+        if VERSION_BEFORE.search(text, 0, match.start()):
+            continue
+        try:
+            ipaddress.IPv4Address(match.group())
         except ValueError:
             continue
         yield match.span()
