@@ -21,7 +21,7 @@ from memory_layer.messages.importance import importance_for
 from memory_layer.messages.repository import MessageRepository
 from memory_layer.messages.repository import NewRow as NewRow  # for insert_rows' callers
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
-from memory_layer.pii.service import screen
+from memory_layer.pii.service import screen_all
 from memory_layer.policies.service import EffectivePolicy, quota_guard
 
 # Client clocks drift; anything further ahead than this is a bug on their side, not an import.
@@ -115,13 +115,20 @@ def _expiry(data: NewMessage, policy: EffectivePolicy) -> datetime | None:
     return datetime.now(UTC) + timedelta(seconds=ttl) if ttl else None
 
 
-def _screened(data: NewMessage, policy: EffectivePolicy, where: str | None = None) -> tuple[
-    NewMessage, list[str]
-]:
-    """The message as the tenant's PII mode lets it be stored (redacted content), and the kinds
-    found; raises 422 pii_rejected in reject mode. Runs before the text is embedded or stored."""
-    result = screen(data.content, policy.pii_mode, phone_region=policy.pii_phone_region, where=where)
-    return replace(data, content=result.content), result.kinds
+async def _screened(
+    items: Sequence[NewMessage], policy: EffectivePolicy, where: str | None = None
+) -> list[tuple[NewMessage, list[str]]]:
+    """Each message as the tenant's PII mode lets it be stored (redacted content), with the
+    kinds found; raises 422 pii_rejected in reject mode. Runs before the text is embedded or
+    stored."""
+    results = await screen_all(
+        [item.content for item in items], policy.pii_mode, phone_region=policy.pii_phone_region,
+        where=where,
+    )
+    return [
+        (replace(item, content=result.content), result.kinds)
+        for item, result in zip(items, results, strict=True)
+    ]
 
 
 def _identity(data: NewMessage) -> tuple[Any, ...]:
@@ -180,7 +187,7 @@ async def ingest_message(
     is committed as pending and the worker embeds it.
     """
     _check(data, settings)
-    data, pii_kinds = _screened(data, policy)
+    [(data, pii_kinds)] = await _screened([data], policy)
     vector: list[float] | None = None
     error: str | None = None
     if not settings.async_embeddings:
@@ -294,14 +301,11 @@ async def ingest_batch(
             "(MEMORY_MAX_BATCH_MESSAGES)",
             code="batch_too_large",
         )
-    screened: list[NewMessage] = []
-    found: list[list[str]] = []
     for index, item in enumerate(items):
         _check(item, settings, f"messages[{index}]")
-        item, kinds = _screened(item, policy, f"messages[{index}]")
-        screened.append(item)
-        found.append(kinds)
-    items = screened
+    screened = await _screened(items, policy, "messages")
+    items = [item for item, _ in screened]
+    found = [kinds for _, kinds in screened]
     first_with_key: dict[str, int] = {}
     for index, item in enumerate(items):
         key = item.client_message_id
@@ -498,7 +502,9 @@ async def update_message(
     pii_kinds: list[str] = []
     if change.content is not None:
         _check_content(change.content, settings)
-        result = screen(change.content, policy.pii_mode, phone_region=policy.pii_phone_region)
+        [result] = await screen_all(
+            [change.content], policy.pii_mode, phone_region=policy.pii_phone_region
+        )
         change = replace(change, content=result.content)
         pii_kinds = result.kinds
     if change.metadata is not None and change.metadata_mode is MetadataMode.replace:

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import anyio
 import phonenumbers
 from stdnum import iban as stdnum_iban
 from stdnum import luhn
@@ -152,7 +153,9 @@ def _ip_addresses(text: str, _: str) -> Iterator[Span]:
             continue
         yield match.span()
     for match in IPV4.finditer(text):
-        if VERSION_BEFORE.search(text, 0, match.start()):
+        # Only the few characters before the quad: searching the whole prefix would make long
+        # texts quadratic.
+        if VERSION_BEFORE.search(text[max(0, match.start() - 24):match.start()]):
             continue
         try:
             ipaddress.IPv4Address(match.group())
@@ -224,6 +227,27 @@ class Screened:
 
     content: str
     kinds: list[str]
+
+
+async def screen_all(
+    contents: Sequence[str], mode: PiiMode, *, phone_region: str = "US", where: str | None = None
+) -> list[Screened]:
+    """`screen` for each text, in a worker thread (phone matching costs about 8 µs per character,
+    a quarter of a second for the longest content: never on the event loop). `where` names the
+    list in errors: `messages` gives `messages[3]`."""
+    if mode is PiiMode.off:
+        return [Screened(content, []) for content in contents]
+
+    def run() -> list[Screened]:
+        return [
+            screen(
+                content, mode, phone_region=phone_region,
+                where=f"{where}[{index}]" if where is not None else None,
+            )
+            for index, content in enumerate(contents)
+        ]
+
+    return await anyio.to_thread.run_sync(run)
 
 
 def screen(

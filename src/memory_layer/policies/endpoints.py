@@ -21,7 +21,9 @@ TenantPath = Annotated[
 
 
 @router.get(
-    "/{tenant_id}/policy", response_model=PolicyRead, responses=error_responses(401, 403, 422, 503)
+    "/{tenant_id:path}/policy",
+    response_model=PolicyRead,
+    responses=error_responses(401, 403, 422, 503),
 )
 async def get_tenant_policy(
     tenant_id: TenantPath, session: SessionDep, settings: SettingsDep, _: AdminDep
@@ -33,7 +35,9 @@ async def get_tenant_policy(
 
 
 @router.put(
-    "/{tenant_id}/policy", response_model=PolicyRead, responses=error_responses(401, 403, 422, 503)
+    "/{tenant_id:path}/policy",
+    response_model=PolicyRead,
+    responses=error_responses(401, 403, 422, 503),
 )
 async def put_tenant_policy(
     tenant_id: TenantPath,

@@ -24,7 +24,7 @@ from memory_layer.kit.errors import DomainError, InvalidInput
 from memory_layer.messages.service import NewRow, check_limits, insert_rows
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.models.policy import PiiMode
-from memory_layer.pii.service import PiiRejected, screen
+from memory_layer.pii.service import PiiRejected, screen_all
 from memory_layer.policies.service import EffectivePolicy, QuotaExceeded, load_policy
 from memory_layer.transfer.format import ExportedMessage
 from memory_layer.transfer.repository import ExportFilter, TransferRepository
@@ -221,13 +221,17 @@ _SAME_NAMED = [
 ]
 
 
-def _row(record: ExportedMessage, embedder: EmbeddingProvider, policy: EffectivePolicy) -> NewRow:
+async def _row(
+    record: ExportedMessage, embedder: EmbeddingProvider, policy: EffectivePolicy
+) -> NewRow:
     """The row a line stores, screened by the tenant's PII mode (redacted content is embedded
     afresh: the line's vector was made from the raw text)."""
     same_named = {name: getattr(record, name) for name in _SAME_NAMED}
     embedding = record.embedding
     if policy.pii_mode is not PiiMode.off:
-        screened = screen(record.content, policy.pii_mode, phone_region=policy.pii_phone_region)
+        [screened] = await screen_all(
+            [record.content], policy.pii_mode, phone_region=policy.pii_phone_region
+        )
         if screened.content != record.content:
             embedding = None
         same_named.update(content=screened.content, pii_kinds=screened.kinds)
@@ -326,7 +330,7 @@ async def import_ndjson(
             if problem is not None:
                 raise stop(problem[0], f"line {number}: {problem[1]}")
             try:
-                chunk.append(_row(record, embedder, policy))
+                chunk.append(await _row(record, embedder, policy))
             except PiiRejected as exc:  # the kinds, never the values
                 raise stop(exc.code, f"line {number}: {exc.message}") from None
             if len(chunk) >= settings.import_chunk_lines:
