@@ -121,3 +121,21 @@ async def test_services_other_domains_call(
     async with create_sessionmaker(db_engine)() as session:
         assert await tenant_rate_limit(session, tenant, settings) == ""
         assert await state_quota_bytes(session, tenant, settings) == 10
+
+
+async def test_a_policy_binds_its_tenant_only(client: AppClient, db_engine: AsyncEngine) -> None:
+    strict, lax = new_tenant(), new_tenant()
+    strict_key, lax_key = await tenant_key(db_engine, strict), await tenant_key(db_engine, lax)
+    await set_policy(client, strict, pii_mode="reject", max_messages=1)
+    body = {"conversation_id": "c", "role": "user", "content": "mail me: ann@example.com"}
+    refused = await client.post("/v1/messages", json=body, headers={"X-API-Key": strict_key})
+    assert refused.status_code == 422
+    for _ in range(2):
+        stored = await client.post("/v1/messages", json=body, headers={"X-API-Key": lax_key})
+        assert stored.status_code == 200
+    # A key bound to one tenant cannot reach past its wall to another tenant's policy either.
+    crossing = await client.post(
+        "/v1/messages", json={**body, "tenant_id": lax}, headers={"X-API-Key": strict_key}
+    )
+    assert crossing.status_code == 403
+    assert (await count_rows(db_engine, strict), await count_rows(db_engine, lax)) == (0, 2)
