@@ -22,7 +22,7 @@ from memory_layer.messages.repository import MessageRepository
 from memory_layer.messages.repository import NewRow as NewRow  # for insert_rows' callers
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
 from memory_layer.pii.service import screen_all
-from memory_layer.policies.service import EffectivePolicy, quota_guard
+from memory_layer.policies.service import EffectivePolicy, check_usage, lock_usage, quota_guard
 
 # Client clocks drift; anything further ahead than this is a bug on their side, not an import.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -517,6 +517,11 @@ async def update_message(
             error = _failure_text(failure)
 
     repository = MessageRepository(session)
+    # A content edit changes the tenant's usage row (its trigger, and the quota check). That row
+    # is locked before the message: a transaction that has already deleted some of the tenant's
+    # rows (a retention run) holds it and may need this message next; locked the other way
+    # round, the two would wait on each other.
+    usage = await lock_usage(session, tenant_id) if change.content is not None else None
     # Locked until commit: a concurrent edit waits, and so does a worker completing this row
     # (whose write then finds its lease gone and is dropped).
     message = await repository.get_for_update(tenant_id, message_id)
@@ -546,9 +551,10 @@ async def update_message(
             values["embedding_error"] = error
     if not values:
         return message
-    grown = len(values["content"].encode()) - len(message.content.encode()) if "content" in values else 0
-    async with quota_guard(session, policy, (0, grown) if grown > 0 else (0, 0)):
-        return await repository.update(tenant_id, message_id, values, requeue_embedding=requeue)
+    if usage is not None and "content" in values:
+        grown = len(values["content"].encode()) - len(message.content.encode())
+        check_usage(policy, usage, (0, grown))
+    return await repository.update(tenant_id, message_id, values, requeue_embedding=requeue)
 
 
 async def delete_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> int:

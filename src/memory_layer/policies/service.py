@@ -257,6 +257,11 @@ class QuotaExceeded(Conflict):
         )
 
 
+async def lock_usage(session: AsyncSession, tenant_id: str) -> tuple[int, int]:
+    """The tenant's (messages, content bytes), its usage row locked until the transaction ends."""
+    return await PolicyRepository(session).lock_usage(tenant_id)
+
+
 def check_usage(
     policy: EffectivePolicy, current: tuple[int, int], adding: tuple[int, int]
 ) -> None:
