@@ -1,7 +1,7 @@
 """scoped API keys, the append-only audit log, and conversation state
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-23
 
 API keys get scopes (`read`, `write`, `admin`), an optional expiry, and may be bound to no tenant
@@ -24,7 +24,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -44,6 +44,7 @@ from memory_layer.kit.observability.metrics import Metrics, MetricsMiddleware
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
 from memory_layer.messages import endpoints as messages_endpoints
+from memory_layer.policies import endpoints as policies_endpoints
 from memory_layer.retention import endpoints as retention_endpoints
 from memory_layer.retention.scheduler import retention_loop
 from memory_layer.search import endpoints as search_endpoints
@@ -167,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(erasure_endpoints.router)
     app.include_router(health_endpoints.router)
     app.include_router(retention_endpoints.router)
+    app.include_router(policies_endpoints.router)
     app.include_router(embeddings_endpoints.router)
     app.include_router(transfer_endpoints.router)
     app.include_router(auth_endpoints.router)

@@ -11,6 +11,7 @@ from pydantic import Field, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memory_layer.models.message import Kind
+from memory_layer.models.policy import PiiMode
 
 
 class Environment(StrEnum):
@@ -217,8 +218,21 @@ class Settings(BaseSettings):
     # tenants use HNSW with iterative scans. 0 always uses the index.
     search_exact_max_rows: int = Field(default=10_000, ge=0)
 
+    # Tenant policy defaults: what a tenant without its own policy (PUT
+    # /v1/admin/tenants/{tenant_id}/policy) gets. 0 means none: no TTL, no quota.
+    default_ttl_seconds: int = Field(default=0, ge=0)
+    quota_messages: int = Field(default=0, ge=0)
+    quota_content_bytes: int = Field(default=0, ge=0)
+    # Read by the conversation state (working memory): the bytes of state documents per tenant.
+    quota_state_bytes: int = Field(default=0, ge=0)
+    pii_mode: PiiMode = PiiMode.off
+    # Region assumed for phone numbers written without a country code (PII detection).
+    pii_phone_region: str = Field(default="US", min_length=2, max_length=2)
+
     # Retention.
     retention_max_age_days: float = Field(default=90.0, gt=0)
+    # With MEMORY_RETENTION_ACTION=archive: also delete messages this old (any importance); 0 never.
+    retention_delete_after_days: float = Field(default=0.0, ge=0)
     retention_importance_threshold: float = Field(default=0.5, ge=0, le=1)
     retention_action: RetentionAction = RetentionAction.archive
     retention_schedule_seconds: int = Field(default=0, ge=0)

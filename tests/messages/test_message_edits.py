@@ -360,7 +360,7 @@ async def test_openapi_names_and_documents_every_message_route(client: httpx.Asy
         ),
         ("get", "/v1/messages/{message_id}"): ("read_message", {200, 401, 403, 404, 422, 500, 503}),
         ("patch", "/v1/messages/{message_id}"): (
-            "update_message", {200, 202, 401, 403, 404, 413, 422, 500, 503}
+            "update_message", {200, 202, 401, 403, 404, 409, 413, 422, 500, 503}
         ),
         ("delete", "/v1/messages/{message_id}"): (
             "delete_message", {200, 401, 403, 404, 422, 500, 503}

@@ -156,3 +156,28 @@ async def test_exact_path_compares_every_vector_of_the_tenant(db_session: AsyncS
     rows = await search(db_session, small, query, 10, exact=True)
     exact = np.argsort(-(small_data @ query))[:10]
     assert [str(row.id) for row in rows] == [small_ids[i] for i in exact]
+
+
+async def test_expired_rows_are_no_hits_and_the_index_still_serves(db_session: AsyncSession) -> None:
+    big, tenant = new_tenant(), new_tenant()
+    await insert_vectors(db_session, big, unit_vectors(1500, 21))
+    data = unit_vectors(30, 22)
+    ids = await insert_vectors(db_session, tenant, data)
+    query = unit_vectors(1, 23)[0]
+    nearest = ids[int(np.argmax(data @ query))]
+    await db_session.execute(
+        text("UPDATE messages SET expires_at = now() - interval '1 second' WHERE id = :id"),
+        {"id": nearest},
+    )
+    await force_hnsw(db_session)
+    statement, params = build_search_sql(vector_plan(tenant, query, 10))
+    plan = "\n".join(
+        row[0]
+        for row in await db_session.execute(
+            text("EXPLAIN " + statement.text).bindparams(vector_param("query_vector")), params
+        )
+    )
+    assert "ix_messages_embedding_hnsw" in plan
+    rows = await search(db_session, tenant, query, 10)
+    assert len(rows) == 10
+    assert nearest not in {str(row.id) for row in rows}

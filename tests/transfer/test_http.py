@@ -85,7 +85,7 @@ async def test_export_then_import_into_another_tenant_keeps_everything(
         "user_id": "u-1", "role": "user", "kind": "message", "content": "I love Python programming",
         "metadata": {"channel": "web", "nested": {"a": [1, 2.5, None, True]}, "text": "héllo 🌍"},
         "importance": 0.7, "created_at": "2026-01-01T10:00:00.123456Z", "archived_at": None,
-        "embedding_model": MODEL,
+        "expires_at": None, "pii_kinds": [], "embedding_model": MODEL,
     }
     assert [line["kind"] for line in exported] == [
         "message", "summary", "fact", "procedure", "preference", "event", "event"

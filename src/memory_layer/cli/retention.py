@@ -17,7 +17,7 @@ from memory_layer.retention.service import RetentionParams, RetentionReport, run
 app = typer.Typer(no_args_is_help=True)
 
 
-@app.command(help="archive or delete per MEMORY_RETENTION_*")
+@app.command(help="archive or delete per tenant policy, delete expired messages")
 def run(
     tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only count")] = False,

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.pagination import SortOrder
 from memory_layer.models.conversation_state import ConversationState
-from memory_layer.models.message import Message
+from memory_layer.models.message import Message, unexpired
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,9 @@ class ConversationRepository:
         the top of the order, past the cursor, and so is neither skipped nor shown twice.
         """
         snapshot: ColumnElement[datetime] = func.now() if as_of is None else _at(as_of)
-        in_snapshot = and_(Message.tenant_id == tenant_id, Message.created_at <= snapshot)
+        in_snapshot = and_(
+            Message.tenant_id == tenant_id, Message.created_at <= snapshot, unexpired()
+        )
         statement = _summary_select(snapshot.label("as_of")).where(in_snapshot)
         if user_id is not None:
             # The user's conversations, summarised whole (every participant's messages).
@@ -131,7 +133,7 @@ class ConversationRepository:
 
     async def get_summary(self, tenant_id: str, conversation_id: str) -> ConversationSummary | None:
         statement = _summary_select().where(
-            Message.tenant_id == tenant_id, Message.conversation_id == conversation_id
+            Message.tenant_id == tenant_id, Message.conversation_id == conversation_id, unexpired()
         )
         row = (await self.session.execute(statement)).one_or_none()
         return None if row is None else _summary(row)
@@ -145,14 +147,17 @@ class ConversationRepository:
         role: str | None,
         kind: str | None,
         include_archived: bool,
+        pii_kind: str | None = None,
         after: tuple[datetime, uuid.UUID] | None,
         limit: int,
     ) -> list[Message]:
         """One page of the history, in (created_at, id) order; the index on (tenant_id,
         conversation_id, created_at) serves both directions."""
         statement = select(Message).where(
-            Message.tenant_id == tenant_id, Message.conversation_id == conversation_id
+            Message.tenant_id == tenant_id, Message.conversation_id == conversation_id, unexpired()
         )
+        if pii_kind is not None:
+            statement = statement.where(Message.pii_kinds.contains([pii_kind]))
         if not include_archived:
             statement = statement.where(Message.archived_at.is_(None))
         if role is not None:

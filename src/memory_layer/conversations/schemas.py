@@ -11,6 +11,7 @@ from memory_layer.kit.pagination import SortOrder
 from memory_layer.kit.schemas import CursorPage, Identifier
 from memory_layer.messages.schemas import MessageRead
 from memory_layer.models.message import Kind, Role
+from memory_layer.models.policy import PiiKind
 
 
 def _tenant_field() -> Any:
@@ -75,6 +76,11 @@ class ConversationMessagesRequest(BaseModel):
     include_archived: bool = Field(default=False, description="Also list archived messages.")
     role: Role | None = None
     kind: Kind | None = None
+    pii_kind: PiiKind | None = Field(
+        default=None,
+        description="Only messages in whose content this kind of personal data was found (PII "
+        "mode detect or redact).",
+    )
 
 
 class ConversationMessagesResponse(CursorPage[MessageRead]):

@@ -32,6 +32,7 @@ from memory_layer.kit.pagination import CursorCodec, Page, Scope, SortOrder, pag
 from memory_layer.models.audit import AuditAction
 from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.message import Kind, Message, Role
+from memory_layer.models.policy import PiiKind
 
 
 class _Position(BaseModel):
@@ -73,6 +74,7 @@ class HistoryQuery:
     include_archived: bool = False
     role: Role | None = None
     kind: Kind | None = None
+    pii_kind: PiiKind | None = None
 
 
 def _not_found(tenant_id: str, conversation_id: str) -> NotFound:
@@ -149,6 +151,7 @@ async def list_conversation_messages(
         "include_archived": query.include_archived,
         "role": query.role.value if query.role is not None else None,
         "kind": query.kind.value if query.kind is not None else None,
+        "pii_kind": query.pii_kind.value if query.pii_kind is not None else None,
     }
     position = cursors.decode(query.cursor, scope, MessagePosition) if query.cursor else None
     rows = await ConversationRepository(session).list_messages(
@@ -158,6 +161,7 @@ async def list_conversation_messages(
         role=query.role.value if query.role is not None else None,
         kind=query.kind.value if query.kind is not None else None,
         include_archived=query.include_archived,
+        pii_kind=query.pii_kind.value if query.pii_kind is not None else None,
         after=(position.created_at, position.id) if position else None,
         limit=query.limit + 1,
     )

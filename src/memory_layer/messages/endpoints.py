@@ -8,12 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.auth.deps import READ, WRITE, Caller, CallerDep
 from memory_layer.config import Settings
 from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.embeddings.providers.base import EmbeddingProvider
-from memory_layer.kit.db.session import SessionmakerDep
+from memory_layer.kit.db.session import ReadSessionmakerDep, SessionmakerDep
 from memory_layer.kit.http.deps import MetricsDep, RequestIdDep, SettingsDep
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.schemas import Identifier, error_responses
@@ -29,6 +30,7 @@ from memory_layer.messages.schemas import (
     status_url,
 )
 from memory_layer.models.message import EmbeddingStatus
+from memory_layer.policies.service import EffectivePolicy, load_policy
 
 PREFIX = "/v1/messages"
 # The batch route takes far larger bodies than the others: create_app gives this path its own limit.
@@ -63,13 +65,19 @@ def _answer(read: MessageRead, response: Response) -> MessageRead:
 
 @dataclass(frozen=True)
 class Writer(Caller):
-    """What a route that stores or changes messages works with: the caller, and the settings,
-    embedder and metrics the service checks, embeds and counts with."""
+    """What a route that stores or changes messages works with: the caller, the settings,
+    embedder and metrics the service checks, embeds and counts with, and the tenant's policy."""
 
     settings: Settings
     embedder: EmbeddingProvider
     metrics: Metrics
     request_id: str | None
+    read_sessionmaker: async_sessionmaker[AsyncSession]
+
+    async def policy(self, tenant_id: str) -> EffectivePolicy:
+        """The tenant's policy as stored now, read on a short session of its own (the request's
+        session stays unused until the text is embedded)."""
+        return await load_policy(self.read_sessionmaker, tenant_id, self.settings)
 
 
 def get_writer(
@@ -78,8 +86,11 @@ def get_writer(
     embedder: EmbedderDep,
     metrics: MetricsDep,
     request_id: RequestIdDep,
+    read_sessionmaker: ReadSessionmakerDep,
 ) -> Writer:
-    return Writer(caller.principal, caller.session, settings, embedder, metrics, request_id)
+    return Writer(
+        caller.principal, caller.session, settings, embedder, metrics, request_id, read_sessionmaker
+    )
 
 
 WriterDep = Annotated[Writer, Depends(get_writer)]
@@ -101,14 +112,16 @@ async def create_message(body: MessageCreate, response: Response, writer: Writer
     queued for the embedding worker. A retry with the same client_message_id returns the first
     message (header `Idempotent-Replayed: true`)."""
     data = service.NewMessage(**body.model_dump(exclude={"tenant_id"}))
+    tenant_id = writer.tenant(body.tenant_id)
     result = await service.ingest_message(
         writer.session,
-        writer.tenant(body.tenant_id),
+        tenant_id,
         data,
         settings=writer.settings,
         embedder=writer.embedder,
         metrics=writer.metrics,
         request_id=writer.request_id,
+        policy=await writer.policy(tenant_id),
     )
     response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"
     return _answer(MessageRead.model_validate(result.message), response)
@@ -138,7 +151,8 @@ async def create_messages_batch(
         embedder=writer.embedder,
         metrics=writer.metrics,
         sessionmaker=sessionmaker,
-        request_id=writer.request_id,
+    responses=_writes(MessageRead, EDIT_QUEUED, 401, 403, 404, 409, 413, 422),
+    dependencies=[WRITE],
     )
     answers = [
         MessageBatchResult(
@@ -182,7 +196,7 @@ EDIT_QUEUED = (
 @router.patch(
     "/{message_id}",
     response_model=MessageRead,
-    responses=_writes(MessageRead, EDIT_QUEUED, 401, 403, 404, 413, 422),
+    responses=_writes(MessageRead, EDIT_QUEUED, 401, 403, 404, 409, 413, 422),
     dependencies=[WRITE],
 )
 async def update_message(
@@ -194,15 +208,17 @@ async def update_message(
 ) -> MessageRead:
     """Change a message's content, kind, importance or metadata: 200 when it has its vector,
     202 when new content is queued for the embedding worker."""
+    tenant = writer.tenant(tenant_id)
     message = await service.update_message(
         writer.session,
-        writer.tenant(tenant_id),
+        tenant,
         message_id,
         service.MessageChange(**body.model_dump()),
         settings=writer.settings,
         embedder=writer.embedder,
         metrics=writer.metrics,
         request_id=writer.request_id,
+        policy=await writer.policy(tenant),
     )
     return _answer(MessageRead.model_validate(message), response)
 

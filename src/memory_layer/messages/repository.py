@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.db.vectors import vector_array_param
 from memory_layer.models.message import EmbeddingStatus, Message
+from memory_layer.models.message import unexpired as live
 
 READY = f"'{EmbeddingStatus.ready.value}'"
 PENDING = f"'{EmbeddingStatus.pending.value}'"
@@ -33,7 +34,7 @@ INSERT_MANY_SQL = text(f"""
 INSERT INTO messages (
     tenant_id, id, conversation_id, user_id, role, kind, content, metadata, importance,
     client_message_id, created_at, archived_at, embedding, embedding_model, embedding_status,
-    embedded_at, embedding_next_attempt_at, embedding_error, request_id
+    embedded_at, embedding_next_attempt_at, embedding_error, request_id, expires_at, pii_kinds
 )
 SELECT :tenant_id, r.id, r.conversation_id, r.user_id, r.role, r.kind, r.content,
        CAST(r.metadata AS jsonb), r.importance, r.client_message_id,
@@ -44,16 +45,18 @@ SELECT :tenant_id, r.id, r.conversation_id, r.user_id, r.role, r.kind, r.content
        CASE WHEN r.embedding IS NULL THEN {PENDING} ELSE {READY} END,
        CASE WHEN r.embedding IS NULL THEN NULL ELSE now() END,
        CASE WHEN r.embedding IS NULL THEN now() END,
-       r.embedding_error, r.request_id
+       r.embedding_error, r.request_id, r.expires_at,
+       coalesce(string_to_array(nullif(r.pii_kinds, ''), ','), '{{}}')
 FROM unnest(
     CAST(:ids AS uuid[]), CAST(:conversation_ids AS text[]), CAST(:user_ids AS text[]),
     CAST(:roles AS text[]), CAST(:kinds AS text[]), CAST(:contents AS text[]),
     CAST(:metadata AS text[]), CAST(:importances AS float8[]), CAST(:client_message_ids AS text[]),
     CAST(:created_ats AS timestamptz[]), CAST(:archived_ats AS timestamptz[]), :embeddings,
-    CAST(:embedding_errors AS text[]), CAST(:request_ids AS text[])
+    CAST(:embedding_errors AS text[]), CAST(:request_ids AS text[]),
+    CAST(:expires_ats AS timestamptz[]), CAST(:pii_kinds AS text[])
 ) WITH ORDINALITY
   AS r(id, conversation_id, user_id, role, kind, content, metadata, importance, client_message_id,
-       created_at, archived_at, embedding, embedding_error, request_id, ord)
+       created_at, archived_at, embedding, embedding_error, request_id, expires_at, pii_kinds, ord)
 ON CONFLICT DO NOTHING
 RETURNING id, embedding_status
 """).bindparams(vector_array_param("embeddings"))
@@ -78,6 +81,9 @@ class NewRow:
     embedding_error: str | None = None
     archived_at: datetime | None = None
     request_id: str | None = None
+    expires_at: datetime | None = None
+    # The PII kinds found in `content` (a kind is a plain word: the array travels comma-joined).
+    pii_kinds: Sequence[str] = ()
 
 
 class MessageRepository:
@@ -85,13 +91,16 @@ class MessageRepository:
         self.session = session
 
     async def get(self, tenant_id: str, message_id: uuid.UUID) -> Message | None:
-        return await self.session.get(Message, (tenant_id, message_id))
+        result = await self.session.execute(
+            select(Message).where(Message.tenant_id == tenant_id, Message.id == message_id, live())
+        )
+        return result.scalar_one_or_none()
 
     async def get_for_update(self, tenant_id: str, message_id: uuid.UUID) -> Message | None:
         """The row, locked until the transaction ends, read afresh from the database."""
         result = await self.session.execute(
             select(Message)
-            .where(Message.tenant_id == tenant_id, Message.id == message_id)
+            .where(Message.tenant_id == tenant_id, Message.id == message_id, live())
             .with_for_update()
             .execution_options(populate_existing=True)
         )
@@ -176,6 +185,8 @@ class MessageRepository:
                 ],
                 "embedding_errors": [row.embedding_error for row in rows],
                 "request_ids": [row.request_id for row in rows],
+                "expires_ats": [row.expires_at for row in rows],
+                "pii_kinds": [",".join(row.pii_kinds) for row in rows],
             },
         )
         return {row.id: row.embedding_status for row in result}
@@ -214,7 +225,7 @@ class MessageRepository:
     async def delete(self, tenant_id: str, message_id: uuid.UUID) -> int:
         result = await self.session.execute(
             delete(Message)
-            .where(Message.tenant_id == tenant_id, Message.id == message_id)
+            .where(Message.tenant_id == tenant_id, Message.id == message_id, live())
             .returning(Message.id)
         )
         return len(result.all())

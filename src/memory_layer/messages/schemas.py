@@ -43,6 +43,21 @@ class MessageFields(BaseModel):
     created_at: AwareDatetime | None = Field(
         default=None, description="For imports of older history; defaults to the server's time."
     )
+    ttl_seconds: int | None = Field(
+        default=None, ge=1, le=100 * 365 * 86_400,
+        description="The message expires this many seconds after it is stored: from then on no "
+        "read returns it, and retention deletes it. Default: the tenant policy's "
+        "default_ttl_seconds (none unless set).",
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="The time the message expires (instead of ttl_seconds)."
+    )
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> MessageFields:
+        if self.ttl_seconds is not None and self.expires_at is not None:
+            raise ValueError("send ttl_seconds or expires_at, not both")
+        return self
 
 
 class MessageCreate(MessageFields):
@@ -78,6 +93,11 @@ class MessageRead(BaseModel):
     embedding_error: str | None = Field(description="The last embedding failure, if any.")
     embedded_at: datetime | None
     archived_at: datetime | None
+    expires_at: datetime | None = Field(description="When the message expires; null: never.")
+    pii_kinds: list[str] = Field(
+        description="Kinds of personal data found in the content (PII mode detect or redact): "
+        "email, phone, payment_card, iban, ip_address, us_ssn."
+    )
 
     @computed_field(  # type: ignore[prop-decorator]
         description="This message's URL (with its tenant_id): poll it for the embedding status; "

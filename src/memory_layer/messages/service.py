@@ -22,6 +22,8 @@ from memory_layer.messages.importance import importance_for
 from memory_layer.messages.repository import MessageRepository
 from memory_layer.messages.repository import NewRow as NewRow  # for insert_rows' callers
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
+from memory_layer.pii.service import screen_all
+from memory_layer.policies.service import EffectivePolicy, check_usage, lock_usage, quota_guard
 
 # Client clocks drift; anything further ahead than this is a bug on their side, not an import.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -40,6 +42,8 @@ class NewMessage:
     importance_override: float | None = None
     client_message_id: str | None = None
     created_at: datetime | None = None
+    ttl_seconds: int | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,33 @@ def check_limits(
 
 def _check(data: NewMessage, settings: Settings, where: str | None = None) -> None:
     check_limits(data.content, data.metadata, data.created_at, settings, where)
+    if data.expires_at is not None and data.expires_at <= datetime.now(UTC):
+        raise InvalidInput(_located(where, "expires_at lies in the past"), code="invalid_expires_at")
+
+
+def _expiry(data: NewMessage, policy: EffectivePolicy) -> datetime | None:
+    """When the message expires: the client's expires_at or ttl_seconds, else the tenant's
+    default TTL, else never."""
+    if data.expires_at is not None:
+        return data.expires_at
+    ttl = data.ttl_seconds if data.ttl_seconds is not None else policy.default_ttl_seconds
+    return datetime.now(UTC) + timedelta(seconds=ttl) if ttl else None
+
+
+async def _screened(
+    items: Sequence[NewMessage], policy: EffectivePolicy, where: str | None = None
+) -> list[tuple[NewMessage, list[str]]]:
+    """Each message as the tenant's PII mode lets it be stored (redacted content), with the
+    kinds found; raises 422 pii_rejected in reject mode. Runs before the text is embedded or
+    stored."""
+    results = await screen_all(
+        [item.content for item in items], policy.pii_mode, phone_region=policy.pii_phone_region,
+        where=where,
+    )
+    return [
+        (replace(item, content=result.content), result.kinds)
+        for item, result in zip(items, results, strict=True)
+    ]
 
 
 def _identity(data: NewMessage) -> tuple[Any, ...]:
@@ -147,15 +178,18 @@ async def ingest_message(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
+    policy: EffectivePolicy,
     request_id: str | None = None,
 ) -> IngestResult:
     """Store one message; a retried client_message_id returns the original.
 
-    Inline mode embeds before the transaction starts (status ready). With
-    MEMORY_ASYNC_EMBEDDINGS, or when the provider fails inline, the message is committed as
-    pending and the worker embeds it.
+    The tenant's policy applies first: its PII mode (the redacted text is what is embedded and
+    stored), its default TTL and its quotas. Inline mode embeds before the transaction starts
+    (status ready). With MEMORY_ASYNC_EMBEDDINGS, or when the provider fails inline, the message
+    is committed as pending and the worker embeds it.
     """
     _check(data, settings)
+    [(data, pii_kinds)] = await _screened([data], policy)
     vector: list[float] | None = None
     error: str | None = None
     if not settings.async_embeddings:
@@ -183,6 +217,8 @@ async def ingest_message(
         "importance": _importance(data),
         "client_message_id": data.client_message_id,
         "request_id": request_id,
+        "expires_at": _expiry(data, policy),
+        "pii_kinds": pii_kinds,
     }
     if vector is not None:
         values.update(_embedded(vector, embedder.model_name))
@@ -191,7 +227,8 @@ async def ingest_message(
         values.update(embedding_status=EmbeddingStatus.pending.value, embedding_error=error)
     if data.created_at is not None:
         values["created_at"] = data.created_at
-    message = await repository.insert_if_new(values)
+    async with quota_guard(session, policy, (1, len(data.content.encode()))):
+        message = await repository.insert_if_new(values)
     if message is None:
         # A concurrent retry with the same client_message_id won the race.
         assert data.client_message_id is not None
@@ -204,6 +241,15 @@ async def ingest_message(
 
 
 def _replay(existing: Message, data: NewMessage, where: str | None = None) -> IngestResult:
+    if existing.expires_at is not None and existing.expires_at <= datetime.now(UTC):
+        raise Conflict(
+            _located(
+                where,
+                f"client_message_id {data.client_message_id!r} belongs to a message that has "
+                "expired; use a new one",
+            ),
+            code="idempotency_key_expired",
+        )
     if not _same_message(existing, data):
         raise Conflict(
             _located(
@@ -243,6 +289,7 @@ async def ingest_batch(
     embedder: EmbeddingProvider,
     metrics: Metrics,
     sessionmaker: async_sessionmaker[AsyncSession],
+    policy: EffectivePolicy,
     request_id: str | None = None,
 ) -> list[BatchItemResult]:
     """Store up to MEMORY_MAX_BATCH_MESSAGES messages of one tenant, all or nothing.
@@ -260,6 +307,9 @@ async def ingest_batch(
         )
     for index, item in enumerate(items):
         _check(item, settings, f"messages[{index}]")
+    screened = await _screened(items, policy, "messages")
+    items = [item for item, _ in screened]
+    found = [kinds for _, kinds in screened]
     first_with_key: dict[str, int] = {}
     for index, item in enumerate(items):
         key = item.client_message_id
@@ -336,10 +386,17 @@ async def ingest_batch(
                     embedding=vector,
                     embedding_error=error if vector is None else None,
                     request_id=request_id,
+                    expires_at=_expiry(item, policy),
+                    pii_kinds=found[index],
                 ),
             )
         )
-    inserted = await repository.insert_many(tenant_id, [row for _, row in rows], embedder.model_name)
+    # Checked after the insert, on what it really stored (an item whose key a concurrent request
+    # stored first is skipped); an excess rolls the whole batch back.
+    async with quota_guard(session, policy):
+        inserted = await repository.insert_many(
+            tenant_id, [row for _, row in rows], embedder.model_name
+        )
     raced = [(index, row) for index, row in rows if row.id not in inserted]
     if raced:
         # A concurrent request stored some of the same client_message_ids first.
@@ -369,12 +426,19 @@ async def ingest_batch(
 
 
 async def insert_rows(
-    session: AsyncSession, tenant_id: str, rows: Sequence[NewRow], *, model: str
+    session: AsyncSession,
+    tenant_id: str,
+    rows: Sequence[NewRow],
+    *,
+    model: str,
+    policy: EffectivePolicy,
 ) -> dict[uuid.UUID, str]:
     """Insert many messages in one statement, each ready with its vector (made by `model`) or
     pending for the worker; the embedding status of each row stored, by id. A row whose id or
-    client_message_id the tenant already has is skipped, not checked: the caller decides."""
-    return await MessageRepository(session).insert_many(tenant_id, rows, model)
+    client_message_id the tenant already has is skipped, not checked: the caller decides. The
+    tenant's quotas apply (QuotaExceeded, nothing stored); its PII mode is the caller's."""
+    async with quota_guard(session, policy):
+        return await MessageRepository(session).insert_many(tenant_id, rows, model)
 
 
 async def get_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> Message:
@@ -431,6 +495,7 @@ async def update_message(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
+    policy: EffectivePolicy,
     request_id: str | None = None,
 ) -> Message:
     """Edit a message of the tenant (404 if it has none with this id).
@@ -440,8 +505,14 @@ async def update_message(
     and the worker embeds the new text. Either way its old vector is gone: search finds it by
     the new text only.
     """
+    pii_kinds: list[str] = []
     if change.content is not None:
         _check_content(change.content, settings)
+        [result] = await screen_all(
+            [change.content], policy.pii_mode, phone_region=policy.pii_phone_region
+        )
+        change = replace(change, content=result.content)
+        pii_kinds = result.kinds
     if change.metadata is not None and change.metadata_mode is MetadataMode.replace:
         _check_metadata(change.metadata, settings.max_metadata_bytes)
     vector: list[float] | None = None
@@ -452,6 +523,11 @@ async def update_message(
             error = _failure_text(failure)
 
     repository = MessageRepository(session)
+    # A content edit changes the tenant's usage row (its trigger, and the quota check). That row
+    # is locked before the message: a transaction that has already deleted some of the tenant's
+    # rows (a retention run) holds it and may need this message next; locked the other way
+    # round, the two would wait on each other.
+    usage = await lock_usage(session, tenant_id) if change.content is not None else None
     # Locked until commit: a concurrent edit waits, and so does a worker completing this row
     # (whose write then finds its lease gone and is dropped).
     message = await repository.get_for_update(tenant_id, message_id)
@@ -475,6 +551,7 @@ async def update_message(
         values["content"] = change.content
         # The worker's lines about the new text carry the id of the edit that wrote it.
         values["request_id"] = request_id
+        values["pii_kinds"] = pii_kinds
         if vector is not None:
             values.update(_embedded(vector, embedder.model_name))
         else:
@@ -482,6 +559,9 @@ async def update_message(
             values["embedding_error"] = error
     if not values:
         return message
+    if usage is not None and "content" in values:
+        grown = len(values["content"].encode()) - len(message.content.encode())
+        check_usage(policy, usage, (0, grown))
     return await repository.update(tenant_id, message_id, values, requeue_embedding=requeue)
 
 

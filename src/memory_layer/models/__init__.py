@@ -6,6 +6,7 @@ from memory_layer.models.base import Base
 from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.erasure import Erasure
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
+from memory_layer.models.policy import TenantPolicy, TenantUsage
 
 __all__ = [
     "ApiKey",
@@ -19,4 +20,6 @@ __all__ = [
     "Kind",
     "Message",
     "Role",
+    "TenantPolicy",
+    "TenantUsage",
 ]

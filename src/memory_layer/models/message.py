@@ -10,6 +10,7 @@ from typing import Any
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     CheckConstraint,
+    ColumnElement,
     Computed,
     DateTime,
     Float,
@@ -19,9 +20,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    or_,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from memory_layer.models.base import Base
@@ -76,6 +78,12 @@ class Message(Base):
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
         Index("ix_messages_content_tsv", "content_tsv", postgresql_using="gin"),
+        # Retention finds expired rows through this; reads filter expiry row by row.
+        Index(
+            "ix_messages_expires_at",
+            "expires_at",
+            postgresql_where=text("expires_at IS NOT NULL"),
+        ),
         # The worker's queue is the table itself: these partial indexes keep claiming and
         # counting cheap.
         Index(
@@ -122,8 +130,23 @@ class Message(Base):
     # X-Request-ID of the request that stored the message: the worker's log lines about its
     # embedding carry it, so one id follows the message from the API to its vector.
     request_id: Mapped[str | None] = mapped_column(String(128))
+    # Past this time the message is never read again (every read filters it); retention deletes it.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The kinds of personal data found in the content (PII mode detect or redact), e.g. {email}.
+    pii_kinds: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     content_tsv: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed("to_tsvector('english'::regconfig, content)", persisted=True),
         deferred=True,
     )
+
+
+# Not expired: the condition every read of messages carries, so an expired message is gone for
+# readers from the moment it expires (retention deletes the row later). Written for SQL text and
+# for expressions; `now()` is the transaction's time, the same for every row of a statement.
+UNEXPIRED_SQL = "(expires_at IS NULL OR expires_at > now())"
+
+
+def unexpired() -> ColumnElement[bool]:
+    """UNEXPIRED_SQL as an expression on Message."""
+    return or_(Message.expires_at.is_(None), Message.expires_at > func.now())

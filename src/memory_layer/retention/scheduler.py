@@ -26,8 +26,8 @@ async def retention_loop(
                     session, RetentionParams(), settings=settings, actor=audit.SCHEDULER
                 )
             logger.info(
-                "scheduled retention: %s %d messages older than %s",
-                result.action.value, result.matched, result.cutoff.isoformat(),
+                "scheduled retention: %d archived, %d deleted, %d expired deleted",
+                result.archived, result.deleted, result.expired,
             )
         except Conflict:
             logger.info("scheduled retention skipped: another run holds the lock")

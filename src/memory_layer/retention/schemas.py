@@ -11,7 +11,9 @@ from memory_layer.kit.schemas import Identifier
 
 
 class RetentionRequest(BaseModel):
-    """A retention run; unset fields take the MEMORY_RETENTION_* settings."""
+    """A retention run. Without older_than_days, importance_below and action, each tenant's
+    policy applies (GET /v1/admin/tenants/{tenant_id}/policy); with any of them, that one rule,
+    its other values from the MEMORY_RETENTION_* settings. Every run deletes expired messages."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -30,10 +32,12 @@ class RetentionResponse(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     dry_run: bool
-    action: RetentionAction
-    cutoff: datetime
-    importance_below: float
+    by_policy: bool = Field(description="True when each tenant's policy applied.")
+    action: RetentionAction | None = Field(description="The explicit rule's; null by policy.")
+    cutoff: datetime | None = Field(description="The explicit rule's; null by policy.")
+    importance_below: float | None = Field(description="The explicit rule's; null by policy.")
     tenants: list[str] | None = Field(description="Tenants covered; null means all.")
-    matched: int
+    matched: int = Field(description="Messages the archive and delete rules matched.")
     archived: int
     deleted: int
+    expired: int = Field(description="Expired messages deleted (counted, with dry_run).")

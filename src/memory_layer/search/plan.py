@@ -28,6 +28,7 @@ class SearchFilters:
     user_id: str | None = None
     role: str | None = None
     kind: str | None = None
+    pii_kind: str | None = None
     importance_min: float | None = None
     since: datetime | None = None
     until: datetime | None = None

@@ -10,7 +10,7 @@ from sqlalchemy import Float, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.db.vectors import vector_param
-from memory_layer.models.message import EmbeddingStatus
+from memory_layer.models.message import UNEXPIRED_SQL, EmbeddingStatus
 from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
 from memory_layer.search.scoring import RECENCY_SQL, SCORED_SQL, relevance_sql
 
@@ -115,6 +115,7 @@ _FILTERS = {
     "since": "created_at >= :since",
     "until": "created_at <= :until",
     "metadata": "metadata @> CAST(:metadata AS jsonb)",
+    "pii_kind": ":pii_kind = ANY(pii_kinds)",
 }
 
 
@@ -132,7 +133,9 @@ WEBSEARCH_TSQUERY = "websearch_to_tsquery('english', :query_text)"
 
 
 def _filter_sql(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
-    fragments: list[str] = []
+    # Expiry is checked row by row as candidates come out of either index (HNSW with iterative
+    # scans, GIN), like the other filters: the indexes keep serving the search.
+    fragments: list[str] = [UNEXPIRED_SQL]
     params: dict[str, Any] = {}
     if not filters.include_archived:
         fragments.append("archived_at IS NULL")

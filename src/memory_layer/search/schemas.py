@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from memory_layer.kit.schemas import Identifier, NonBlankText
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
+from memory_layer.models.policy import PiiKind
 from memory_layer.search.plan import SearchFilters, SearchMode
 
 
@@ -34,6 +35,11 @@ class SearchRequest(BaseModel):
     role: Role | None = None
     kind: Kind | None = Field(
         default=None, description="Only memories of this kind (message, fact, preference, ...)."
+    )
+    pii_kind: PiiKind | None = Field(
+        default=None,
+        description="Only messages in whose content this kind of personal data was found (PII "
+        "mode detect or redact).",
     )
     importance_min: float | None = Field(default=None, ge=0.0, le=1.0)
     since: AwareDatetime | None = None
@@ -79,6 +85,7 @@ class SearchRequest(BaseModel):
             user_id=self.user_id,
             role=self.role.value if self.role is not None else None,
             kind=self.kind.value if self.kind is not None else None,
+            pii_kind=self.pii_kind.value if self.pii_kind is not None else None,
             importance_min=self.importance_min,
             since=self.since,
             until=self.until,

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.models.message import EmbeddingStatus, Kind, Role
+from memory_layer.models.message import UNEXPIRED_SQL, EmbeddingStatus, Kind, Role
 
 # Each column's values are the ones its CHECK constraint allows; one FILTER count per value.
 COUNTED: dict[str, tuple[str, ...]] = {
@@ -30,7 +30,7 @@ SELECT count(*) AS messages,
        max(created_at) AS newest_message_at,
        {counts}
 FROM messages
-WHERE tenant_id = :tenant_id{filters}
+WHERE tenant_id = :tenant_id AND {unexpired}{filters}
 """
 
 
@@ -76,7 +76,7 @@ class StatsRepository:
         if conversation_id is not None:
             filters += " AND conversation_id = :conversation_id"
             params["conversation_id"] = conversation_id
-        sql = STATS_SQL.format(counts=COUNT_COLUMNS, filters=filters)
+        sql = STATS_SQL.format(counts=COUNT_COLUMNS, unexpired=UNEXPIRED_SQL, filters=filters)
         row = (await self.session.execute(text(sql), params)).one()._mapping
         return StatsRow(
             messages=int(row["messages"]),

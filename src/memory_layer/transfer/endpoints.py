@@ -64,6 +64,8 @@ async def export_messages(
     response_model=ImportResponse,
     responses={
         **error_responses(401, 403),
+        409: {"model": ImportFailure, "description": "A chunk would take the tenant past a quota "
+              "(`quota_exceeded`); the lines through `stored_through_line` are committed."},
         413: {"model": ImportFailure, "description": "The body exceeds MEMORY_MAX_IMPORT_BYTES; "
               "`detail` names the lines stored before."},
         422: {"model": ImportFailure, "description": "A bad line: `detail` names it and what was "

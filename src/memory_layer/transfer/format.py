@@ -36,6 +36,16 @@ class ExportedMessage(BaseModel):
     importance: float = Field(ge=0.0, le=1.0)
     created_at: AwareDatetime = Field(description="Kept on import.")
     archived_at: AwareDatetime | None = Field(default=None, description="Kept on import.")
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="Kept on import (an export holds no expired message; a line that has expired "
+        "since is stored and never read, until retention deletes it).",
+    )
+    pii_kinds: list[str] = Field(
+        default_factory=list,
+        description="Kinds of personal data found in the content. On import, a tenant whose PII "
+        "mode is not off screens the content again and records what it finds instead.",
+    )
     embedding_model: str | None = Field(
         default=None, max_length=128, description="The model that made `embedding`."
     )

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Text, cast, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.models.message import Message
+from memory_layer.models.message import Message, unexpired
 
 EXISTING_SQL = text(
     "SELECT id FROM messages WHERE tenant_id = :tenant_id AND id = ANY(CAST(:ids AS uuid[]))"
@@ -28,7 +28,7 @@ class ExportFilter:
 
 def _where(spec: ExportFilter) -> list[ColumnElement[bool]]:
     # tenant_id first and always: no filter combination reaches another tenant's rows.
-    clauses = [Message.tenant_id == spec.tenant_id]
+    clauses = [Message.tenant_id == spec.tenant_id, unexpired()]
     if spec.conversation_id is not None:
         clauses.append(Message.conversation_id == spec.conversation_id)
     if spec.user_id is not None:
@@ -52,7 +52,7 @@ class TransferRepository:
             Message.id.label("message_id"), Message.client_message_id, Message.conversation_id,
             Message.user_id, Message.role, Message.kind, Message.content,
             Message.metadata_.label("metadata"), Message.importance, Message.created_at,
-            Message.archived_at, Message.embedding_model,
+            Message.archived_at, Message.expires_at, Message.pii_kinds, Message.embedding_model,
         ]
         if include_embeddings:
             # pgvector's text form is already a JSON array of the stored float4 values.

@@ -25,6 +25,9 @@ from memory_layer.kit.errors import DomainError, InvalidInput
 from memory_layer.messages.service import NewRow, check_limits, insert_rows
 from memory_layer.models.audit import AuditAction
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
+from memory_layer.models.policy import PiiMode
+from memory_layer.pii.service import PiiRejected, screen_all
+from memory_layer.policies.service import EffectivePolicy, QuotaExceeded, load_policy
 from memory_layer.transfer.format import ExportedMessage
 from memory_layer.transfer.repository import ExportFilter, TransferRepository
 
@@ -220,16 +223,26 @@ _SAME_NAMED = [
 ]
 
 
-def _row(record: ExportedMessage, embedder: EmbeddingProvider) -> NewRow:
-    reusable = (
-        record.embedding is not None
-        and record.embedding_model == embedder.model_name
-        and len(record.embedding) == embedder.dimensions
-    )
+async def _row(
+    record: ExportedMessage, embedder: EmbeddingProvider, policy: EffectivePolicy
+) -> NewRow:
+    """The row a line stores, screened by the tenant's PII mode (redacted content is embedded
+    afresh: the line's vector was made from the raw text)."""
     same_named = {name: getattr(record, name) for name in _SAME_NAMED}
-    return NewRow(
-        id=record.message_id, embedding=record.embedding if reusable else None, **same_named
+    embedding = record.embedding
+    if policy.pii_mode is not PiiMode.off:
+        [screened] = await screen_all(
+            [record.content], policy.pii_mode, phone_region=policy.pii_phone_region
+        )
+        if screened.content != record.content:
+            embedding = None
+        same_named.update(content=screened.content, pii_kinds=screened.kinds)
+    reusable = (
+        embedding is not None
+        and record.embedding_model == embedder.model_name
+        and len(embedding) == embedder.dimensions
     )
+    return NewRow(id=record.message_id, embedding=embedding if reusable else None, **same_named)
 
 
 async def _write_chunk(
@@ -238,9 +251,10 @@ async def _write_chunk(
     rows: list[NewRow],
     model: str,
     report: ImportReport,
+    policy: EffectivePolicy,
 ) -> None:
     async with sessionmaker.begin() as session:
-        stored = await insert_rows(session, tenant_id, rows, model=model)
+        stored = await insert_rows(session, tenant_id, rows, model=model, policy=policy)
         passed_over = [row.id for row in rows if row.id not in stored]
         # Passed over: the tenant has the message already, or another message of the tenant
         # holds its client_message_id (that line's text is not stored).
@@ -284,17 +298,23 @@ async def import_ndjson(
     """Import NDJSON lines in the export's format into `tenant_id`, idempotently; audited
     (`import.completed`, also when a bad line stops it, with the counts committed before it).
 
-    Message ids, created_at and archived_at are kept; a vector made by the running model is
-    reused, any other message is stored pending for the embedding worker. A bad line raises
-    `ImportStopped` naming it: the chunks before it stay committed, its own is not written.
+    Message ids, created_at, archived_at and expires_at are kept; a vector made by the running
+    model is reused, any other message is stored pending for the embedding worker. The tenant's
+    PII mode screens every line's content and its quotas apply to every chunk. A bad line (or a
+    chunk past a quota) raises `ImportStopped` naming it: the chunks before it stay committed,
+    its own is not written.
     """
     report = ImportReport()
+    policy = await load_policy(sessionmaker, tenant_id, settings)
     chunk: list[NewRow] = []
     limit = max_line_bytes(settings)
     number = 0
 
     async def flush() -> None:
-        await _write_chunk(sessionmaker, tenant_id, chunk, embedder.model_name, report)
+        try:
+            await _write_chunk(sessionmaker, tenant_id, chunk, embedder.model_name, report, policy)
+        except QuotaExceeded as exc:
+            raise stop(exc.code, exc.message, status_code=exc.status_code) from None
         report.stored_through_line = number
         chunk.clear()
 
@@ -333,7 +353,10 @@ async def import_ndjson(
                 problem = _check(record, settings)
                 if problem is not None:
                     raise stop(problem[0], f"line {number}: {problem[1]}")
-                chunk.append(_row(record, embedder))
+                try:
+                    chunk.append(await _row(record, embedder, policy))
+                except PiiRejected as exc:  # the kinds, never the values
+                    raise stop(exc.code, f"line {number}: {exc.message}") from None
                 if len(chunk) >= settings.import_chunk_lines:
                     await flush()
         if chunk:

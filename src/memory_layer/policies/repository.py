@@ -1,0 +1,63 @@
+"""SQL of tenant policies and of the usage counters quotas are checked on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from memory_layer.models.policy import TenantPolicy, TenantUsage
+
+# Creates the counter row if the tenant has none yet and locks it until the transaction ends:
+# a tenant's quota-checked writes queue here, so two of them never both pass on the same count.
+# The no-op DO UPDATE is what takes the row lock (DO NOTHING would not, nor return the row).
+LOCK_USAGE_SQL = text("""
+INSERT INTO tenant_usage (tenant_id) VALUES (:tenant_id)
+ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = excluded.tenant_id
+RETURNING messages, content_bytes
+""")
+
+
+class PolicyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, tenant_id: str) -> TenantPolicy | None:
+        result = await self.session.execute(
+            select(TenantPolicy).where(TenantPolicy.tenant_id == tenant_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def all(self) -> list[TenantPolicy]:
+        """Every stored policy (one row per tenant that has overrides: a small table)."""
+        result = await self.session.execute(select(TenantPolicy).order_by(TenantPolicy.tenant_id))
+        return list(result.scalars())
+
+    async def upsert(self, tenant_id: str, values: dict[str, Any]) -> TenantPolicy:
+        row = insert(TenantPolicy).values(tenant_id=tenant_id, **values)
+        statement = row.on_conflict_do_update(
+            index_elements=[TenantPolicy.tenant_id],
+            set_={**{name: row.excluded[name] for name in values}, "updated_at": func.now()},
+        ).returning(TenantPolicy)
+        result = await self.session.execute(
+            statement, execution_options={"populate_existing": True}
+        )
+        policy: TenantPolicy = result.scalar_one()
+        return policy
+
+    async def lock_usage(self, tenant_id: str) -> tuple[int, int]:
+        """The tenant's (messages, content bytes), its counter row locked until commit."""
+        row = (await self.session.execute(LOCK_USAGE_SQL, {"tenant_id": tenant_id})).one()
+        return int(row.messages), int(row.content_bytes)
+
+    async def usage(self, tenant_id: str) -> tuple[int, int]:
+        """The tenant's (messages, content bytes), unlocked."""
+        result = await self.session.execute(
+            select(TenantUsage.messages, TenantUsage.content_bytes).where(
+                TenantUsage.tenant_id == tenant_id
+            )
+        )
+        row = result.one_or_none()
+        return (0, 0) if row is None else (int(row.messages), int(row.content_bytes))

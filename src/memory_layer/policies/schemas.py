@@ -1,0 +1,94 @@
+"""Schemas of the tenant policy routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from memory_layer.models.message import Kind
+from memory_layer.models.policy import PiiMode
+
+DAYS = "Days after a message's creation; 0 means never."
+
+
+class KindRetentionFields(BaseModel):
+    """Retention of one kind of message; null takes the tenant's own value."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    archive_after_days: float | None = Field(default=None, ge=0, description=DAYS)
+    delete_after_days: float | None = Field(default=None, ge=0, description=DAYS)
+
+
+class PolicyFields(BaseModel):
+    """A tenant's policy values."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    archive_after_days: float | None = Field(
+        default=None, ge=0, description=f"Archive messages this old (unless important). {DAYS}"
+    )
+    delete_after_days: float | None = Field(
+        default=None, ge=0, description=f"Delete messages this old, whatever their importance. {DAYS}"
+    )
+    retention_importance_below: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Archiving takes only messages whose importance is below this.",
+    )
+    retention_by_kind: dict[Kind, KindRetentionFields] = Field(
+        default_factory=dict,
+        description="Per kind of message (fact, summary, ...): its own archive and delete ages.",
+    )
+    default_ttl_seconds: int | None = Field(
+        default=None, ge=0,
+        description="Messages stored without ttl_seconds or expires_at expire this many seconds "
+        "after they are stored; 0 means they do not expire.",
+    )
+    max_messages: int | None = Field(default=None, ge=0, description="Stored messages; 0: no quota.")
+    max_content_bytes: int | None = Field(
+        default=None, ge=0, description="Bytes of message content (UTF-8); 0: no quota."
+    )
+    max_state_bytes: int | None = Field(
+        default=None, ge=0, description="Bytes of conversation state documents; 0: no quota."
+    )
+    rate_limit: str | None = Field(
+        default=None, max_length=64, examples=["100/minute"],
+        description="The tenant's request rate limit in slowapi syntax ('100/minute', "
+        "'10/second;1000/hour'); '' means none.",
+    )
+    pii_mode: PiiMode | None = Field(
+        default=None,
+        description="off; detect (record the kinds found in `pii_kinds`); redact (replace each "
+        "finding with a placeholder such as [EMAIL] before storing or embedding); reject (422).",
+    )
+
+
+class PolicyUpdate(PolicyFields):
+    """The tenant's overrides, all at once (PUT): a field left out or null takes the default
+    (the MEMORY_* setting)."""
+
+
+class EffectivePolicyRead(PolicyFields):
+    """The values the tenant's requests follow now: every field set."""
+
+    archive_after_days: float
+    delete_after_days: float
+    retention_importance_below: float
+    default_ttl_seconds: int
+    max_messages: int
+    max_content_bytes: int
+    max_state_bytes: int
+    rate_limit: str
+    pii_mode: PiiMode
+
+
+class PolicyRead(BaseModel):
+    """A tenant's policy: the effective values and the overrides they come from."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    tenant_id: str
+    effective: EffectivePolicyRead
+    overrides: PolicyFields = Field(description="What the tenant stores; null fields take the default.")
+    updated_at: datetime | None = Field(description="When the overrides last changed; null if never.")
