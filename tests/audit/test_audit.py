@@ -203,3 +203,15 @@ async def test_only_the_logs_own_retention_deletes_and_only_old_entries(
             await connection.execute(
                 text("DELETE FROM audit_events WHERE tenant_id = :t"), {"t": tenant}
             )
+
+
+async def test_a_policy_change_is_audited_with_the_fields_it_overrides(
+    client: AppClient, tenant: str
+) -> None:
+    changed = await client.put(
+        f"/v1/admin/tenants/{tenant}/policy", json={"max_messages": 10, "pii_mode": "redact"}
+    )
+    assert changed.status_code == 200, changed.text
+    [entry] = await entries(client, tenant_id=tenant, action="policy.updated")
+    assert entry["target"] == f"tenant:{tenant}"
+    assert entry["counts"] == {"fields_overridden": 2}

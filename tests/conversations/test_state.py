@@ -17,6 +17,7 @@ from memory_layer.config import Settings
 from tests.fixtures.app import AppClient, running_client
 from tests.fixtures.messages import remember
 from tests.fixtures.tenants import new_tenant, tenant_key
+from tests.policies.helpers import set_policy
 
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 
@@ -270,3 +271,24 @@ async def test_erasing_a_user_erases_their_conversations_states(
     for conversation, status in (("tagged", 404), ("talked", 404), ("bobs", 200), ("bob-tagged", 200)):
         response = await client.get(url(conversation), params={"tenant_id": tenant})
         assert response.status_code == status, conversation
+
+
+async def test_the_tenants_state_quota_is_409_quota_exceeded_and_changes_nothing(
+    client: AppClient, tenant: str
+) -> None:
+    assert (await put(client, tenant, {"note": "small"})).status_code == 201
+    await set_policy(client, tenant, max_state_bytes=64)
+    big = {"note": "x" * 100}
+    refused = await put(client, tenant, big)
+    assert refused.status_code == 409, refused.text
+    body = refused.json()
+    assert body["error"] == "quota_exceeded"
+    assert body["detail"]["quota"] == "conversation_state_bytes"
+    assert body["detail"]["limit"] == 64
+    patched = await client.patch(
+        url(), params={"tenant_id": tenant}, json=big, headers=MERGE_PATCH
+    )
+    assert patched.status_code == 409
+    kept = (await client.get(url(), params={"tenant_id": tenant})).json()
+    assert kept["state"] == {"note": "small"}
+    assert kept["version"] == 1

@@ -28,6 +28,7 @@ from memory_layer.kit.errors import InvalidInput, UnsupportedMediaType
 from memory_layer.kit.http.deps import CursorCodecDep, SettingsDep
 from memory_layer.kit.schemas import IDENTIFIER_PATTERN, error_responses
 from memory_layer.models.conversation_state import ConversationState
+from memory_layer.policies import service as policies
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -152,7 +153,7 @@ async def get_conversation_state(target: TargetDep, response: Response) -> Conve
     STATE,
     response_model=ConversationStateRead,
     responses={
-        **error_responses(401, 403, 412, 413, 422, 503),
+        **error_responses(401, 403, 409, 412, 413, 422, 503),
         200: {"description": "Replaced.", "headers": ETAG_HEADER},
         201: {"model": ConversationStateRead, "description": "Created.", "headers": ETAG_HEADER},
     },
@@ -175,6 +176,7 @@ async def put_conversation_state(
         service.StateWrite(body.state, body.ttl_seconds, body.user_id),
         preconditions=service.Preconditions(if_match, if_none_match),
         max_bytes=settings.max_state_bytes,
+        quota_bytes=await policies.state_quota_bytes(target.session, target.tenant_id, settings),
     )
     if created:
         response.status_code = status.HTTP_201_CREATED
@@ -185,7 +187,7 @@ async def put_conversation_state(
     STATE,
     response_model=ConversationStateRead,
     responses={
-        **error_responses(401, 403, 404, 412, 413, 415, 422, 503),
+        **error_responses(401, 403, 404, 409, 412, 413, 415, 422, 503),
         200: {"headers": ETAG_HEADER},
     },
     dependencies=[WRITE],
@@ -220,14 +222,16 @@ async def patch_conversation_state(
         patch = _ANY_JSON.validate_json(await request.body())
     except ValidationError as exc:
         raise InvalidInput(f"the body is not JSON: {exc.errors()[0]['msg']}", code="invalid_json") from None
+    tenant = caller.tenant(query.tenant_id)
     state = await service.patch_state(
         caller.session,
-        caller.tenant(query.tenant_id),
+        tenant,
         conversation_id,
         patch,
         ttl_seconds=query.ttl_seconds,
         preconditions=service.Preconditions(if_match=if_match),
         max_bytes=settings.max_state_bytes,
+        quota_bytes=await policies.state_quota_bytes(caller.session, tenant, settings),
     )
     return _state_answer(state, response)
 

@@ -33,6 +33,7 @@ from memory_layer.models.audit import AuditAction
 from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.message import Kind, Message, Role
 from memory_layer.models.policy import PiiKind
+from memory_layer.policies.service import QuotaExceeded
 
 
 class _Position(BaseModel):
@@ -245,7 +246,9 @@ class Preconditions:
                 )
 
 
-def _checked_document(document: object, max_bytes: int) -> dict[str, Any]:
+def _checked_document(
+    document: object, max_bytes: int, tenant_id: str, quota_bytes: int
+) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InvalidInput("the state must be a JSON object", code="invalid_state")
     encoded = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
@@ -257,6 +260,9 @@ def _checked_document(document: object, max_bytes: int) -> dict[str, Any]:
             {"message": f"the state takes {size} bytes; the limit is {max_bytes}",
              "size_bytes": size, "limit_bytes": max_bytes}
         )
+    if quota_bytes and size > quota_bytes:
+        # The tenant's policy caps each state document below the service's own limit.
+        raise QuotaExceeded(tenant_id, "conversation_state_bytes", quota_bytes, 0, size)
     return document
 
 
@@ -292,10 +298,12 @@ async def put_state(
     *,
     preconditions: Preconditions,
     max_bytes: int,
+    quota_bytes: int = 0,
 ) -> tuple[ConversationState, bool]:
     """Create or replace the state; the state and whether it was created. 412 when a
-    precondition fails (nothing changes), 413 when the document exceeds `max_bytes`."""
-    document = _checked_document(write.document, max_bytes)
+    precondition fails (nothing changes), 413 when the document exceeds `max_bytes`, 409
+    `quota_exceeded` when it exceeds the tenant's state quota (`quota_bytes`, 0: none)."""
+    document = _checked_document(write.document, max_bytes, tenant_id, quota_bytes)
     repository = ConversationStateRepository(session)
     none_match = preconditions.if_none_match
     only_if_absent = none_match is not None and none_match.strip() == "*"
@@ -345,17 +353,18 @@ async def patch_state(
     ttl_seconds: int | None,
     preconditions: Preconditions,
     max_bytes: int,
+    quota_bytes: int = 0,
 ) -> ConversationState:
     """Apply a JSON merge patch (RFC 7386) to the live state: a new version. 404 without a
-    state, 412 when a precondition fails, 413 when the result exceeds `max_bytes`; `ttl_seconds`
-    renews the expiry, which is kept otherwise."""
+    state, 412 when a precondition fails, 413 when the result exceeds `max_bytes`, 409 when it
+    exceeds the tenant's state quota; `ttl_seconds` renews the expiry, kept otherwise."""
     repository = ConversationStateRepository(session)
     current = await repository.get(tenant_id, conversation_id, for_update=True)
     preconditions.check(current)
     if current is None:
         raise _state_not_found(tenant_id, conversation_id)
     merged = json_merge_patch.merge(copy.deepcopy(current.document), patch)
-    document = _checked_document(merged, max_bytes)
+    document = _checked_document(merged, max_bytes, tenant_id, quota_bytes)
     return await repository.replace(
         tenant_id,
         conversation_id,

@@ -151,8 +151,8 @@ async def create_messages_batch(
         embedder=writer.embedder,
         metrics=writer.metrics,
         sessionmaker=sessionmaker,
-    responses=_writes(MessageRead, EDIT_QUEUED, 401, 403, 404, 409, 413, 422),
-    dependencies=[WRITE],
+        request_id=writer.request_id,
+        policy=await writer.policy(tenant_id),
     )
     answers = [
         MessageBatchResult(

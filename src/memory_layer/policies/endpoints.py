@@ -44,7 +44,7 @@ async def put_tenant_policy(
     body: PolicyUpdate,
     session: SessionDep,
     settings: SettingsDep,
-    _: AdminDep,
+    principal: AdminDep,
 ) -> PolicyRead:
     """Replace a tenant's overrides (null or absent fields take the default). The change applies
     from the next request on, on every replica."""
@@ -55,5 +55,5 @@ async def put_tenant_policy(
             for kind, own in body.retention_by_kind.items()
         },
     )
-    view = await service.put_policy(session, tenant_id, overrides, settings)
+    view = await service.put_policy(session, tenant_id, overrides, settings, actor=principal)
     return PolicyRead.model_validate(view)

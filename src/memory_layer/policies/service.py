@@ -22,8 +22,10 @@ from typing import Any
 from limits import parse_many
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from memory_layer.audit import service as audit
 from memory_layer.config import RetentionAction, Settings
 from memory_layer.kit.errors import Conflict, InvalidInput
+from memory_layer.models.audit import AuditAction
 from memory_layer.models.message import Kind
 from memory_layer.models.policy import PiiMode, TenantPolicy
 from memory_layer.policies.repository import PolicyRepository
@@ -217,10 +219,15 @@ async def describe_policy(session: AsyncSession, tenant_id: str, settings: Setti
 
 
 async def put_policy(
-    session: AsyncSession, tenant_id: str, overrides: PolicyOverrides, settings: Settings
+    session: AsyncSession,
+    tenant_id: str,
+    overrides: PolicyOverrides,
+    settings: Settings,
+    *,
+    actor: audit.Actor,
 ) -> PolicyView:
     """Replace a tenant's overrides (every field; None returns it to the default). It applies
-    from the next request on, on every replica."""
+    from the next request on, on every replica; audited (`policy.updated`, the fields set)."""
     if overrides.rate_limit is not None:
         check_rate_limit(overrides.rate_limit)
     values: dict[str, Any] = {
@@ -232,6 +239,15 @@ async def put_policy(
     if overrides.pii_mode is not None:
         values["pii_mode"] = overrides.pii_mode.value
     row = await PolicyRepository(session).upsert(tenant_id, values)
+    overridden = sum(1 for name, value in values.items() if value not in (None, {}))
+    await audit.record(
+        session,
+        AuditAction.policy_updated,
+        actor=actor,
+        tenant_id=tenant_id,
+        target=f"tenant:{tenant_id}",
+        counts={"fields_overridden": overridden},
+    )
     stored = _overrides(row)
     return PolicyView(tenant_id, resolve(tenant_id, stored, settings), stored, row.updated_at)
 
