@@ -29,7 +29,11 @@ from memory_layer.kit.http.limits import BodySizeLimitMiddleware, PathLimit
 from memory_layer.kit.observability.metrics import Metrics, MetricsMiddleware
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
+from memory_layer.kit.schemas import error_responses
 from memory_layer.messages import endpoints as messages_endpoints
+from memory_layer.ratelimit.deps import TenantRateLimit
+from memory_layer.ratelimit.middleware import RateLimitMiddleware
+from memory_layer.ratelimit.service import RateLimiter
 from memory_layer.retention import endpoints as retention_endpoints
 from memory_layer.retention.scheduler import retention_loop
 from memory_layer.search import endpoints as search_endpoints
@@ -65,6 +69,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.read_sessionmaker = create_read_sessionmaker(engine)
         app.state.embedder = embedder
         app.state.redis = await stack.enter_async_context(open_redis(settings))
+        app.state.rate_limiter = RateLimiter.build(settings, app.state.redis, app.state.metrics)
         if settings.worker_enabled:
             worker = EmbeddingWorker(
                 engine, app.state.sessionmaker, embedder, settings, app.state.metrics
@@ -121,17 +126,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cursor_codec = CursorCodec(settings.cursor_secret)
 
     install_error_handlers(app)
-    app.include_router(messages_endpoints.router)
-    app.include_router(search_endpoints.router)
-    app.include_router(conversations_endpoints.router)
-    app.include_router(stats_endpoints.router)
-    app.include_router(erasure_endpoints.router)
+    # Every route but the probes and /metrics is rate limited: per client address (middleware
+    # below) and, for tenant-bound keys, per tenant (this dependency).
+    for router in (
+        messages_endpoints.router,
+        search_endpoints.router,
+        conversations_endpoints.router,
+        stats_endpoints.router,
+        erasure_endpoints.router,
+        retention_endpoints.router,
+        embeddings_endpoints.router,
+        transfer_endpoints.router,
+    ):
+        app.include_router(router, dependencies=[TenantRateLimit], responses=error_responses(429))
     app.include_router(health_endpoints.router)
-    app.include_router(retention_endpoints.router)
-    app.include_router(embeddings_endpoints.router)
-    app.include_router(transfer_endpoints.router)
     app.include_router(health_endpoints.metrics_router)
 
+    # Inside CORS, so a 429 carries the CORS headers a browser needs to read it.
+    app.add_middleware(RateLimitMiddleware, global_rate_limit=settings.global_rate_limit)
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,
