@@ -21,6 +21,7 @@ from memory_layer.embeddings.providers import build_provider
 from memory_layer.embeddings.worker import EmbeddingWorker, stop_worker
 from memory_layer.erasure import endpoints as erasure_endpoints
 from memory_layer.health import endpoints as health_endpoints
+from memory_layer.kit.cache import build_caches, session_info
 from memory_layer.kit.db.database import open_database_async
 from memory_layer.kit.db.engine import create_engine, create_read_sessionmaker, create_sessionmaker
 from memory_layer.kit.db.migrations import verify_schema
@@ -62,14 +63,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(engine.dispose)
         async with engine.connect() as connection:
             await verify_schema(connection, settings)
-        embedder = await build_provider(settings)
-        stack.push_async_callback(embedder.close)
-        app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.read_sessionmaker = create_read_sessionmaker(engine)
-        app.state.embedder = embedder
         app.state.redis = await stack.enter_async_context(open_redis(settings))
         app.state.rate_limiter = RateLimiter.build(settings, app.state.redis, app.state.metrics)
+        shared_queries, app.state.search_cache = build_caches(
+            settings, app.state.redis, app.state.metrics
+        )
+        embedder = await build_provider(settings, shared_queries)
+        stack.push_async_callback(embedder.close)
+        app.state.engine = engine
+        # Its sessions invalidate the tenant's cached searches after every committed write.
+        app.state.sessionmaker = create_sessionmaker(engine, session_info(app.state.search_cache))
+        app.state.read_sessionmaker = create_read_sessionmaker(engine)
+        app.state.embedder = embedder
         if settings.worker_enabled:
             worker = EmbeddingWorker(
                 engine, app.state.sessionmaker, embedder, settings, app.state.metrics

@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.conversations.repository import ConversationRepository, ConversationSummary
+from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import NotFound
 from memory_layer.kit.pagination import CursorCodec, Page, Scope, SortOrder, paginate
 from memory_layer.models.message import Kind, Message, Role
@@ -164,4 +165,5 @@ async def delete_conversation(session: AsyncSession, tenant_id: str, conversatio
     deleted = await ConversationRepository(session).delete(tenant_id, conversation_id)
     if deleted == 0:
         raise _not_found(tenant_id, conversation_id)
+    note_write(session, tenant_id)
     return deleted

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.repository import EmbeddingJobRepository
+from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import InvalidInput
 from memory_layer.kit.observability.metrics import Metrics
 
@@ -78,7 +79,10 @@ async def requeue_failed(
     """Give failed messages a fresh attempt budget; the NOTIFY trigger wakes the workers."""
     if message_ids is not None and tenant_id is None:
         raise InvalidInput("message_ids need a tenant_id", code="tenant_required")
-    return await EmbeddingJobRepository(session).requeue_failed(tenant_id, message_ids)
+    requeued = await EmbeddingJobRepository(session).requeue_failed(tenant_id, message_ids)
+    if requeued:
+        note_write(session, tenant_id)  # search results show each message's embedding status
+    return requeued
 
 
 async def refresh_queue_depth(

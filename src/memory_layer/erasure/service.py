@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.erasure.repository import ErasureRepository
+from memory_layer.kit.cache import note_write, publish_writes
 from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
 from memory_layer.models.erasure import Erasure
 
@@ -53,6 +54,8 @@ async def erase_user(
         }
         # Sessions do not expire objects on commit: the record stays readable after it.
         record = await repository.record(tenant_id, user_id, principal, counts)
+        note_write(session, tenant_id)
+    await publish_writes(session)
     # After the commit: a search that refilled the size cache meanwhile counted the rows that
     # were still there; dropping it now makes the next search count again.
     if tenant_sizes is not None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
+from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import Conflict, InvalidInput, NotFound
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.messages.importance import importance_for
@@ -197,6 +198,7 @@ async def ingest_message(
             raise Conflict("idempotency race; retry the request", code="idempotency_race")
         return _replay(existing, data)
     metrics.messages_ingested.labels(role=data.role.value).inc()
+    note_write(session, tenant_id)
     return IngestResult(message=message, replayed=False)
 
 
@@ -335,6 +337,8 @@ async def ingest_batch(
             )
         )
     inserted = await repository.insert_many(tenant_id, [row for _, row in rows], embedder.model_name)
+    if inserted:
+        note_write(session, tenant_id)
     raced = [(index, row) for index, row in rows if row.id not in inserted]
     if raced:
         # A concurrent request stored some of the same client_message_ids first.
@@ -369,7 +373,10 @@ async def insert_rows(
     """Insert many messages in one statement, each ready with its vector (made by `model`) or
     pending for the worker; the embedding status of each row stored, by id. A row whose id or
     client_message_id the tenant already has is skipped, not checked: the caller decides."""
-    return await MessageRepository(session).insert_many(tenant_id, rows, model)
+    stored = await MessageRepository(session).insert_many(tenant_id, rows, model)
+    if stored:
+        note_write(session, tenant_id)
+    return stored
 
 
 async def get_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> Message:
@@ -474,6 +481,7 @@ async def update_message(
             values["embedding_error"] = error
     if not values:
         return message
+    note_write(session, tenant_id)
     return await repository.update(tenant_id, message_id, values, requeue_embedding=requeue)
 
 
@@ -482,4 +490,5 @@ async def delete_message(session: AsyncSession, tenant_id: str, message_id: uuid
     deleted = await MessageRepository(session).delete(tenant_id, message_id)
     if deleted == 0:
         raise _not_found(tenant_id, message_id)
+    note_write(session, tenant_id)
     return deleted

@@ -8,6 +8,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.config import Settings
+from memory_layer.kit.cache import publish_writes
 from memory_layer.kit.errors import Conflict
 from memory_layer.retention.service import RetentionParams, run_retention
 
@@ -22,6 +23,7 @@ async def retention_loop(
         try:
             async with sessionmaker.begin() as session:
                 result = await run_retention(session, RetentionParams(), settings=settings)
+            await publish_writes(session)
             logger.info(
                 "scheduled retention: %s %d messages older than %s",
                 result.action.value, result.matched, result.cutoff.isoformat(),

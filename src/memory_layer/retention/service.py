@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.config import RetentionAction, Settings
+from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import Conflict
 from memory_layer.retention.repository import RetentionRepository
 
@@ -66,6 +67,9 @@ async def run_retention(
         archived = matched = await repository.archive_older_than(tenants, cutoff, importance_below)
     else:
         deleted = matched = await repository.delete_older_than(tenants, cutoff, importance_below)
+    if archived or deleted:
+        for tenant_id in tenants if tenants is not None else [None]:
+            note_write(session, tenant_id)
     return RetentionReport(
         dry_run=params.dry_run,
         action=action,
