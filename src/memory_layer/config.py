@@ -168,7 +168,7 @@ class Settings(BaseSettings):
     # own tenant and listing, which the cursor names and every request checks.
     cursor_secret: SecretStr | None = None
 
-    # Rate limits (slowapi's syntax, e.g. "600/minute" or "10/second;600/minute"); empty disables.
+    # Rate limits (slowapi's syntax, e.g. "600/minute" or "10/second;600/minute"); "off" disables.
     # Global: per client address; tenant: per tenant of a tenant-bound key. Counted in Redis when
     # MEMORY_REDIS_URL is set (shared by every replica), in the process otherwise.
     global_rate_limit: str = "200/minute"
