@@ -157,7 +157,7 @@ async def test_two_apis_and_two_workers_share_limits_cache_and_queue(
                     "SELECT count(*) FROM messages WHERE tenant_id = :t "
                     "AND embedding_status = 'ready'"
                 ), {"t": tenant})
-            return ready == MESSAGES
+            return int(ready or 0) == MESSAGES
 
         await wait_until(all_ready, timeout=60, interval=0.2, message="messages still pending")
         async with engine.connect() as connection:
