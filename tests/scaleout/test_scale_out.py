@@ -150,16 +150,25 @@ async def test_two_apis_and_two_workers_share_limits_cache_and_queue(
                 after = await two.post("/v1/memory/search", json=search, headers=admin)
                 assert len(after.json()["items"]) == number + 1, (number, after.json())
 
-        # The two workers share the queue: every message embedded, each exactly once.
-        async def all_ready() -> bool:
-            async with engine.connect() as connection:
-                ready = await connection.scalar(text(
-                    "SELECT count(*) FROM messages WHERE tenant_id = :t "
-                    "AND embedding_status = 'ready'"
-                ), {"t": tenant})
-            return int(ready or 0) == MESSAGES
+            # Vector hits appear as the workers embed: each batch they record invalidates the
+            # tenant's cached searches, so the cache never hides a vector made meanwhile.
+            by_vector = {**search, "mode": "vector"}
 
-        await wait_until(all_ready, timeout=60, interval=0.2, message="messages still pending")
+            async def all_ready() -> bool:
+                # Searched (and cached) on every poll, embedded or not.
+                await two.post("/v1/memory/search", json=by_vector, headers=admin)
+                async with engine.connect() as connection:
+                    ready = await connection.scalar(text(
+                        "SELECT count(*) FROM messages WHERE tenant_id = :t "
+                        "AND embedding_status = 'ready'"
+                    ), {"t": tenant})
+                return int(ready or 0) == MESSAGES
+
+            await wait_until(all_ready, timeout=60, interval=0.2, message="messages still pending")
+            vector_hits = await two.post("/v1/memory/search", json=by_vector, headers=admin)
+            assert len(vector_hits.json()["items"]) == MESSAGES
+
+        # The two workers shared the queue: every message embedded, each exactly once.
         async with engine.connect() as connection:
             attempts = (await connection.execute(text(
                 "SELECT embedding_attempts, count(*) FROM messages WHERE tenant_id = :t "
