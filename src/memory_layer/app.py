@@ -23,6 +23,7 @@ from memory_layer.embeddings.providers import build_provider
 from memory_layer.embeddings.worker import EmbeddingWorker, stop_worker
 from memory_layer.erasure import endpoints as erasure_endpoints
 from memory_layer.health import endpoints as health_endpoints
+from memory_layer.kit.cache import build_caches, session_info
 from memory_layer.kit.db.database import open_database_async
 from memory_layer.kit.db.engine import (
     create_engine,
@@ -43,8 +44,12 @@ from memory_layer.kit.observability.logging import (
 from memory_layer.kit.observability.metrics import Metrics, MetricsMiddleware
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
+from memory_layer.kit.schemas import error_responses
 from memory_layer.messages import endpoints as messages_endpoints
 from memory_layer.policies import endpoints as policies_endpoints
+from memory_layer.ratelimit.deps import TenantRateLimit
+from memory_layer.ratelimit.middleware import RateLimitMiddleware
+from memory_layer.ratelimit.service import RateLimiter
 from memory_layer.retention import endpoints as retention_endpoints
 from memory_layer.retention.scheduler import retention_loop
 from memory_layer.search import endpoints as search_endpoints
@@ -74,18 +79,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(engine.dispose)
         async with engine.connect() as connection:
             await verify_schema(connection, settings)
+        app.state.redis = await stack.enter_async_context(open_redis(settings))
+        app.state.rate_limiter = RateLimiter.build(settings, app.state.redis, app.state.metrics)
+        shared_queries, app.state.search_cache = build_caches(
+            settings, app.state.redis, app.state.metrics
+        )
         if settings.db_transaction_pooler:
             for problem in await search_settings_problems(engine, settings.hnsw_ef_search):
                 logger.warning(problem)
-        embedder = await build_provider(settings)
+        embedder = await build_provider(settings, shared_queries)
         stack.push_async_callback(embedder.close)
         app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
+        # Its sessions invalidate the tenant's cached searches after every committed write.
+        app.state.sessionmaker = create_sessionmaker(engine, session_info(app.state.search_cache))
         app.state.read_sessionmaker = create_read_sessionmaker(
             engine, autocommit=not settings.db_transaction_pooler
         )
         app.state.embedder = embedder
-        app.state.redis = await stack.enter_async_context(open_redis(settings))
         if settings.worker_enabled:
             worker = EmbeddingWorker(
                 engine, app.state.sessionmaker, embedder, settings, app.state.metrics
@@ -161,18 +171,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cursor_codec = CursorCodec(settings.cursor_secret)
 
     install_error_handlers(app)
-    app.include_router(messages_endpoints.router)
-    app.include_router(search_endpoints.router)
-    app.include_router(conversations_endpoints.router)
-    app.include_router(stats_endpoints.router)
-    app.include_router(erasure_endpoints.router)
+    # Every route but the probes and /metrics is rate limited: per client address (middleware
+    # below) and, for tenant-bound keys, per tenant (this dependency).
+    for router in (
+        messages_endpoints.router,
+        search_endpoints.router,
+        conversations_endpoints.router,
+        stats_endpoints.router,
+        erasure_endpoints.router,
+        retention_endpoints.router,
+        policies_endpoints.router,
+        embeddings_endpoints.router,
+        transfer_endpoints.router,
+        auth_endpoints.router,
+        audit_endpoints.router,
+    ):
+        app.include_router(router, dependencies=[TenantRateLimit], responses=error_responses(429))
     app.include_router(health_endpoints.router)
-    app.include_router(retention_endpoints.router)
-    app.include_router(policies_endpoints.router)
-    app.include_router(embeddings_endpoints.router)
-    app.include_router(transfer_endpoints.router)
-    app.include_router(auth_endpoints.router)
-    app.include_router(audit_endpoints.router)
     app.include_router(health_endpoints.metrics_router)
 
     app.add_middleware(
@@ -187,6 +202,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
         },
     )
+    # Inside the metrics, the access log and CORS: a 429 is counted, logged and readable by a browser.
+    app.add_middleware(RateLimitMiddleware, global_rate_limit=settings.global_rate_limit)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(AccessLogMiddleware)
     # Outside the access log, so its line (and every line logged while serving) has the id.

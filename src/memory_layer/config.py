@@ -80,6 +80,9 @@ def _split_pairs(value: object) -> object:
 
 
 CsvList = Annotated[list[str], NoDecode]
+# Values that turn a rate limit off (an empty environment variable means "the default", as for
+# every setting, so `off` is the way to disable one from the environment).
+RATE_LIMIT_OFF = frozenset({"", "off", "none", "0"})
 CsvSecrets = Annotated[list[SecretStr], NoDecode]
 
 
@@ -122,6 +125,10 @@ class Settings(BaseSettings):
     # Redis (cache and rate limits); unset means in-process fallbacks.
     redis_url: SecretStr | None = None
     require_redis_in_production: bool = True
+    # Every key this service writes starts with it, so deployments can share one Redis.
+    redis_key_prefix: str = Field(default="memory-layer", min_length=1)
+    # A Redis call that takes longer counts as Redis down (rate limits fail open, caches miss).
+    redis_timeout_seconds: float = Field(default=0.5, gt=0)
 
     # Embeddings.
     embedding_provider: EmbeddingProviderName = EmbeddingProviderName.local
@@ -129,6 +136,14 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
     # Query vectors kept in memory (LRU, per process); 0 disables the cache.
     query_cache_size: int = Field(default=1024, ge=0)
+    # Query vectors shared by every replica in Redis (with MEMORY_REDIS_URL); 0 disables.
+    shared_query_cache_ttl_seconds: int = Field(default=86_400, ge=0)
+    # Search results cached in Redis per tenant (with MEMORY_REDIS_URL); 0 disables. Every write
+    # of the tenant invalidates them; the TTL bounds what a write whose invalidation could not
+    # reach Redis leaves behind (docs/architecture.md, "Caches").
+    search_cache_ttl_seconds: int = Field(default=30, ge=0)
+    # Results larger than this (serialised) are not cached.
+    search_cache_max_bytes: int = Field(default=262_144, ge=1)
     local_model_path: Path | None = None
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-embedding-001"
@@ -171,9 +186,13 @@ class Settings(BaseSettings):
     # own tenant and listing, which the cursor names and every request checks.
     cursor_secret: SecretStr | None = None
 
-    # Rate limits (slowapi syntax, e.g. "600/minute"); empty disables.
-    global_rate_limit: str = ""
-    tenant_rate_limit: str = ""
+    # Rate limits (slowapi's syntax, e.g. "600/minute" or "10/second;600/minute"); "off" disables.
+    # Global: per client address; tenant: per tenant of a tenant-bound key. Counted in Redis when
+    # MEMORY_REDIS_URL is set (shared by every replica), in the process otherwise.
+    global_rate_limit: str = "200/minute"
+    tenant_rate_limit: str = "120/minute"
+    # Redis unreachable: serve the request uncounted (true) or answer 503 (false).
+    rate_limit_fail_open: bool = True
 
     # Input limits.
     max_content_chars: int = Field(default=32_000, ge=1)
@@ -259,6 +278,17 @@ class Settings(BaseSettings):
             return PROVIDER_ALIASES.get(value.strip().lower(), value)
         return value
 
+    @field_validator("global_rate_limit", "tenant_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in RATE_LIMIT_OFF:
+            return ""
+        from limits import parse_many
+
+        parse_many(value)  # ValueError, with the offending text, on a malformed limit
+        return value
+
     @field_validator("kind_half_life_hours", mode="before")
     @classmethod
     def _pairs(cls, value: object) -> object:
@@ -307,11 +337,6 @@ def check_startup_settings(settings: Settings) -> list[str]:
         warnings.append(
             "MEMORY_ASYNC_EMBEDDINGS=true with MEMORY_WORKER_ENABLED=false: messages stay pending "
             "until a `memory-layer worker` process runs against this database."
-        )
-    if settings.global_rate_limit or settings.tenant_rate_limit:
-        warnings.append(
-            "MEMORY_GLOBAL_RATE_LIMIT / MEMORY_TENANT_RATE_LIMIT are read but not enforced by this "
-            "version."
         )
     if settings.environment is not Environment.production and not settings.auth_enabled:
         warnings.append(

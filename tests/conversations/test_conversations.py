@@ -370,15 +370,15 @@ async def test_routes_are_documented(client: httpx.AsyncClient) -> None:
         for method, operation in item.items()
     }
     expected = {
-        ("/v1/conversations", "get"): ("list_conversations", {"400", "401", "403", "422", "503"}),
+        ("/v1/conversations", "get"): ("list_conversations", {"400", "401", "403", "422", "429", "503"}),
         ("/v1/conversations/{conversation_id}", "get"): (
-            "get_conversation", {"401", "403", "404", "422", "503"}
+            "get_conversation", {"401", "403", "404", "422", "429", "503"}
         ),
         ("/v1/conversations/{conversation_id}/messages", "get"): (
-            "list_conversation_messages", {"400", "401", "403", "422", "503"}
+            "list_conversation_messages", {"400", "401", "403", "422", "429", "503"}
         ),
         ("/v1/conversations/{conversation_id}", "delete"): (
-            "delete_conversation", {"401", "403", "404", "422", "503"}
+            "delete_conversation", {"401", "403", "404", "422", "429", "503"}
         ),
     }
     for key, (operation_id, errors) in expected.items():

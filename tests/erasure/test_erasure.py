@@ -266,7 +266,7 @@ async def test_routes_are_documented(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     erase = paths["/v1/users/{user_id}"]["delete"]
     assert erase["operationId"] == "erase_user"
-    assert set(erase["responses"]) == {"200", "401", "403", "422", "503"}
+    assert set(erase["responses"]) == {"200", "401", "403", "422", "429", "503"}
     listing = paths["/v1/admin/erasures"]["get"]
     assert listing["operationId"] == "list_erasures"
-    assert set(listing["responses"]) == {"200", "400", "401", "403", "422", "503"}
+    assert set(listing["responses"]) == {"200", "400", "401", "403", "422", "429", "503"}

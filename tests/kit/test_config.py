@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from memory_layer.config import ConfigurationError, Settings, check_startup_settings
 
@@ -60,10 +61,19 @@ def test_development_without_keys_starts_open_with_a_warning() -> None:
     assert "open" in warnings[0]
 
 
-def test_settings_this_version_does_not_act_on_are_announced() -> None:
-    warnings = check_startup_settings(settings(api_keys="k", tenant_rate_limit="60/minute"))
-    assert len(warnings) == 1
-    assert "not enforced" in warnings[0]
+def test_rate_limits_default_on_read_slowapi_syntax_and_turn_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = settings(api_keys="k")
+    assert (defaults.global_rate_limit, defaults.tenant_rate_limit) == ("200/minute", "120/minute")
+    assert check_startup_settings(settings(api_keys="k", tenant_rate_limit="60/minute")) == []
+    assert settings(tenant_rate_limit="10/second;600/minute").tenant_rate_limit == (
+        "10/second;600/minute"
+    )
+    monkeypatch.setenv("MEMORY_GLOBAL_RATE_LIMIT", "off")
+    assert Settings(_env_file=None).global_rate_limit == ""
+    with pytest.raises(ValidationError, match="tenant_rate_limit"):
+        settings(tenant_rate_limit="lots per minute")
 
 
 def test_async_embeddings_without_any_worker_is_announced() -> None:

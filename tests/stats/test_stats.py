@@ -128,4 +128,4 @@ async def test_tenant_walls(client: httpx.AsyncClient, db_engine: AsyncEngine) -
 async def test_route_is_documented(client: httpx.AsyncClient) -> None:
     operation = (await client.get("/openapi.json")).json()["paths"]["/v1/stats"]["get"]
     assert operation["operationId"] == "get_stats"
-    assert set(operation["responses"]) == {"200", "401", "403", "422", "503"}
+    assert set(operation["responses"]) == {"200", "401", "403", "422", "429", "503"}

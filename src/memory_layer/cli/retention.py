@@ -23,7 +23,7 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only count")] = False,
 ) -> None:
     async def go(url: str, settings: Settings) -> RetentionReport:
-        async with transaction(url) as session:
+        async with transaction(url, settings) as session:
             params = RetentionParams(tenant_id=tenant, dry_run=dry_run)
             return await run_retention(session, params, settings=settings, actor=audit.CLI)
 

@@ -18,7 +18,7 @@ from typing import IO, Annotated
 import typer
 
 from memory_layer.audit import service as audit
-from memory_layer.cli.common import load_settings
+from memory_layer.cli.common import load_settings, search_cache
 from memory_layer.config import Settings
 from memory_layer.kit.db.database import open_database
 from memory_layer.transfer import service
@@ -111,6 +111,7 @@ async def _import(
     from tqdm import tqdm
 
     from memory_layer.embeddings.providers import build_provider
+    from memory_layer.kit.cache import session_info
     from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 
     engine = create_engine(url, pool_size=1, max_overflow=0)
@@ -125,14 +126,15 @@ async def _import(
             yield block
 
     try:
-        return await service.import_ndjson(
-            create_sessionmaker(engine),
-            tenant,
-            blocks(),
-            settings=settings,
-            embedder=embedder,
-            actor=audit.CLI,
-        )
+        async with search_cache(settings) as cache:
+            return await service.import_ndjson(
+                create_sessionmaker(engine, session_info(cache)),
+                tenant,
+                blocks(),
+                settings=settings,
+                embedder=embedder,
+                actor=audit.CLI,
+            )
     finally:
         bar.close()
         await embedder.close()

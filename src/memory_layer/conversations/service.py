@@ -27,6 +27,7 @@ from memory_layer.conversations.repository import (
     ConversationStateRepository,
     ConversationSummary,
 )
+from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import DomainError, InvalidInput, NotFound, PreconditionFailed
 from memory_layer.kit.pagination import CursorCodec, Page, Scope, SortOrder, paginate
 from memory_layer.models.audit import AuditAction
@@ -192,6 +193,7 @@ async def delete_conversation(
         target=f"conversation:{conversation_id}",
         counts={"messages": deleted, "conversation_states": states},
     )
+    note_write(session, tenant_id)
     return deleted
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from memory_layer.audit import service as audit
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.repository import EmbeddingJobRepository
+from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import InvalidInput
 from memory_layer.kit.observability.metrics import Metrics
 
@@ -92,6 +93,8 @@ async def requeue_failed(
         tenant_id=tenant_id,
         counts={"messages": requeued},
     )
+    if requeued:
+        note_write(session, tenant_id)  # search results show each message's embedding status
     return requeued
 
 

@@ -7,15 +7,18 @@ MEMORY_WORKER_SHUTDOWN_GRACE_SECONDS, handed back to the queue) before the proce
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers import build_provider
 from memory_layer.embeddings.worker import EmbeddingWorker, stop_worker
+from memory_layer.kit.cache import build_caches, session_info
 from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 from memory_layer.kit.db.migrations import verify_schema
 from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.kit.redis import open_redis
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ async def run_worker(
         transaction_pooler=settings.db_transaction_pooler,
     )
     embedder = None
+    stack = contextlib.AsyncExitStack()
     try:
         async with engine.connect() as connection:
             await verify_schema(connection, settings)
@@ -38,7 +42,12 @@ async def run_worker(
             from prometheus_client import start_http_server
 
             start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
-        worker = EmbeddingWorker(engine, create_sessionmaker(engine), embedder, settings, metrics)
+        # With Redis, the worker invalidates the cached searches of the tenants it embeds for.
+        redis = await stack.enter_async_context(open_redis(settings))
+        sessionmaker = create_sessionmaker(
+            engine, session_info(build_caches(settings, redis, metrics)[1])
+        )
+        worker = EmbeddingWorker(engine, sessionmaker, embedder, settings, metrics)
         if drain:
             ready = await worker.drain()
             logger.info("embedding worker drained the queue: %d messages embedded", ready)
@@ -57,6 +66,7 @@ async def run_worker(
         await stop_worker(task, stop, settings.worker_shutdown_grace_seconds)
         return 0
     finally:
+        await stack.aclose()
         if embedder is not None:
             await embedder.close()
         await engine.dispose()

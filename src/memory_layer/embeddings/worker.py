@@ -27,6 +27,7 @@ from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.repository import CHANNEL, EmbeddingJobRepository, Failure, Job
 from memory_layer.embeddings.service import refresh_queue_depth
+from memory_layer.kit.cache import note_write, publish_writes
 from memory_layer.kit.db.engine import to_libpq_url
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.models.message import EmbeddingStatus
@@ -104,6 +105,10 @@ class EmbeddingWorker:
             statuses = dict(
                 await repository.fail(self.owner, failures, self.settings.embedding_max_attempts)
             )
+            # New vectors change the tenants' vector hits: their cached searches must go.
+            for tenant_id in {job.tenant_id for job, _ in done}:
+                note_write(session, tenant_id)
+        await publish_writes(session)
         outcome.ready = len(written)
         outcome.failed = sum(1 for status in statuses.values() if status == EmbeddingStatus.failed)
         outcome.retrying = len(statuses) - outcome.failed

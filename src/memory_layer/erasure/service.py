@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from memory_layer.audit import service as audit
 from memory_layer.conversations import service as conversations
 from memory_layer.erasure.repository import ErasureRepository
+from memory_layer.kit.cache import note_write, publish_writes
 from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
 from memory_layer.models.erasure import Erasure
 
@@ -66,6 +67,8 @@ async def erase_user(
             target=f"user:{user_id}",
             counts=counts,
         )
+        note_write(session, tenant_id)
+    await publish_writes(session)
     # After the commit: a search that refilled the size cache meanwhile counted the rows that
     # were still there; dropping it now makes the next search count again.
     if tenant_sizes is not None:

@@ -16,6 +16,7 @@ from memory_layer.audit import service as audit
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
+from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import Conflict, InvalidInput, NotFound
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.messages.importance import importance_for
@@ -237,6 +238,7 @@ async def ingest_message(
             raise Conflict("idempotency race; retry the request", code="idempotency_race")
         return _replay(existing, data)
     metrics.messages_ingested.labels(role=data.role.value).inc()
+    note_write(session, tenant_id)
     return IngestResult(message=message, replayed=False)
 
 
@@ -397,6 +399,8 @@ async def ingest_batch(
         inserted = await repository.insert_many(
             tenant_id, [row for _, row in rows], embedder.model_name
         )
+    if inserted:
+        note_write(session, tenant_id)
     raced = [(index, row) for index, row in rows if row.id not in inserted]
     if raced:
         # A concurrent request stored some of the same client_message_ids first.
@@ -438,7 +442,10 @@ async def insert_rows(
     client_message_id the tenant already has is skipped, not checked: the caller decides. The
     tenant's quotas apply (QuotaExceeded, nothing stored); its PII mode is the caller's."""
     async with quota_guard(session, policy):
-        return await MessageRepository(session).insert_many(tenant_id, rows, model)
+        stored = await MessageRepository(session).insert_many(tenant_id, rows, model)
+    if stored:
+        note_write(session, tenant_id)
+    return stored
 
 
 async def get_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> Message:
@@ -562,6 +569,7 @@ async def update_message(
     if usage is not None and "content" in values:
         grown = len(values["content"].encode()) - len(message.content.encode())
         check_usage(policy, usage, (0, grown))
+    note_write(session, tenant_id)
     return await repository.update(tenant_id, message_id, values, requeue_embedding=requeue)
 
 
@@ -580,4 +588,5 @@ async def delete_message(
         target=f"message:{message_id}",
         counts={"messages": deleted},
     )
+    note_write(session, tenant_id)
     return deleted

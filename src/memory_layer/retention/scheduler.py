@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.audit import service as audit
 from memory_layer.config import Settings
+from memory_layer.kit.cache import publish_writes
 from memory_layer.kit.errors import Conflict
 from memory_layer.retention.service import RetentionParams, run_retention
 
@@ -25,6 +26,7 @@ async def retention_loop(
                 result = await run_retention(
                     session, RetentionParams(), settings=settings, actor=audit.SCHEDULER
                 )
+            await publish_writes(session)
             logger.info(
                 "scheduled retention: %d archived, %d deleted, %d expired deleted",
                 result.archived, result.deleted, result.expired,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from memory_layer.audit import service as audit
 from memory_layer.config import RetentionAction, Settings
 from memory_layer.conversations import service as conversations
+from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import Conflict
 from memory_layer.models.audit import AuditAction
 from memory_layer.models.message import Kind
@@ -189,6 +190,9 @@ async def run_retention(
                 "audit_events_deleted": audit_deleted,
             },
         )
+    if not params.dry_run and (counts.archived or counts.deleted or expired):
+        for tenant_id in tenants if tenants is not None else [None]:
+            note_write(session, tenant_id)
     return RetentionReport(
         dry_run=params.dry_run,
         by_policy=params.by_policy,

@@ -14,8 +14,9 @@ from memory_layer.auth.service import Principal, resolve_tenant
 from memory_layer.config import Settings
 from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.embeddings.providers.base import EmbeddingProvider
+from memory_layer.kit.cache import SearchCache
 from memory_layer.kit.db.session import ReadSessionDep
-from memory_layer.kit.http.deps import MetricsDep, SettingsDep, TenantSizesDep
+from memory_layer.kit.http.deps import MetricsDep, SearchCacheDep, SettingsDep, TenantSizesDep
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.schemas import error_responses
 from memory_layer.search import service
@@ -75,6 +76,7 @@ class Searcher:
     embedder: EmbeddingProvider
     metrics: Metrics
     tenant_sizes: MutableMapping[str, int]
+    cache: SearchCache | None
 
     async def __call__(self, body: SearchRequest) -> SearchResponse:
         tenant_id = resolve_tenant(self.principal, body.tenant_id)
@@ -93,6 +95,7 @@ class Searcher:
             embedder=self.embedder,
             metrics=self.metrics,
             tenant_sizes=self.tenant_sizes,
+            cache=self.cache,
         )
         items = [_to_item(row) for row in outcome.rows]
         return SearchResponse(
@@ -111,9 +114,10 @@ def get_searcher(
     embedder: EmbedderDep,
     metrics: MetricsDep,
     tenant_sizes: TenantSizesDep,
+    cache: SearchCacheDep,
 ) -> Searcher:
     # Tenant sizes decide exact versus HNSW search; the app keeps them a minute.
-    return Searcher(session, principal, settings, embedder, metrics, tenant_sizes)
+    return Searcher(session, principal, settings, embedder, metrics, tenant_sizes, cache)
 
 
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]

@@ -96,3 +96,5 @@ class ScoredRow:
     score: float
     embedding: list[float] | None = None
     mmr_rank: int | None = None
+    # When the message expires (its TTL): a cached result holding it must not outlive it.
+    expires_at: datetime | None = None

@@ -91,7 +91,7 @@ fused AS (
     FULL JOIN keyword_hits k ON k.tenant_id = v.tenant_id AND k.id = v.id
 ), hits AS (
     SELECT m.id, m.conversation_id, m.user_id, m.role, m.kind, m.content, m.metadata, m.importance,
-           m.created_at, m.embedding_status,{embedding}
+           m.created_at, m.expires_at, m.embedding_status,{embedding}
            f.vector_rank, {similarity} AS similarity,
            f.keyword_rank, f.keyword_score, f.fused,
            {recency} AS recency

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import call_provider
+from memory_layer.kit.cache import SearchCache, digest
 from memory_layer.kit.errors import ServiceUnavailable
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.search.diversity import mmr_order
@@ -56,6 +60,23 @@ async def _query_vector(
     return vector, query.mode, None
 
 
+_CACHED_ROWS = TypeAdapter(list[ScoredRow])
+
+
+def _request_key(query: SearchQuery, settings: Settings, embedder: EmbeddingProvider) -> str:
+    """Everything the rows depend on but the tenant's data: the request, the model, the scoring."""
+    return digest(
+        embedder.model_name,
+        embedder.dimensions,
+        query,
+        ScoreWeights.from_settings(settings),
+        settings.search_fusion,
+        settings.search_keyword_weight,
+        settings.search_rrf_k,
+        settings.search_candidate_multiplier,
+    )
+
+
 async def search_memory(
     session: AsyncSession,
     tenant_id: str,
@@ -65,8 +86,45 @@ async def search_memory(
     embedder: EmbeddingProvider,
     metrics: Metrics,
     tenant_sizes: MutableMapping[str, int] | None = None,
+    cache: SearchCache | None = None,
 ) -> SearchOutcome:
-    """The tenant's most relevant messages for the query, best first."""
+    """The tenant's most relevant messages for the query, best first; from the search cache when
+    the tenant has not been written since the same search was answered."""
+    if cache is None:
+        return await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
+    # Read before the database: a write that commits meanwhile replaces this generation, so the
+    # result computed below can never be served after that write's 2xx.
+    generation = await cache.generation(tenant_id)
+    if generation is None:  # Redis unreachable: uncached
+        return await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
+    request = _request_key(query, settings, embedder)
+    cached = await cache.get(tenant_id, generation, request)
+    if cached is not None:
+        return SearchOutcome(rows=_CACHED_ROWS.validate_json(cached), mode=query.mode, degraded=None)
+    outcome = await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
+    if outcome.degraded is None:  # a degraded answer is not the answer to keep
+        rows = [dataclasses.replace(row, embedding=None) for row in outcome.rows]
+        # A message expires in the middle of the cache's TTL: the entry must die with it.
+        expiries = [row.expires_at for row in rows if row.expires_at is not None]
+        lifetime = None
+        if expiries:
+            lifetime = math.floor((min(expiries) - datetime.now(UTC)).total_seconds())
+        if lifetime is None or lifetime > 0:
+            await cache.put(
+                tenant_id, generation, request, _CACHED_ROWS.dump_json(rows), max_seconds=lifetime
+            )
+    return outcome
+
+
+async def _search(
+    session: AsyncSession,
+    tenant_id: str,
+    query: SearchQuery,
+    settings: Settings,
+    embedder: EmbeddingProvider,
+    metrics: Metrics,
+    tenant_sizes: MutableMapping[str, int] | None,
+) -> SearchOutcome:
     # The model first, then the database: no connection waits in a transaction on the provider.
     vector, mode, degraded = await _query_vector(query, embedder, metrics)
     repository = SearchRepository(session)

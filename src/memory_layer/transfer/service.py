@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from memory_layer.audit import service as audit
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingProvider
+from memory_layer.kit.cache import publish_writes
 from memory_layer.kit.errors import DomainError, InvalidInput
 from memory_layer.messages.service import NewRow, check_limits, insert_rows
 from memory_layer.models.audit import AuditAction
@@ -259,6 +260,7 @@ async def _write_chunk(
         # Passed over: the tenant has the message already, or another message of the tenant
         # holds its client_message_id (that line's text is not stored).
         present = await TransferRepository(session).existing_ids(tenant_id, passed_over)
+    await publish_writes(session)  # insert_rows noted the tenant's write
     reused = sum(status == EmbeddingStatus.ready.value for status in stored.values())
     report.stored += len(stored)
     report.vectors_reused += reused

@@ -8,10 +8,14 @@ from memory_layer.config import ConfigurationError, EmbeddingProviderName, Setti
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.embeddings.providers.cache import QueryCachingProvider
 from memory_layer.embeddings.providers.fake import FakeEmbeddingProvider
+from memory_layer.kit.cache import QueryVectorCache
 
 
-async def build_provider(settings: Settings) -> EmbeddingProvider:
-    """Create the provider named by MEMORY_EMBEDDING_PROVIDER and check its dimension."""
+async def build_provider(
+    settings: Settings, shared_queries: QueryVectorCache | None = None
+) -> EmbeddingProvider:
+    """Create the provider named by MEMORY_EMBEDDING_PROVIDER and check its dimension; query
+    vectors cached in the process (MEMORY_QUERY_CACHE_SIZE) and in `shared_queries`."""
     provider: EmbeddingProvider
     if settings.embedding_provider is EmbeddingProviderName.fake:
         provider = FakeEmbeddingProvider(
@@ -38,8 +42,8 @@ async def build_provider(settings: Settings) -> EmbeddingProvider:
             f"the {provider.model_name} model produces {provider.dimensions}-dimensional vectors "
             f"but MEMORY_EMBEDDING_DIMENSIONS={settings.embedding_dimensions}; set them equal."
         )
-    if settings.query_cache_size > 0:
-        return QueryCachingProvider(provider, settings.query_cache_size)
+    if settings.query_cache_size > 0 or shared_queries is not None:
+        return QueryCachingProvider(provider, settings.query_cache_size, shared_queries)
     return provider
 
 

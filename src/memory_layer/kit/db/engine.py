@@ -100,8 +100,12 @@ async def search_settings_problems(engine: AsyncEngine, hnsw_ef_search: int) -> 
     return problems
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def create_sessionmaker(
+    engine: AsyncEngine, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for writes; `info` is copied into every session's `info` (kit/cache.py puts the
+    search cache there, for the sessions to invalidate after their commits)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 def create_read_sessionmaker(

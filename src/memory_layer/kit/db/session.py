@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from memory_layer.kit.cache import publish_writes
+
 
 def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
@@ -32,6 +34,8 @@ async def get_session(sessionmaker: SessionmakerDep) -> AsyncIterator[AsyncSessi
         except BaseException:
             await session.rollback()
             raise
+        # Committed: the tenants written get new search cache generations before the response.
+        await publish_writes(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

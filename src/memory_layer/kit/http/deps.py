@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from memory_layer.config import Settings
+from memory_layer.kit.cache import SearchCache
 from memory_layer.kit.observability.logging import current_request_id
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.pagination import CursorCodec
@@ -39,8 +40,15 @@ def get_request_id() -> str | None:
     return current_request_id()
 
 
+def get_search_cache(request: Request) -> SearchCache | None:
+    # Built in the lifespan; None without Redis or with MEMORY_SEARCH_CACHE_TTL_SECONDS=0.
+    cache: SearchCache | None = getattr(request.app.state, "search_cache", None)
+    return cache
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 CursorCodecDep = Annotated[CursorCodec, Depends(get_cursor_codec)]
 TenantSizesDep = Annotated[MutableMapping[str, int], Depends(get_tenant_sizes)]
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]
+SearchCacheDep = Annotated[SearchCache | None, Depends(get_search_cache)]

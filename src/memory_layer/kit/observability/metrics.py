@@ -105,6 +105,37 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.rate_limited = Counter(
+            "memory_rate_limited_requests_total",
+            "Requests refused with 429 by scope (global: per client address; tenant).",
+            ["scope"],
+            registry=self.registry,
+        )
+        self.rate_limit_storage_errors = Counter(
+            "memory_rate_limit_storage_errors_total",
+            "Requests whose rate limit could not be counted (Redis unreachable), by scope.",
+            ["scope"],
+            registry=self.registry,
+        )
+        self.cache_hits = Counter(
+            "memory_cache_hits_total",
+            "Cache look-ups that found an entry, by cache.",
+            ["cache"],
+            registry=self.registry,
+        )
+        self.cache_misses = Counter(
+            "memory_cache_misses_total",
+            "Cache look-ups that found nothing, by cache.",
+            ["cache"],
+            registry=self.registry,
+        )
+        self.cache_errors = Counter(
+            "memory_cache_errors_total",
+            "Cache operations that failed (Redis unreachable), by cache; the request went on uncached.",
+            ["cache"],
+            registry=self.registry,
+        )
+
     def observe_pool(self, pool: Pool, max_connections: int) -> None:
         """Read the pool's counts into the gauges (at scrape time)."""
         if not isinstance(pool, QueuePool):  # NullPool and the like hold nothing to report

@@ -1,0 +1,150 @@
+"""Rate limits: per tenant and per client address, in the process or in Redis, and Redis down."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from memory_layer.config import Settings
+from tests.fixtures.app import ADMIN_KEY, running_client
+from tests.fixtures.redis import RedisServer
+from tests.fixtures.tenants import new_tenant, tenant_key
+from tests.support.metrics import sample_value, scrape
+
+UNLIMITED = ("/v1/admin/health", "/v1/admin/readiness", "/metrics")
+
+
+async def test_a_tenant_past_its_limit_gets_429_and_other_tenants_do_not(
+    settings_factory: Callable[..., Settings], db_engine: AsyncEngine
+) -> None:
+    mine, theirs = new_tenant(), new_tenant()
+    my_key = {"X-API-Key": await tenant_key(db_engine, mine)}
+    their_key = {"X-API-Key": await tenant_key(db_engine, theirs)}
+    settings = settings_factory(tenant_rate_limit="3/minute")
+    async with running_client(settings) as client:
+        served = [await client.get("/v1/stats", headers=my_key) for _ in range(3)]
+        refused = await client.get("/v1/stats", headers=my_key)
+        other = await client.get("/v1/stats", headers=their_key)
+        exposition = await scrape(client)
+
+    assert [r.status_code for r in served] == [200, 200, 200]
+    assert [r.headers["X-RateLimit-Remaining"] for r in served] == ["2", "1", "0"]
+    assert served[0].headers["X-RateLimit-Limit"] == "3"
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "rate_limited"
+    assert "tenant rate limit of 3" in refused.json()["detail"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+    assert int(refused.headers["X-RateLimit-Reset"]) >= int(time.time())
+    assert other.status_code == 200
+    assert other.headers["X-RateLimit-Remaining"] == "2"
+    assert sample_value(exposition, "memory_rate_limited_requests_total", {"scope": "tenant"}) == 1
+
+
+async def test_the_global_limit_counts_per_address_and_spares_probes_and_metrics(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(global_rate_limit="2/minute")
+    async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
+        statuses = [(await client.get("/v1/admin/embeddings")).status_code for _ in range(3)]
+        probes = [(await client.get(path)).status_code for path in UNLIMITED for _ in range(3)]
+        refused = await client.get("/v1/admin/embeddings")
+        exposition = await scrape(client)
+
+    assert statuses == [200, 200, 429]
+    assert probes == [200] * 9
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "rate_limited"
+    assert "Retry-After" in refused.headers
+    assert sample_value(exposition, "memory_rate_limited_requests_total", {"scope": "global"}) == 2
+
+
+async def test_limits_in_redis_hold_across_replicas(
+    settings_factory: Callable[..., Settings],
+    db_engine: AsyncEngine,
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    tenant = new_tenant()
+    key = {"X-API-Key": await tenant_key(db_engine, tenant)}
+    settings = settings_factory(
+        tenant_rate_limit="4/minute", redis_url=redis_url, redis_key_prefix=redis_prefix
+    )
+    async with running_client(settings) as one, running_client(settings) as two:
+        statuses = [
+            (await replica.get("/v1/stats", headers=key)).status_code
+            for replica in (one, two, one, two, one, two)
+        ]
+    assert statuses == [200, 200, 200, 200, 429, 429]
+
+
+async def test_redis_down_serves_requests_uncounted_or_refuses_them_when_told(
+    settings_factory: Callable[..., Settings], db_engine: AsyncEngine
+) -> None:
+    key = {"X-API-Key": await tenant_key(db_engine, new_tenant())}
+    closed = "redis://127.0.0.1:1/0"
+    fail_open = settings_factory(tenant_rate_limit="1/minute", redis_url=closed)
+    async with running_client(fail_open) as client:
+        served = [await client.get("/v1/stats", headers=key) for _ in range(3)]
+        exposition = await scrape(client)
+    assert [r.status_code for r in served] == [200, 200, 200]
+    assert "X-RateLimit-Limit" not in served[0].headers  # nothing was counted
+    assert sample_value(
+        exposition, "memory_rate_limit_storage_errors_total", {"scope": "tenant"}
+    ) == 3
+
+    fail_closed = settings_factory(
+        tenant_rate_limit="1/minute", redis_url=closed, rate_limit_fail_open=False
+    )
+    async with running_client(fail_closed) as client:
+        refused = await client.get("/v1/stats", headers=key)
+        probe = await client.get("/v1/admin/health")
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "rate_limit_unavailable"
+    assert probe.status_code == 200
+
+
+async def test_counting_resumes_when_redis_comes_back(
+    settings_factory: Callable[..., Settings], db_engine: AsyncEngine, private_redis: RedisServer
+) -> None:
+    key = {"X-API-Key": await tenant_key(db_engine, new_tenant())}
+    settings = settings_factory(tenant_rate_limit="2/minute", redis_url=private_redis.url)
+    async with running_client(settings) as client:
+        before = (await client.get("/v1/stats", headers=key)).status_code
+        private_redis.stop()
+        during = [(await client.get("/v1/stats", headers=key)).status_code for _ in range(3)]
+        private_redis.start()
+        after = [(await client.get("/v1/stats", headers=key)).status_code for _ in range(3)]
+    assert before == 200
+    assert during == [200, 200, 200]
+    # The restarted server kept nothing (no persistence): a fresh window, and the limit holds.
+    assert after == [200, 200, 429]
+
+
+async def test_a_tenant_policy_overrides_the_tenant_limit_from_the_next_request(
+    settings_factory: Callable[..., Settings], db_engine: AsyncEngine
+) -> None:
+    tenant = new_tenant()
+    key = {"X-API-Key": await tenant_key(db_engine, tenant)}
+    admin = {"X-API-Key": ADMIN_KEY}
+    settings = settings_factory(tenant_rate_limit="100/minute")
+    async with running_client(settings) as client:
+        before = await client.get("/v1/stats", headers=key)
+        changed = await client.put(
+            f"/v1/admin/tenants/{tenant}/policy", json={"rate_limit": "2/minute"}, headers=admin
+        )
+        assert changed.status_code == 200, changed.text
+        after = [await client.get("/v1/stats", headers=key) for _ in range(3)]
+        lifted = await client.put(
+            f"/v1/admin/tenants/{tenant}/policy", json={"rate_limit": ""}, headers=admin
+        )
+        assert lifted.status_code == 200, lifted.text
+        unlimited = await client.get("/v1/stats", headers=key)
+
+    assert before.headers["X-RateLimit-Limit"] == "100"
+    assert [r.status_code for r in after] == [200, 200, 429]
+    assert after[0].headers["X-RateLimit-Limit"] == "2"
+    assert unlimited.status_code == 200
+    assert "X-RateLimit-Limit" not in unlimited.headers
