@@ -372,7 +372,8 @@ def conversation(index: int, names: tuple[str, str], rng: random.Random,
 
 def generate(seed: int, count: int, heldout: int, sessions: int) -> dict[str, Any]:
     rng = random.Random(seed)
-    conversations, questions = [], []
+    conversations: list[dict[str, Any]] = []
+    questions: list[dict[str, Any]] = []
     for index, names in enumerate(PAIRS[:count], start=1):
         conv, asked = conversation(index, names, rng, sessions)
         conv["split"] = "heldout" if index > count - heldout else "dev"
