@@ -199,11 +199,11 @@ class Settings(BaseSettings):
     # Query cues (docs/evaluation.md has the measurements): added to the relevance of messages
     # written in the month or day a query names ("in February 2025"), and of messages whose
     # user_id the query names ("What did Maya ..."). 0 turns a cue off.
-    search_time_boost: float = Field(default=0.0, ge=0.0, le=1.0)
-    search_speaker_boost: float = Field(default=0.0, ge=0.0, le=1.0)
+    search_time_boost: float = Field(default=0.2, ge=0.0, le=1.0)
+    search_speaker_boost: float = Field(default=0.1, ge=0.0, le=1.0)
     # A hit that asks a question ("Did you ever make it to Lisbon?") brings the next turn of its
     # conversation ("Yes, last May!") right after it: short answers rarely match a query alone.
-    search_answer_expansion: bool = False
+    search_answer_expansion: bool = True
 
     # Retention.
     retention_max_age_days: float = Field(default=90.0, gt=0)
