@@ -57,7 +57,8 @@ async def test_a_named_speaker_and_a_named_month_raise_their_messages(
     theirs = "I adopted a beagle last week, what a week"
     february = "I started going to pottery"
     june = "I started pottery classes, the studio is lovely, pottery every week"
-    async with running_client(settings_factory(), headers={"X-API-Key": ADMIN_KEY}) as client:
+    plain = settings_factory(search_speaker_boost=0.0, search_time_boost=0.0)
+    async with running_client(plain, headers={"X-API-Key": ADMIN_KEY}) as client:
         await remember(client, tenant, mine, user_id="maya")
         await remember(client, tenant, theirs, user_id="jonas")
         await remember(client, tenant, february, user_id="ines", created_at="2025-02-10T10:00:00Z")
@@ -66,6 +67,7 @@ async def test_a_named_speaker_and_a_named_month_raise_their_messages(
         month_query = "Which pottery classes did Ines start in February 2025?"
         assert (await _search(client, tenant, speaker_query))[0] == theirs
         assert (await _search(client, tenant, month_query))[0] == june
+    # The defaults (0.2, 0.1) would do here too; larger boosts keep the test about the cue.
     settings = settings_factory(search_speaker_boost=0.5, search_time_boost=0.5)
     async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
         assert (await _search(client, tenant, speaker_query))[:2] == [mine, theirs]
@@ -82,14 +84,15 @@ async def test_a_question_hit_brings_its_answer(settings_factory: Callable[..., 
         ("jonas", "2025-05-01T10:02:00Z", "Lisbon is on my list too."),
         ("maya", "2025-05-01T10:03:00Z", "You should go."),
     ]
-    async with running_client(settings_factory(), headers={"X-API-Key": ADMIN_KEY}) as client:
+    plain = settings_factory(search_answer_expansion=False)
+    async with running_client(plain, headers={"X-API-Key": ADMIN_KEY}) as client:
         for user, created_at, content in turns:
             await remember(client, tenant, content, user_id=user, created_at=created_at)
         # Another tenant's turn in a conversation of the same id, in between: never an answer.
         await remember(client, other, "Not from this tenant.", created_at="2025-05-01T10:00:30Z")
         assert await _search(client, tenant, "Lisbon") == [turns[0][2], turns[2][2]]
-    settings = settings_factory(search_answer_expansion=True)
-    async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
+    async with running_client(settings_factory(), headers={"X-API-Key": ADMIN_KEY}) as client:
+        # On by default.
         assert await _search(client, tenant, "Lisbon") == [turns[0][2], turns[1][2], turns[2][2]]
         assert await _search(client, tenant, "Lisbon", top_k=2) == [turns[0][2], turns[1][2]]
         # The answer obeys the search's filters.
