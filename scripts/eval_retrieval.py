@@ -17,6 +17,7 @@ import asyncio
 import json
 import statistics
 import sys
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from benchkit import write_block  # noqa: E402
 
 DEFAULT_DATASET = ROOT / "scripts" / "data" / "eval_conversations.json"
-MODES = ("vector", "keyword", "hybrid")
+MODES = ("hybrid", "vector", "keyword")
 KS = (1, 5, 10, 20)
 
 
@@ -44,6 +45,11 @@ class Report:
     recall: dict[str, dict[int, float]]
     by_kind: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
+    # Per split of the dataset (a question's "split", e.g. dev / heldout), when it has splits.
+    by_split: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)
+    # Milliseconds per search of the first mode asked (its query vector is not cached yet).
+    latencies_ms: list[float] = field(default_factory=list)
 
 
 def load_dataset(path: Path, conversations: list[str] | None = None,
@@ -116,37 +122,52 @@ async def evaluate(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
     per_kind: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(
         lambda: {m: defaultdict(list) for m in modes}
     )
+    per_split: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(
+        lambda: {m: defaultdict(list) for m in modes}
+    )
+    latencies: list[float] = []
     for question in data["questions"]:
         evidence = set(question["evidence"])
-        for mode in modes:
+        for position, mode in enumerate(modes):
+            started = time.perf_counter()
             response = await client.post(
                 "/v1/memory/search",
                 json={"tenant_id": tenant, "query": question["question"], "mode": mode,
                       "top_k": top_k, "conversation_id": question["conversation_id"]},
             )
             response.raise_for_status()
+            if position == 0:
+                latencies.append((time.perf_counter() - started) * 1000)
             ranked = [item["metadata"].get("turn_id") for item in response.json()["items"]]
             for k in ks:
                 recall = len(evidence & set(ranked[:k])) / len(evidence)
                 per_mode[mode][k].append(recall)
                 per_kind[question["kind"]][mode][k].append(recall)
+                if "split" in question:
+                    per_split[question["split"]][mode][k].append(recall)
 
     def mean(values: dict[int, list[float]]) -> dict[int, float]:
         return {k: statistics.fmean(values[k]) if values[k] else 0.0 for k in ks}
 
     kinds: dict[str, int] = defaultdict(int)
+    splits: dict[str, int] = defaultdict(int)
     for question in data["questions"]:
         kinds[question["kind"]] += 1
+        if "split" in question:
+            splits[question["split"]] += 1
     return Report(
         questions=len(data["questions"]),
         turns=sum(len(c["turns"]) for c in data["conversations"]),
         recall={mode: mean(per_mode[mode]) for mode in modes},
         by_kind={kind: {m: mean(v) for m, v in by_mode.items()} for kind, by_mode in per_kind.items()},
         kinds=dict(kinds),
+        by_split={split: {m: mean(v) for m, v in by_mode.items()} for split, by_mode in per_split.items()},
+        splits=dict(splits),
+        latencies_ms=latencies,
     )
 
 
-def render(report: Report, command: str) -> str:
+def render(report: Report, command: str, detail: bool = False) -> str:
     ks = sorted(next(iter(report.recall.values())))
     lines = [
         f"`{command}`: {report.turns} turns, {report.questions} questions.",
@@ -162,6 +183,27 @@ def render(report: Report, command: str) -> str:
     for kind, by_mode in sorted(report.by_kind.items()):
         lines.append(f"| {kind} | {report.kinds[kind]} | "
                      + " | ".join(f"{by_mode[m][10]:.3f}" for m in report.recall) + " |")
+    if report.by_split:
+        lines += ["", "By split:", "",
+                  "| split | questions | mode | " + " | ".join(f"Recall@{k}" for k in ks) + " |",
+                  "|---|---:|---|" + "---:|" * len(ks)]
+        for split, by_mode in sorted(report.by_split.items()):
+            for mode, values in by_mode.items():
+                lines.append(f"| {split} | {report.splits[split]} | {mode} | "
+                             + " | ".join(f"{values[k]:.3f}" for k in ks) + " |")
+    if detail:
+        lines += ["", "Recall@k by question kind and mode:", "",
+                  "| kind | mode | " + " | ".join(f"@{k}" for k in ks) + " |",
+                  "|---|---|" + "---:|" * len(ks)]
+        for kind, by_mode in sorted(report.by_kind.items()):
+            for mode, values in by_mode.items():
+                lines.append(f"| {kind} | {mode} | " + " | ".join(f"{values[k]:.3f}" for k in ks) + " |")
+    if report.latencies_ms:
+        cuts = statistics.quantiles(report.latencies_ms, n=20) if len(report.latencies_ms) > 1 else []
+        p50 = statistics.median(report.latencies_ms)
+        p95 = cuts[18] if cuts else p50
+        lines += ["", f"Search latency through the API (first mode per question, query vector not "
+                      f"cached): p50 {p50:.1f} ms, p95 {p95:.1f} ms."]
     return "\n".join(lines)
 
 
@@ -170,7 +212,8 @@ async def run(args: argparse.Namespace) -> Report:
     headers = {"X-API-Key": args.api_key} if args.api_key else None
     tenant = args.tenant or f"eval-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=args.base_url, headers=headers, timeout=120) as client:
-        await ingest(client, data, tenant)
+        if not args.skip_ingest:
+            await ingest(client, data, tenant)
         return await evaluate(client, data, tenant, tuple(args.modes))
 
 
@@ -183,14 +226,19 @@ def main() -> None:
     parser.add_argument("--conversations", nargs="*", help="only these conversation ids")
     parser.add_argument("--max-turns", type=int, help="only the first N turns of each")
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
+    parser.add_argument("--skip-ingest", action="store_true",
+                        help="search a --tenant loaded by an earlier run (query-side changes only)")
+    parser.add_argument("--detail", action="store_true", help="Recall@k per kind and mode")
     parser.add_argument("--write", type=Path, help="update this Markdown file")
+    parser.add_argument("--block", default="eval_retrieval", help="the marked block to replace")
     args = parser.parse_args()
+    if args.skip_ingest and not args.tenant:
+        parser.error("--skip-ingest needs --tenant")
     report = asyncio.run(run(args))
-    text = render(report, "python scripts/eval_retrieval.py " + " ".join(sys.argv[1:]))
+    text = render(report, "python scripts/eval_retrieval.py " + " ".join(sys.argv[1:]), args.detail)
     print(text)
     if args.write:
-        write_block(args.write, "eval_retrieval", text, title="Retrieval evaluation",
-                    heading="Results")
+        write_block(args.write, args.block, text, title="Retrieval evaluation", heading="Results")
 
 
 if __name__ == "__main__":

@@ -236,6 +236,14 @@ class Settings(BaseSettings):
     # the tenant index): faster than the HNSW graph for them and never misses a neighbour. Larger
     # tenants use HNSW with iterative scans. 0 always uses the index.
     search_exact_max_rows: int = Field(default=10_000, ge=0)
+    # Query cues (docs/evaluation.md has the measurements): added to the relevance of messages
+    # written in the month or day a query names ("in February 2025"), and of messages whose
+    # user_id the query names ("What did Maya ..."). 0 turns a cue off.
+    search_time_boost: float = Field(default=0.2, ge=0.0, le=1.0)
+    search_speaker_boost: float = Field(default=0.1, ge=0.0, le=1.0)
+    # A hit that asks a question ("Did you ever make it to Lisbon?") brings the next turn of its
+    # conversation ("Yes, last May!") right after it: short answers rarely match a query alone.
+    search_answer_expansion: bool = True
 
     # Tenant policy defaults: what a tenant without its own policy (PUT
     # /v1/admin/tenants/{tenant_id}/policy) gets. 0 means none: no TTL, no quota.

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from memory_layer.config import SearchFusion
+from memory_layer.search.cues import Period
 
 if TYPE_CHECKING:
     from memory_layer.search.scoring import ScoreWeights
@@ -59,6 +60,12 @@ class SearchPlan:
     min_score: float | None = None
     with_embedding: bool = False
     exact: bool = False
+    # Query cues (search/cues.py): a bonus to the relevance of messages written in the period the
+    # query names, and of messages whose user_id is one of the query's words.
+    period: Period | None = None
+    time_boost: float = 0.0
+    words: tuple[str, ...] = ()
+    speaker_boost: float = 0.0
 
     def __post_init__(self) -> None:
         if (self.query_vector is None) != (self.mode is SearchMode.keyword):

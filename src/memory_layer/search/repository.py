@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
@@ -147,6 +148,27 @@ def _filter_sql(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
     return "".join(f"\n          AND {fragment}" for fragment in fragments), params
 
 
+# Bonuses from the query's cues (search/cues.py), added to the mode's relevance and capped at 1;
+# only spliced in when the plan has them, so a plain search's statement does not change.
+TIME_CUE = "CASE WHEN created_at >= :cue_since AND created_at < :cue_until THEN :time_boost ELSE 0.0 END"
+SPEAKER_CUE = "CASE WHEN lower(user_id) = ANY(CAST(:cue_words AS text[])) THEN :speaker_boost ELSE 0.0 END"
+
+
+def _relevance_with_cues(plan: SearchPlan, params: dict[str, Any]) -> str:
+    relevance = relevance_sql(plan.mode, plan.fusion)
+    cues: list[str] = []
+    if plan.period is not None and plan.time_boost > 0:
+        cues.append(TIME_CUE)
+        params.update(cue_since=plan.period.since, cue_until=plan.period.until,
+                      time_boost=plan.time_boost)
+    if plan.words and plan.speaker_boost > 0:
+        cues.append(SPEAKER_CUE)
+        params.update(cue_words=list(plan.words), speaker_boost=plan.speaker_boost)
+    if not cues:
+        return relevance
+    return f"least(1.0, coalesce({relevance}, 0.0) + " + " + ".join(cues) + ")"
+
+
 def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
     """The search statement for one plan, and every parameter it binds."""
     where, params = _filter_sql(plan.filters)
@@ -158,7 +180,7 @@ def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
         keyword_hits=(KEYWORD_HITS if plan.mode is not SearchMode.vector else NO_KEYWORD_HITS).format(
             filters=where, tsquery=WEBSEARCH_TSQUERY if plan.strict_keywords else ANY_TERM_TSQUERY
         ),
-        relevance=relevance_sql(plan.mode, plan.fusion),
+        relevance=_relevance_with_cues(plan, params),
         similarity=SIMILARITY_FROM_VECTORS if uses_vectors else NO_SIMILARITY,
         recency=RECENCY_SQL.format(created_at="m.created_at", kind="m.kind"),
         scored=SCORED_SQL.format(source="signals"),
@@ -192,6 +214,25 @@ SCORE_COLUMNS = (
 )
 
 
+# The turn after each given message in its conversation (the same filters as the search), for
+# answer expansion (search/answers.py). The (tenant, conversation, created_at) index serves it.
+NEXT_TURNS_SQL = """
+SELECT q.id AS question_id, a.*
+FROM messages q
+CROSS JOIN LATERAL (
+    SELECT id, conversation_id, user_id, role, kind, content, metadata, importance, created_at,
+           expires_at, embedding_status
+    FROM messages
+    WHERE tenant_id = q.tenant_id
+      AND conversation_id = q.conversation_id
+      AND (created_at, id) > (q.created_at, q.id){filters}
+    ORDER BY created_at, id
+    LIMIT 1
+) a
+WHERE q.tenant_id = :tenant_id AND q.id = ANY(CAST(:ids AS uuid[]))
+"""
+
+
 class SearchRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -208,6 +249,19 @@ class SearchRepository:
         result = await self.session.execute(statement.columns(**columns), params)
         # The statement's columns are ScoredRow's fields, by name.
         return [ScoredRow(**row._mapping) for row in result]
+
+    async def next_turns(
+        self, tenant_id: str, ids: list[uuid.UUID], filters: SearchFilters
+    ) -> dict[uuid.UUID, dict[str, Any]]:
+        """The message after each of `ids` in its conversation, by the id it follows."""
+        if not ids:
+            return {}
+        where, params = _filter_sql(filters)
+        result = await self.session.execute(
+            text(NEXT_TURNS_SQL.format(filters=where)), {**params, "tenant_id": tenant_id, "ids": ids}
+        )
+        return {row.question_id: {k: v for k, v in row._mapping.items() if k != "question_id"}
+                for row in result}
 
     async def tenant_size(self, tenant_id: str, cap: int) -> int:
         """The tenant's message count, counted no further than `cap` + 1 (cheap for big tenants)."""

@@ -17,6 +17,8 @@ from memory_layer.embeddings.service import call_provider
 from memory_layer.kit.cache import SearchCache, digest
 from memory_layer.kit.errors import ServiceUnavailable
 from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.search.answers import expand_answers, questions_among
+from memory_layer.search.cues import named_period, query_words
 from memory_layer.search.diversity import mmr_order
 from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
 from memory_layer.search.repository import SearchRepository
@@ -155,15 +157,21 @@ async def _search(
         min_score=query.min_score,
         with_embedding=diversify,
         exact=exact,
+        period=named_period(query.text) if settings.search_time_boost > 0 else None,
+        time_boost=settings.search_time_boost,
+        words=tuple(query_words(query.text)) if settings.search_speaker_boost > 0 else (),
+        speaker_boost=settings.search_speaker_boost,
     )
     rows = await repository.search(plan)
-    if not diversify:
-        return SearchOutcome(rows=rows, mode=mode, degraded=degraded)
-    order = mmr_order(
-        [row.score for row in rows],
-        [row.embedding for row in rows],
-        lambda_=1.0 - query.diversity,
-        k=query.top_k,
-    )
-    chosen = [dataclasses.replace(rows[i], mmr_rank=position + 1) for position, i in enumerate(order)]
-    return SearchOutcome(rows=chosen, mode=mode, degraded=degraded)
+    if diversify:
+        order = mmr_order(
+            [row.score for row in rows],
+            [row.embedding for row in rows],
+            lambda_=1.0 - query.diversity,
+            k=query.top_k,
+        )
+        rows = [dataclasses.replace(rows[i], mmr_rank=position + 1) for position, i in enumerate(order)]
+    if settings.search_answer_expansion:
+        answers = await repository.next_turns(tenant_id, questions_among(rows), query.filters)
+        rows = expand_answers(rows, answers, query.top_k)
+    return SearchOutcome(rows=rows, mode=mode, degraded=degraded)
