@@ -75,7 +75,7 @@ class ConversationTarget:
     conversation_id: str
 
 
-def get_target(
+async def get_target(
     conversation_id: ConversationId,
     query: Annotated[ConversationScopeRequest, Query()],
     caller: CallerDep,

@@ -71,7 +71,7 @@ class Writer(Caller):
     metrics: Metrics
 
 
-def get_writer(
+async def get_writer(
     caller: CallerDep, settings: SettingsDep, embedder: EmbedderDep, metrics: MetricsDep
 ) -> Writer:
     return Writer(caller.principal, caller.session, settings, embedder, metrics)

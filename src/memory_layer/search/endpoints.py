@@ -104,7 +104,7 @@ class Searcher:
         )
 
 
-def get_searcher(
+async def get_searcher(
     session: ReadSessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
 
@@ -37,7 +37,7 @@ async def get_session(sessionmaker: SessionmakerDep) -> AsyncIterator[AsyncSessi
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_read_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_read_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
     return sessionmaker
 
