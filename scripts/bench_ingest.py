@@ -12,7 +12,13 @@ scripts/data/eval_conversations.json, cycled to N):
   (d) kill       a standalone worker SIGKILLed mid-load and replaced: messages lost, messages
                  embedded twice, time until all are ready
 
-Usage: python scripts/bench_ingest.py [--messages 1000] [--clients 16] [--write docs/benchmarks.md]
+(a) and (b) run for each engine of the local model (--backends, MEMORY_LOCAL_BACKEND) with the same
+intra-op threads (--threads, MEMORY_LOCAL_MODEL_THREADS); for each, the peak RSS of `serve`
+(VmHWM) and where the time went: the server's own time per POST (its request histogram), the
+worker's time per batch (model call plus write) and its batches.
+
+Usage: python scripts/bench_ingest.py [--messages 1000] [--clients 16] [--backends onnx-int8,torch]
+    [--threads 1] [--no-standalone] [--no-kill] [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from benchkit import free_port, wait_ready, write_block  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from memory_layer.config import LocalBackend  # noqa: E402
 from memory_layer.embeddings.providers.local import LocalEmbeddingProvider  # noqa: E402
 from memory_layer.kit.db.embedded import start_embedded  # noqa: E402
 from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
@@ -70,12 +79,39 @@ class LoadResult:
     answers: list[float]
     lost: int
     embedded_twice: int
+    peak_rss_mib: float = 0.0
+    server_post_ms: float = 0.0
+    batches: int = 0
+    batch_ms: float = 0.0
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def histogram_mean(exposition: str, name: str, labels: dict[str, str]) -> tuple[float, int]:
+    """(sum, count) of a histogram over the series whose labels include `labels`."""
+    total, count = 0.0, 0
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if not all(sample.labels.get(k) == v for k, v in labels.items()):
+                continue
+            if sample.name == f"{name}_sum":
+                total += sample.value
+            elif sample.name == f"{name}_count":
+                count += int(sample.value)
+    return total, count
 
 
 class Bench:
-    def __init__(self, url: str, args: argparse.Namespace) -> None:
+    def __init__(self, url: str, args: argparse.Namespace, data_dir: Path) -> None:
         self.url = url
         self.args = args
+        self.data_dir = data_dir
+        self.backend = LocalBackend.onnx_int8
         self.cli = str(Path(sys.executable).parent / "memory-layer")
         self.poller: asyncpg.Connection | None = None
 
@@ -87,6 +123,9 @@ class Bench:
             MEMORY_ASYNC_EMBEDDINGS="true",
             MEMORY_WORKER_BATCH_SIZE=str(BATCH_SIZE),
             MEMORY_API_KEYS=API_KEY,
+            MEMORY_DATA_DIR=str(self.data_dir),
+            MEMORY_LOCAL_BACKEND=self.backend.value,
+            MEMORY_LOCAL_MODEL_THREADS=str(self.args.threads),
         )
         env.update(extra)
         return env
@@ -169,16 +208,30 @@ class Bench:
                     await asyncio.sleep(0.05)
                 elapsed = time.perf_counter() - started
                 await posting
+                exposition = (await client.get("/metrics")).text
+                rss = peak_rss_mib(server.pid)
         finally:
             for process in [server, *workers]:
                 if process.poll() is None:
                     process.terminate()
                     process.wait(timeout=30)
-        return LoadResult(elapsed, accepted, answers, len(texts) - total, twice)
+        post_sum, post_count = histogram_mean(
+            exposition, "memory_http_request_duration_seconds", {"method": "POST"}
+        )
+        batch_sum, batch_count = histogram_mean(exposition, "memory_worker_batch_duration_seconds", {})
+        return LoadResult(
+            elapsed, accepted, answers, len(texts) - total, twice, rss,
+            post_sum / max(post_count, 1) * 1000, batch_count, batch_sum / max(batch_count, 1) * 1000,
+        )
 
 
-async def provider_throughput(texts: list[str]) -> float:
-    model = await asyncio.to_thread(LocalEmbeddingProvider.load, None, batch_size=32)
+async def provider_throughput(
+    texts: list[str], backend: LocalBackend, threads: int, cache_dir: Path
+) -> float:
+    model = await asyncio.to_thread(
+        LocalEmbeddingProvider.load, None, batch_size=32, backend=backend, threads=threads,
+        cache_dir=cache_dir,
+    )
     await model.embed_documents(texts[:BATCH_SIZE])  # warm-up
     started = time.perf_counter()
     for i in range(0, len(texts), BATCH_SIZE):
@@ -191,16 +244,34 @@ async def provider_throughput(texts: list[str]) -> float:
 async def run(args: argparse.Namespace) -> str:
     workdir = Path(tempfile.mkdtemp(prefix="ml-bench-ingest-"))
     embedded = start_embedded(workdir)
+    backends = [LocalBackend(name) for name in args.backends.split(",")]
+    alone: dict[LocalBackend, list[float]] = {b: [] for b in backends}
+    served: dict[LocalBackend, list[LoadResult]] = {b: [] for b in backends}
+    standalone: LoadResult | None = None
+    kill: LoadResult | None = None
     try:
         embedded.ensure_database()
         url = embedded.url()
         await asyncio.to_thread(upgrade_to_head, url, 384)
         texts = chat_texts(args.messages)
-        bench = Bench(url, args)
-        provider = await provider_throughput(texts)
-        inproc = await bench.load(texts, standalone=False)
-        standalone = await bench.load(texts, standalone=True)
-        kill = await bench.load(texts, standalone=True, kill_at=0.3)
+        bench = Bench(url, args, workdir)
+        # Rounds interleave the engines, each measured alone then served, so all share the
+        # machine's state; the report takes medians over rounds.
+        for _ in range(args.rounds):
+            for backend in backends:
+                bench.backend = backend
+                alone[backend].append(
+                    await provider_throughput(texts, backend, args.threads, workdir / "models")
+                )
+                served[backend].append(await bench.load(texts, standalone=False))
+                print(backend.value, f"alone {alone[backend][-1]:.1f}/s",
+                      f"served {args.messages / served[backend][-1].seconds_to_ready:.1f}/s",
+                      file=sys.stderr)
+        bench.backend = backends[0]
+        if args.standalone:
+            standalone = await bench.load(texts, standalone=True)
+        if args.kill:
+            kill = await bench.load(texts, standalone=True, kill_at=0.3)
     finally:
         embedded.stop()
 
@@ -209,38 +280,62 @@ async def run(args: argparse.Namespace) -> str:
     def rate(result: LoadResult) -> float:
         return messages / result.seconds_to_ready
 
+    def median_of(results: list[LoadResult], pick: Callable[[LoadResult], float]) -> float:
+        return statistics.median(pick(r) for r in results)
+
     mean_words = statistics.fmean(len(t.split()) for t in texts)
+    load = os.getloadavg()
+    command = " ".join(a for a in sys.argv[1:] if a not in ("--write", str(args.write)))
     lines = [
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M UTC} on {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}: "
-        f"`python scripts/bench_ingest.py --messages {args.messages} --clients {args.clients}`.",
+        f"`python scripts/bench_ingest.py {command}`.",
         "",
-        f"{args.messages} chat turns (mean {mean_words:.0f} words), local model all-MiniLM-L6-v2, "
-        f"worker batches of {BATCH_SIZE}, {args.clients} concurrent HTTP clients, "
-        "MEMORY_ASYNC_EMBEDDINGS=true.",
+        f"{args.messages} chat turns (mean {mean_words:.0f} words), local model all-MiniLM-L6-v2 with "
+        f"{args.threads} intra-op thread(s), worker batches of {BATCH_SIZE}, {args.clients} concurrent "
+        f"HTTP clients, MEMORY_ASYNC_EMBEDDINGS=true. Medians of {args.rounds} interleaved round(s); "
+        f"load average at the end {load[0]:.1f} (other work shared the 2 cores).",
         "",
-        "| measurement | messages/s | ratio to (a) | 202 share | 202 p50 ms | 202 p95 ms |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| (a) the model alone, batched like the worker | {provider:.1f} | 1.00 | | | |",
+        "| engine | measurement | messages/s | ratio to (a) | 202 share | 202 p50 ms | 202 p95 ms "
+        "| server ms per POST | worker batches | ms per batch | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, result in (
-        ("(b) service, worker inside `serve`", inproc),
-        ("(b) service, separate `memory-layer worker`", standalone),
-    ):
+    for backend in backends:
+        provider = statistics.median(alone[backend])
+        results = served[backend]
+        lines.append(f"| {backend.value} | (a) the model alone, batched like the worker "
+                     f"| {provider:.1f} | 1.00 | | | | | | | |")
+        service_rate = median_of(results, rate)
         lines.append(
-            f"| {name} | {rate(result):.1f} | {rate(result) / provider:.2f} | "
-            f"{result.accepted / args.messages:.1%} | {percentile(result.answers, 0.5) * 1000:.1f} "
-            f"| {percentile(result.answers, 0.95) * 1000:.1f} |"
+            f"| {backend.value} | (b) service, worker inside `serve` | {service_rate:.1f} "
+            f"| {service_rate / provider:.2f} "
+            f"| {median_of(results, lambda r: r.accepted / messages):.1%} "
+            f"| {median_of(results, lambda r: percentile(r.answers, 0.5) * 1000):.1f} "
+            f"| {median_of(results, lambda r: percentile(r.answers, 0.95) * 1000):.1f} "
+            f"| {median_of(results, lambda r: r.server_post_ms):.1f} "
+            f"| {median_of(results, lambda r: r.batches):.0f} "
+            f"| {median_of(results, lambda r: r.batch_ms):.0f} "
+            f"| {median_of(results, lambda r: r.peak_rss_mib):.0f} |"
         )
-    lines += [
-        "",
-        f"(d) Worker killed (SIGKILL) after 30% of the messages were ready, a new worker started at "
-        f"once, lease {KILL_LEASE_SECONDS} s: {kill.lost} messages lost, "
-        f"{args.messages - kill.lost} of {args.messages} ready after {kill.seconds_to_ready:.1f} s "
-        f"(vs {standalone.seconds_to_ready:.1f} s without the kill), {kill.embedded_twice} "
-        "messages took a second attempt (the killed worker's leased batch, re-claimed after its "
-        "lease ran out).",
-    ]
+    if standalone is not None:
+        provider = statistics.median(alone[backends[0]])
+        lines.append(
+            f"| {backends[0].value} | (b) service, separate `memory-layer worker` "
+            f"| {rate(standalone):.1f} | {rate(standalone) / provider:.2f} "
+            f"| {standalone.accepted / messages:.1%} | {percentile(standalone.answers, 0.5) * 1000:.1f} "
+            f"| {percentile(standalone.answers, 0.95) * 1000:.1f} | {standalone.server_post_ms:.1f} "
+            f"| | | {standalone.peak_rss_mib:.0f} |"
+        )
+    if kill is not None and standalone is not None:
+        lines += [
+            "",
+            f"(d) Worker killed (SIGKILL) after 30% of the messages were ready, a new worker started "
+            f"at once, lease {KILL_LEASE_SECONDS} s: {kill.lost} messages lost, "
+            f"{args.messages - kill.lost} of {args.messages} ready after {kill.seconds_to_ready:.1f} s "
+            f"(vs {standalone.seconds_to_ready:.1f} s without the kill), {kill.embedded_twice} "
+            "messages took a second attempt (the killed worker's leased batch, re-claimed after its "
+            "lease ran out).",
+        ]
     return "\n".join(lines)
 
 
@@ -248,6 +343,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--backends", default="onnx-int8,onnx,torch",
+                        help="comma-separated engines of the local model")
+    parser.add_argument("--threads", type=int, default=1, help="MEMORY_LOCAL_MODEL_THREADS")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--no-standalone", dest="standalone", action="store_false")
+    parser.add_argument("--no-kill", dest="kill", action="store_false")
     parser.add_argument("--write", type=Path, default=None, help="update this Markdown file")
     args = parser.parse_args()
     report = asyncio.run(run(args))

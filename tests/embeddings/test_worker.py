@@ -13,6 +13,7 @@ import sys
 from collections import Counter
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from memory_layer.embeddings.repository import EmbeddingJobRepository
@@ -314,3 +315,69 @@ async def test_requeue_needs_admin_rights(worker_database_url: str, engine: Asyn
         assert response.status_code == 403
         assert response.json()["error"] == "insufficient_scope"
 
+
+
+class LockingProvider(CountingProvider):
+    """After its first batch, holds a row lock on that batch's rows, so its write must wait."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__()
+        self.engine = engine
+        self.batches: list[list[str]] = []
+        self.lock_held = asyncio.Event()
+        self.release = asyncio.Event()
+        self.holder: asyncio.Task[None] | None = None
+
+    async def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.batches.append(texts)
+        if len(self.batches) == 1:
+            self.holder = asyncio.create_task(self._hold(texts))
+            await asyncio.wait_for(self.lock_held.wait(), 10)
+        return await super().embed_documents(texts)
+
+    async def _hold(self, texts: list[str]) -> None:
+        async with self.engine.connect() as connection, connection.begin():
+            await connection.execute(
+                text("SELECT 1 FROM messages WHERE content = ANY(:texts) FOR UPDATE"),
+                {"texts": texts},
+            )
+            self.lock_held.set()
+            await asyncio.wait_for(self.release.wait(), 20)
+
+
+async def test_next_batch_is_in_the_model_while_the_previous_one_is_written(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
+) -> None:
+    await insert_pending(engine, [f"overlap {i}" for i in range(12)])
+    settings = worker_settings(worker_database_url, worker_batch_size=4)
+    provider = LockingProvider(engine)
+    worker = make_worker(engine, sessionmaker, provider, settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        # The first batch's write is blocked by the lock; a second model call can only come from
+        # a worker that does not wait for that write.
+        await wait_until(lambda: len(provider.batches) >= 2, timeout=10,
+                         message="the worker waited for the first write before the next model call")
+        first = set(provider.batches[0])
+        assert all(
+            rows["embedding_status"] == "pending"
+            for content, rows in (await statuses(engine)).items() if content in first
+        )
+    finally:
+        provider.release.set()
+    assert provider.holder is not None
+    await asyncio.wait_for(provider.holder, 10)
+    await wait_until(
+        lambda: sum(len(batch) for batch in provider.batches) >= 12, timeout=10,
+        message="the worker did not finish the queue",
+    )
+
+    async def all_ready() -> bool:
+        return all(row["embedding_status"] == "ready" for row in (await statuses(engine)).values())
+
+    await wait_until(all_ready, timeout=10, message="rows left unwritten")
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    embedded = sorted(c for batch in provider.batches for c in batch)
+    assert embedded == sorted(f"overlap {i}" for i in range(12))

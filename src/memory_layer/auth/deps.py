@@ -22,7 +22,7 @@ from memory_layer.models.api_key import KeyScope
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_key_ring(request: Request) -> KeyRing:
+async def get_key_ring(request: Request) -> KeyRing:
     key_ring: KeyRing = request.app.state.key_ring
     return key_ring
 
@@ -80,7 +80,7 @@ class Caller:
         return resolve_tenant(self.principal, requested)
 
 
-def get_caller(principal: PrincipalDep, session: SessionDep) -> Caller:
+async def get_caller(principal: PrincipalDep, session: SessionDep) -> Caller:
     return Caller(principal, session)
 
 

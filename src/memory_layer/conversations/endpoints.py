@@ -89,7 +89,7 @@ class ConversationTarget:
     principal: Principal
 
 
-def get_target(
+async def get_target(
     conversation_id: ConversationId,
     query: Annotated[ConversationScopeRequest, Query()],
     caller: CallerDep,

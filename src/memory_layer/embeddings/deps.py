@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 
 
-def get_embedder(request: Request) -> EmbeddingProvider:
+async def get_embedder(request: Request) -> EmbeddingProvider:
     embedder: EmbeddingProvider = request.app.state.embedder
     return embedder
 

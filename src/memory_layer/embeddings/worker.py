@@ -47,6 +47,16 @@ def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random) -
 
 
 @dataclass
+class Embedded:
+    """A claimed batch after the model call: its vectors and failures, not yet written."""
+
+    jobs: list[Job]
+    done: list[tuple[Job, list[float]]]
+    failures: list[Failure]
+    started: float
+
+
+@dataclass
 class BatchOutcome:
     claimed: int = 0
     ready: int = 0
@@ -84,13 +94,18 @@ class EmbeddingWorker:
 
     async def run_once(self) -> BatchOutcome:
         """Claim up to MEMORY_WORKER_BATCH_SIZE due rows, embed them, record the outcome."""
+        jobs = await self._claim()
+        if not jobs:
+            return BatchOutcome()
+        return await self._record(await self._embed_claimed(jobs))
+
+    async def _claim(self) -> list[Job]:
         async with self.sessionmaker.begin() as session:
-            jobs = await EmbeddingJobRepository(session).claim(
+            return await EmbeddingJobRepository(session).claim(
                 self.owner, self.settings.worker_batch_size, self.settings.worker_lease_seconds
             )
-        outcome = BatchOutcome(claimed=len(jobs))
-        if not jobs:
-            return outcome
+
+    async def _embed_claimed(self, jobs: list[Job]) -> Embedded:
         started = self.clock()
         try:
             done, failures = await self._embed(jobs)
@@ -99,21 +114,31 @@ class EmbeddingWorker:
             # than leaving them to the lease.
             await asyncio.shield(self.release())
             raise
+        return Embedded(jobs, done, failures, started)
+
+    async def _record(self, embedded: Embedded) -> BatchOutcome:
+        """Write one embedded batch's vectors and failures (one transaction) and its metrics."""
+        jobs = embedded.jobs
+        outcome = BatchOutcome(claimed=len(jobs))
         async with self.sessionmaker.begin() as session:
             repository = EmbeddingJobRepository(session)
-            written = await repository.complete(self.owner, self.embedder.model_name, done)
+            written = await repository.complete(
+                self.owner, self.embedder.model_name, embedded.done
+            )
             statuses = dict(
-                await repository.fail(self.owner, failures, self.settings.embedding_max_attempts)
+                await repository.fail(
+                    self.owner, embedded.failures, self.settings.embedding_max_attempts
+                )
             )
             # New vectors change the tenants' vector hits: their cached searches must go.
-            for tenant_id in {job.tenant_id for job, _ in done}:
+            for tenant_id in {job.tenant_id for job, _ in embedded.done}:
                 note_write(session, tenant_id)
         await publish_writes(session)
         outcome.ready = len(written)
         outcome.failed = sum(1 for status in statuses.values() if status == EmbeddingStatus.failed)
         outcome.retrying = len(statuses) - outcome.failed
-        self._log_outcome(done, written, failures, statuses)
-        elapsed = self.clock() - started
+        self._log_outcome(embedded.done, written, embedded.failures, statuses)
+        elapsed = self.clock() - embedded.started
         self.metrics.worker_batch_size.observe(len(jobs))
         self.metrics.worker_batch_seconds.observe(elapsed)
         self.metrics.worker_embeddings.labels(model=self.embedder.model_name).inc(outcome.ready)
@@ -210,29 +235,57 @@ class EmbeddingWorker:
                 return ready
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set; the batch in hand is finished first."""
+        """Work until `stop` is set; the batch in hand is finished first.
+
+        Batches overlap: while one batch's vectors are written (a transaction on the database),
+        the next batch is already claimed and in the model, so the model never waits for a
+        commit. Each batch is still written in its own transaction, and only rows it leased.
+        """
         listener = asyncio.create_task(self._listen(stop), name="embedding-listener")
+        writing: asyncio.Task[BatchOutcome] | None = None
         try:
             while not stop.is_set():
+                claimed = 0
                 try:
-                    outcome = await self.run_once()
+                    jobs = await self._claim()
+                    claimed = len(jobs)
+                    embedded = await self._embed_claimed(jobs) if jobs else None
+                    if writing is not None:
+                        await self._finish(writing)
+                        writing = None
+                    if embedded is not None:
+                        writing = asyncio.create_task(self._record(embedded), name="embedding-write")
                     await self.refresh_queue_depth()
                 except Exception:
                     logger.exception("embedding worker batch failed; retrying after the poll interval")
-                    outcome = BatchOutcome()
                     await self._sleep_until(stop, self.settings.worker_poll_seconds)
                     continue
-                if outcome.claimed >= self.settings.worker_batch_size:
+                if claimed >= self.settings.worker_batch_size:
                     continue  # more is probably due: no waiting
+                if writing is not None:
+                    await self._finish(writing)
+                    writing = None
                 await self._sleep_until(stop, await self._seconds_until_due())
                 self.wake.clear()
                 if self.settings.worker_batch_wait_ms > 0 and not stop.is_set():
                     # Let a burst of writes gather so the model sees a fuller batch.
                     await asyncio.sleep(self.settings.worker_batch_wait_ms / 1000)
         finally:
+            if writing is not None:
+                # The batch's vectors are computed: write them even when cancelled.
+                await asyncio.shield(self._finish(writing))
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+
+    async def _finish(self, writing: asyncio.Task[BatchOutcome]) -> None:
+        """Wait for a batch's write; a failed write leaves its rows to the lease (logged)."""
+        try:
+            await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("writing an embedded batch failed; its rows return when the lease ends")
 
     async def _seconds_until_due(self) -> float:
         poll = self.settings.worker_poll_seconds

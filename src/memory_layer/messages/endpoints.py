@@ -80,7 +80,7 @@ class Writer(Caller):
         return await load_policy(self.read_sessionmaker, tenant_id, self.settings)
 
 
-def get_writer(
+async def get_writer(
     caller: CallerDep,
     settings: SettingsDep,
     embedder: EmbedderDep,

@@ -28,6 +28,9 @@ async def build_provider(
             LocalEmbeddingProvider.load,
             settings.local_model_path,
             batch_size=settings.embedding_batch_size,
+            backend=settings.local_backend,
+            threads=settings.local_model_threads,
+            cache_dir=settings.data_dir / "models",
         )
     elif settings.embedding_provider is EmbeddingProviderName.google_gemini:
         provider = _gemini_provider(settings)

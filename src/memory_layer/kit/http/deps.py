@@ -1,4 +1,8 @@
-"""Dependencies every domain's routes share, as Annotated aliases over app.state."""
+"""Dependencies every domain's routes share, as Annotated aliases over app.state.
+
+Dependencies that do no blocking work are `async def`: FastAPI runs a plain `def` dependency in
+its thread pool, and a search resolved about a dozen of them, each a hop to a thread and back.
+"""
 
 from __future__ import annotations
 
@@ -14,22 +18,22 @@ from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.pagination import CursorCodec
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-def get_cursor_codec(request: Request) -> CursorCodec:
+async def get_cursor_codec(request: Request) -> CursorCodec:
     codec: CursorCodec = request.app.state.cursor_codec
     return codec
 
 
-def get_tenant_sizes(request: Request) -> MutableMapping[str, int]:
+async def get_tenant_sizes(request: Request) -> MutableMapping[str, int]:
     # Message counts per tenant (kept a minute) that choose exact or HNSW search.
     sizes: MutableMapping[str, int] = request.app.state.tenant_sizes
     return sizes

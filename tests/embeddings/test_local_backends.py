@@ -1,0 +1,121 @@
+"""The local model's engines: ONNX (fp32 and int8) against torch on the evaluation sentences.
+
+Each backend's vector must stay within cosine 0.99 of torch's for every sentence, and ranking each
+question's conversation by cosine must find the evidence (Recall@10) within 0.01 of torch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from memory_layer.config import LocalBackend
+from memory_layer.embeddings.providers.local import LocalEmbeddingProvider, bundled_model_path
+from memory_layer.embeddings.providers.onnx_export import onnx_model_file
+from tests.fixtures.app import TEST_DATA_DIR
+
+pytestmark = pytest.mark.real_model
+
+DATASET = Path(__file__).resolve().parents[2] / "scripts" / "data" / "eval_conversations.json"
+CACHE = TEST_DATA_DIR / "models"
+
+
+def dataset() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DATASET.read_text())
+    return data
+
+
+def sentences() -> list[str]:
+    data = dataset()
+    turns = [str(t["text"]) for c in data["conversations"] for t in c["turns"]]
+    return turns + [str(q["question"]) for q in data["questions"]]
+
+
+@pytest.fixture(scope="module")
+def vectors() -> dict[LocalBackend, NDArray[np.float64]]:
+    texts = sentences()
+    result = {}
+    for backend in LocalBackend:
+        provider = LocalEmbeddingProvider.load(backend=backend, cache_dir=CACHE, batch_size=32)
+        assert provider.backend is backend
+        result[backend] = np.asarray(provider.embed_blocking(texts))
+    return result
+
+
+def recall_at_10(matrix: NDArray[np.float64]) -> float:
+    data = dataset()
+    turn_ids = [(str(c["conversation_id"]), str(t["turn_id"]))
+                for c in data["conversations"] for t in c["turns"]]
+    questions = data["questions"]
+    turn_vectors, question_vectors = matrix[: len(turn_ids)], matrix[len(turn_ids):]
+    recalls = []
+    for question, query in zip(questions, question_vectors, strict=True):
+        rows = [i for i, (conversation, _) in enumerate(turn_ids)
+                if conversation == question["conversation_id"]]
+        scores = turn_vectors[rows] @ query
+        top = {turn_ids[rows[i]][1] for i in np.argsort(-scores)[:10]}
+        evidence = set(question["evidence"])
+        recalls.append(len(evidence & top) / len(evidence))
+    return float(np.mean(recalls))
+
+
+@pytest.mark.parametrize("backend", [LocalBackend.onnx, LocalBackend.onnx_int8])
+def test_onnx_vectors_match_torch(
+    vectors: dict[LocalBackend, NDArray[np.float64]], backend: LocalBackend
+) -> None:
+    reference, candidate = vectors[LocalBackend.torch], vectors[backend]
+    assert candidate.shape == reference.shape == (len(sentences()), 384)
+    assert np.allclose(np.linalg.norm(candidate, axis=1), 1.0, atol=1e-5)
+    cosines = (reference * candidate).sum(axis=1)
+    assert cosines.min() >= 0.99, f"worst sentence: {sentences()[int(cosines.argmin())]!r}"
+
+
+@pytest.mark.parametrize("backend", [LocalBackend.onnx, LocalBackend.onnx_int8])
+def test_onnx_recall_matches_torch(
+    vectors: dict[LocalBackend, NDArray[np.float64]], backend: LocalBackend
+) -> None:
+    reference = recall_at_10(vectors[LocalBackend.torch])
+    assert reference > 0.5  # the ranking is meaningful, not a comparison of two failures
+    assert abs(recall_at_10(vectors[backend]) - reference) <= 0.01
+
+
+def test_long_text_windows_agree_across_backends() -> None:
+    long_text = "The quarterly report covers revenue and costs. " * 40 + "The cat is named Pixel."
+    torch_v, onnx_v = (
+        np.asarray(LocalEmbeddingProvider.load(backend=b, cache_dir=CACHE).embed_blocking([long_text])[0])
+        for b in (LocalBackend.torch, LocalBackend.onnx)
+    )
+    assert float(torch_v @ onnx_v) >= 0.99
+
+
+def test_concurrent_first_use_exports_once(tmp_path: Path) -> None:
+    model = bundled_model_path()
+    results: list[Path] = []
+    errors: list[BaseException] = []
+
+    def export() -> None:
+        try:
+            results.append(onnx_model_file(model, tmp_path, int8=False, model_name="m"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=export) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(results) == 2
+    assert results[0] == results[1]
+    # No half-written file was left behind, and the one file loads.
+    (folder,) = tmp_path.iterdir()
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["model.onnx"]
+    stamp = results[0].stat().st_mtime_ns
+    assert onnx_model_file(model, tmp_path, int8=False, model_name="m") == results[0]
+    assert results[0].stat().st_mtime_ns == stamp
