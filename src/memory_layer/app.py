@@ -26,6 +26,8 @@ from memory_layer.kit.db.engine import create_engine, create_read_sessionmaker, 
 from memory_layer.kit.db.migrations import verify_schema
 from memory_layer.kit.http.errors import install_error_handlers
 from memory_layer.kit.http.limits import BodySizeLimitMiddleware, PathLimit
+from memory_layer.kit.http.openapi import install_openapi
+from memory_layer.kit.http.strict_input import StrictInputMiddleware
 from memory_layer.kit.observability.metrics import Metrics, MetricsMiddleware
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
@@ -121,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cursor_codec = CursorCodec(settings.cursor_secret)
 
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(messages_endpoints.router)
     app.include_router(search_endpoints.router)
     app.include_router(conversations_endpoints.router)
@@ -140,6 +143,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["X-API-Key", "Content-Type"],
             expose_headers=["Idempotent-Replayed", "Location"],
         )
+    # Inside the body limit (which bounds what it buffers): repeated keys (in JSON bodies and query
+    # strings), non-finite numbers and deep nesting are a 422 before any route reads the request.
+    app.add_middleware(StrictInputMiddleware, streamed_paths=frozenset({"/v1/import"}))
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,

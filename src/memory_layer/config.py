@@ -198,7 +198,7 @@ class Settings(BaseSettings):
     search_exact_max_rows: int = Field(default=10_000, ge=0)
 
     # Retention.
-    retention_max_age_days: float = Field(default=90.0, gt=0)
+    retention_max_age_days: float = Field(default=90.0, gt=0, le=36_525)
     retention_importance_threshold: float = Field(default=0.5, ge=0, le=1)
     retention_action: RetentionAction = RetentionAction.archive
     retention_schedule_seconds: int = Field(default=0, ge=0)

@@ -23,6 +23,7 @@ from memory_layer.search.plan import ScoredRow
 from memory_layer.search.schemas import (
     Explanation,
     ScoreParts,
+    SearchBody,
     SearchItem,
     SearchRequest,
     SearchResponse,
@@ -128,6 +129,6 @@ async def search_memory(
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERRORS)
-async def search_memory_with_body(body: SearchRequest, search: SearcherDep) -> SearchResponse:
+async def search_memory_with_body(body: SearchBody, search: SearcherDep) -> SearchResponse:
     """The same search with a JSON body, so the query text stays out of access logs."""
     return await search(body)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
-from memory_layer.kit.schemas import Identifier, NonBlankText
+from memory_layer.kit.schemas import NO_NUL_PATTERN, Identifier, JSONBody, JSONInt, NonBlankText, Timestamp
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.search.plan import SearchFilters, SearchMode
 
@@ -24,24 +24,25 @@ class SearchRequest(BaseModel):
     )
     query: NonBlankText = Field(min_length=1, max_length=4096)
     top_k: int = Field(default=5, ge=1, le=100)
-    mode: SearchMode = Field(
+    mode: Annotated[SearchMode, Strict(False)] = Field(
         default=SearchMode.hybrid,
         description="hybrid: vector and keyword candidates fused (MEMORY_SEARCH_FUSION); vector: "
         "embeddings only; keyword: full text only (no model call, finds pending messages).",
     )
     conversation_id: Identifier | None = None
     user_id: Identifier | None = None
-    role: Role | None = None
-    kind: Kind | None = Field(
+    role: Annotated[Role, Strict(False)] | None = None
+    kind: Annotated[Kind, Strict(False)] | None = Field(
         default=None, description="Only memories of this kind (message, fact, preference, ...)."
     )
     importance_min: float | None = Field(default=None, ge=0.0, le=1.0)
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
     metadata: dict[str, Any] | None = Field(
         default=None,
         description="Only messages whose metadata contains this JSON object (PostgreSQL @>). "
-        "In a GET query string, pass it as JSON text.",
+        "In a GET query string, pass it as JSON text. No NUL (\\u0000) in any key or string.",
+        json_schema_extra={"propertyNames": {"pattern": NO_NUL_PATTERN}},
     )
     include_archived: bool = Field(default=False, description="Also search archived messages.")
     min_score: float | None = Field(
@@ -65,6 +66,8 @@ class SearchRequest(BaseModel):
                 raise ValueError("must be a JSON object") from exc
         if value is not None and not isinstance(value, dict):
             raise ValueError("must be a JSON object")
+        if value is not None and "\\u0000" in json.dumps(value):
+            raise ValueError("must not contain NUL (\\u0000) characters")
         return value
 
     @model_validator(mode="after")
@@ -85,6 +88,14 @@ class SearchRequest(BaseModel):
             metadata=self.metadata,
             include_archived=self.include_archived,
         )
+
+
+class SearchBody(SearchRequest, JSONBody):
+    """The search of POST /v1/memory/search: the same fields as a JSON body, with JSON types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    top_k: JSONInt = Field(default=5, ge=1, le=100)
 
 
 class ScoreParts(BaseModel):
@@ -148,7 +159,7 @@ class SearchResponse(BaseModel):
 
     total: int
     items: list[SearchItem]
-    mode: SearchMode = Field(description="The mode that produced the items.")
+    mode: Annotated[SearchMode, Strict(False)] = Field(description="The mode that produced the items.")
     degraded: str | None = Field(
         default=None,
         description="Set when hybrid search fell back to keyword only (the embedding provider "

@@ -96,10 +96,12 @@ HALF_LIFE_SQL = (
     + " ELSE CAST(:half_life_hours AS float8) END"
 )
 
-# Over a row's creation time and kind (SQL expressions spliced in by the caller).
+# Over a row's creation time and kind (SQL expressions spliced in by the caller). At most 1000
+# half-lives (0.5^1000 is 1e-301, zero for any score): PostgreSQL raises an underflow error on
+# power(0.5, x) past about 1074, which a message imported with a created_at centuries ago reaches.
 RECENCY_SQL = (
-    "power(0.5, greatest(0.0, extract(epoch FROM now() - ({created_at})) / 3600.0) "
-    f"/ ({HALF_LIFE_SQL}))"
+    "power(0.5, least(1000.0, greatest(0.0, extract(epoch FROM now() - ({created_at})) / 3600.0) "
+    f"/ ({HALF_LIFE_SQL})))"
 )
 
 # Over rows that have `relevance`, `importance` and `recency` columns.

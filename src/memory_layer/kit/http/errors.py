@@ -11,12 +11,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from memory_layer.kit.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+_HTTP_CODES = {
+    400: "malformed_body", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"
+}
 
 
 def error_body(code: str, detail: Any) -> dict[str, Any]:
@@ -37,13 +40,28 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content=error_body("validation_error", details))
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path: Starlette names only the first route's (a
+    GET and a POST route on one path would answer `Allow: GET` alone)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return JSONResponse(
-        status_code=exc.status_code,
-        content=error_body(code, exc.detail),
-        headers=getattr(exc, "headers", None),
+        status_code=exc.status_code, content=error_body(code, exc.detail), headers=headers or None
     )
 
 
