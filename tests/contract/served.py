@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from memory_layer.auth.service import create_api_key
 from memory_layer.kit.db.engine import create_engine, create_sessionmaker
@@ -64,13 +65,17 @@ class Served:
     port: int
     process: subprocess.Popen[str]
     env: dict[str, str]
+    log: Path
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def start(env: dict[str, str], port: int | None = None) -> Served:
     port = port or free_port()
     # A file, not a pipe: nobody reads the log while the test runs, and a full pipe would block
-    # the server.
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the process
+    # the server. Kept for reading when a test fails (`Served.log_tail`).
+    log = tempfile.NamedTemporaryFile(prefix="memory-layer-serve-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         [CLI, "serve", "--port", str(port)], env=env, cwd=ROOT,
         stdout=log, stderr=subprocess.STDOUT, text=True,
@@ -82,7 +87,7 @@ def start(env: dict[str, str], port: int | None = None) -> Served:
         process.kill()
         process.communicate(timeout=30)
         raise
-    return Served(url, port, process, env)
+    return Served(url, port, process, env, Path(log.name))
 
 
 @contextmanager
