@@ -61,8 +61,8 @@ class StrictInputMiddleware:
             return
         repeated = _repeated_parameter(scope.get("query_string", b""))
         if repeated is not None:
-            message = f"the query parameter {repeated!r} is given more than once"
-            await _refuse(["query", repeated], message, "repeated_parameter")(scope, receive, send)
+            reason = f"the query parameter {repeated!r} is given more than once"
+            await _refuse(["query", repeated], reason, "repeated_parameter")(scope, receive, send)
             return
         if scope["method"] not in _BODY_METHODS or scope.get("path", "") in self.streamed_paths:
             await self.app(scope, receive, send)
