@@ -154,3 +154,19 @@ async def test_the_catalogue_can_write(client: httpx.AsyncClient, db_engine: Asy
     response = await client.post("/v1/messages", content=encoded(tenant_id=tenant), headers=JSON)
     assert response.status_code == 200, response.text
     assert await count_rows(db_engine, tenant) == 1
+
+
+async def test_extreme_valid_values_are_stored_and_searched(client: httpx.AsyncClient) -> None:
+    """Valid edges the contract test found as 500s: a subnormal importance (real arithmetic
+    underflowed) and a message from the year 409 (its recency underflowed)."""
+    tenant = new_tenant()
+    for extra in ({"importance_override": 1e-45}, {"created_at": "0409-03-21T22:17:16+02:16"}):
+        response = await client.post("/v1/messages", content=encoded(tenant_id=tenant, **extra),
+                                      headers=JSON)
+        assert response.status_code == 200, response.text
+    for mode in ("hybrid", "keyword", "vector"):
+        search = await client.post(
+            "/v1/memory/search", json={"tenant_id": tenant, "query": "hello", "mode": mode}
+        )
+        assert search.status_code == 200, search.text
+        assert search.json()["total"] == 2

@@ -54,6 +54,7 @@ SEMANTIC = {
 SEMANTIC_MESSAGES = (
     "nothing to change",  # PATCH with every field null
     "since must not be after until",
+    "must be a JSON object",  # GET search's metadata: JSON text, documented as a string
 )
 
 

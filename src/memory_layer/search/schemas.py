@@ -7,8 +7,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
+from memory_layer.kit import strict_json
 from memory_layer.kit.schemas import NO_NUL_PATTERN, Identifier, JSONBody, JSONInt, NonBlankText, Timestamp
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.search.plan import SearchFilters, SearchMode
@@ -38,11 +47,16 @@ class SearchRequest(BaseModel):
     importance_min: float | None = Field(default=None, ge=0.0, le=1.0)
     since: Timestamp | None = None
     until: Timestamp | None = None
-    metadata: dict[str, Any] | None = Field(
+    # In a query string an object is JSON text (not spread over parameters, as OpenAPI's default
+    # form style would): documented as a string here, as an object in SearchBody.
+    metadata: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema({"anyOf": [{"type": "string", "contentMediaType": "application/json"},
+                                  {"type": "null"}]}),
+    ] = Field(
         default=None,
-        description="Only messages whose metadata contains this JSON object (PostgreSQL @>). "
-        "In a GET query string, pass it as JSON text. No NUL (\\u0000) in any key or string.",
-        json_schema_extra={"propertyNames": {"pattern": NO_NUL_PATTERN}},
+        description="Only messages whose metadata contains this JSON object (PostgreSQL @>), "
+        "given as JSON text. No NUL (\\u0000) in any key or string.",
     )
     include_archived: bool = Field(default=False, description="Also search archived messages.")
     min_score: float | None = Field(
@@ -61,9 +75,9 @@ class SearchRequest(BaseModel):
     def _metadata(cls, value: object) -> object:
         if isinstance(value, str):
             try:
-                value = json.loads(value)
-            except ValueError as exc:
-                raise ValueError("must be a JSON object") from exc
+                value = strict_json.loads(value)
+            except strict_json.JSONTextError as exc:
+                raise ValueError(f"must be a JSON object ({exc.message})") from exc
         if value is not None and not isinstance(value, dict):
             raise ValueError("must be a JSON object")
         if value is not None and "\\u0000" in json.dumps(value):
@@ -96,6 +110,12 @@ class SearchBody(SearchRequest, JSONBody):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     top_k: JSONInt = Field(default=5, ge=1, le=100)
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="Only messages whose metadata contains this JSON object (PostgreSQL @>). "
+        "No NUL (\\u0000) in any key or string.",
+        json_schema_extra={"propertyNames": {"pattern": NO_NUL_PATTERN}},
+    )
 
 
 class ScoreParts(BaseModel):

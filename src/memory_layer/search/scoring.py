@@ -104,13 +104,14 @@ RECENCY_SQL = (
     f"/ ({HALF_LIFE_SQL})))"
 )
 
-# Over rows that have `relevance`, `importance` and `recency` columns.
+# Over rows that have `relevance`, `importance` and `recency` columns. In float8: importance is a
+# real, and real arithmetic raises an underflow error on a tiny stored importance (1e-45 * 0.2).
 SCORED_SQL = """
     SELECT *, part_relevance + part_importance + part_recency AS score
     FROM (
         SELECT *,
-               :w_relevance * relevance AS part_relevance,
-               :w_importance * importance AS part_importance,
-               :w_recency * recency AS part_recency
+               CAST(:w_relevance AS float8) * relevance AS part_relevance,
+               CAST(:w_importance AS float8) * CAST(importance AS float8) AS part_importance,
+               CAST(:w_recency AS float8) * recency AS part_recency
         FROM {source}
     ) parts"""
