@@ -104,14 +104,17 @@ RECENCY_SQL = (
     f"/ ({HALF_LIFE_SQL})))"
 )
 
-# Over rows that have `relevance`, `importance` and `recency` columns. In float8: importance is a
-# real, and real arithmetic raises an underflow error on a tiny stored importance (1e-45 * 0.2).
+# Over rows that have `relevance`, `importance` and `recency` columns. A stored importance below
+# 1e-300 (a client may send 5e-324) counts as 0: PostgreSQL raises an underflow error on a product
+# that rounds to zero (5e-324 * 0.2).
 SCORED_SQL = """
     SELECT *, part_relevance + part_importance + part_recency AS score
     FROM (
         SELECT *,
                CAST(:w_relevance AS float8) * relevance AS part_relevance,
-               CAST(:w_importance AS float8) * CAST(importance AS float8) AS part_importance,
+               CAST(:w_importance AS float8)
+                 * CASE WHEN importance < 1e-300 THEN 0.0 ELSE CAST(importance AS float8) END
+                 AS part_importance,
                CAST(:w_recency AS float8) * recency AS part_recency
         FROM {source}
     ) parts"""
