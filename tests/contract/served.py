@@ -95,6 +95,10 @@ def serving(env: dict[str, str]) -> Iterator[Served]:
     served = start(env)
     try:
         yield served
+    except BaseException:
+        print(f"--- the served process' log ---\n{served.log_tail()}")
+        raise
     finally:
         if served.process.poll() is None:
             stop(served.process)
+    served.log.unlink(missing_ok=True)  # kept only when the test failed

@@ -190,6 +190,7 @@ async def test_sigkill_under_write_load_loses_no_acknowledged_write(
                     "content": content_of(last), "client_message_id": last,
                 })
                 assert retry.status_code in (200, 409), retry.text
+    served.log.unlink(missing_ok=True)
     print(f"\nsigkill: {dict(load.statuses)}, {len(load.acknowledged)} acknowledged, {stored} stored")
 
 
