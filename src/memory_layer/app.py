@@ -34,6 +34,8 @@ from memory_layer.kit.db.engine import (
 from memory_layer.kit.db.migrations import verify_schema
 from memory_layer.kit.http.errors import install_error_handlers
 from memory_layer.kit.http.limits import BodySizeLimitMiddleware, PathLimit
+from memory_layer.kit.http.openapi import install_openapi
+from memory_layer.kit.http.strict_input import StrictInputMiddleware
 from memory_layer.kit.observability.logging import (
     REQUEST_ID_HEADER,
     AccessLogMiddleware,
@@ -171,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cursor_codec = CursorCodec(settings.cursor_secret)
 
     install_error_handlers(app)
+    install_openapi(app)
     # Every route but the probes and /metrics is rate limited: per client address (middleware
     # below) and, for tenant-bound keys, per tenant (this dependency).
     for router in (
@@ -190,6 +193,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_endpoints.router)
     app.include_router(health_endpoints.metrics_router)
 
+    # Inside the body limit (which bounds what it buffers): repeated keys (in JSON bodies and query
+    # strings), non-finite numbers and deep nesting are a 422 before any route reads the request.
+    app.add_middleware(StrictInputMiddleware, streamed_paths=frozenset({"/v1/import"}))
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -270,7 +270,7 @@ class Settings(BaseSettings):
     pii_phone_region: str = Field(default="US", min_length=2, max_length=2)
 
     # Retention.
-    retention_max_age_days: float = Field(default=90.0, gt=0)
+    retention_max_age_days: float = Field(default=90.0, gt=0, le=36_525)
     # With MEMORY_RETENTION_ACTION=archive: also delete messages this old (any importance); 0 never.
     retention_delete_after_days: float = Field(default=0.0, ge=0)
     retention_importance_threshold: float = Field(default=0.5, ge=0, le=1)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from memory_layer.kit.pagination import SortOrder
-from memory_layer.kit.schemas import CursorPage, Identifier
+from memory_layer.kit.schemas import CursorPage, Identifier, Timestamp
 from memory_layer.messages.schemas import MessageRead
 from memory_layer.models.message import Kind, Role
 from memory_layer.models.policy import PiiKind
@@ -34,7 +34,7 @@ class ConversationListRequest(BaseModel):
     user_id: Identifier | None = Field(
         default=None, description="Only conversations in which this user wrote at least one message."
     )
-    since: AwareDatetime | None = Field(
+    since: Timestamp | None = Field(
         default=None, description="Only conversations whose last message is at or after this time."
     )
     limit: int = Field(default=50, ge=1, le=1000, description=LIMIT_DESCRIPTION)

@@ -25,7 +25,9 @@ ADMIN_ERRORS = error_responses(401, 403, 422)
 async def embedding_queue_status(
     session: SessionDep,
     _: AdminDep,
-    tenant_id: Annotated[Identifier | None, Query()] = None,
+    tenant_id: Annotated[
+        Identifier | None, Query(description="Only this tenant; default: every tenant.")
+    ] = None,
 ) -> EmbeddingQueueResponse:
     """Messages waiting for the embedding worker and messages it gave up on."""
     depth = await service.queue_status(session, tenant_id)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
+from pydantic import BaseModel, Field
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from memory_layer.kit.schemas import Identifier
+from memory_layer.kit.schemas import Identifier, JSONBody, UUIDText
 
 
 class EmbeddingQueueResponse(BaseModel):
@@ -17,13 +15,12 @@ class EmbeddingQueueResponse(BaseModel):
     failed: int
 
 
-class RequeueRequest(BaseModel):
+class RequeueRequest(JSONBody):
     """Which failed messages to queue again (all failed ones when both fields are unset)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     tenant_id: Identifier | None = None
-    message_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=10_000)
+    # 1000 ids stay far below the body limit (MEMORY_MAX_CONTENT_CHARS-derived, 226 KB by default).
+    message_ids: list[UUIDText] | None = Field(default=None, min_length=1, max_length=1000)
 
 
 class RequeueResponse(BaseModel):

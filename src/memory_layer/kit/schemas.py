@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import re
+import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+)
 
-# Identifiers clients choose: printable, no spaces or control characters, at most 128 characters.
-IDENTIFIER_PATTERN = r"^[\w.:@/+=-]{1,128}$"
+# Identifiers clients choose: ASCII letters, digits and `_.:@/+=-`, at most 128 characters. Spelled
+# out rather than `\w`, which is Unicode-aware here but ASCII-only in the JSON Schema regex dialect
+# that clients generated from /openapi.json apply.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:@/+=-]{1,128}$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, examples=["my-app"])]
+
+# Text without NUL (PostgreSQL text and jsonb cannot hold it).
+NO_NUL_PATTERN = r"^[^\x00]*$"
+# Whitespace as str.strip() and the JSON Schema regex dialect both see it, spelled out so the
+# documented pattern and the server's check agree on every character.
+_SPACE = r"\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# At least one character that is neither whitespace nor NUL, and no NUL anywhere.
+NON_BLANK_PATTERN = rf"^[^\x00]*[^{_SPACE}\x00][^\x00]*$"
 
 
 def reject_nul(value: str) -> str:
@@ -27,7 +48,65 @@ def require_text(value: str) -> str:
 
 
 # Message content and query text: at least one non-whitespace character, no NUL.
-NonBlankText = Annotated[str, AfterValidator(require_text)]
+NonBlankText = Annotated[str, Field(pattern=NON_BLANK_PATTERN), AfterValidator(require_text)]
+
+class JSONBody(BaseModel):
+    """A JSON request body, validated with JSON's types: `false` is no number, `"5"` no integer,
+    `1` no boolean (the document says the type; a client sending another has a bug). Fields whose
+    JSON form is a string read as a richer type (timestamps, UUIDs, enums) mark themselves
+    `Strict(False)`: FastAPI hands the parsed JSON over as Python values."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+_RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _timestamp_text(value: object) -> object:
+    """A timestamp is an RFC 3339 string (`2026-01-31T12:00:00Z`); a number, in JSON or in a query
+    string, is refused rather than read as Unix time."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339_START.match(value):
+        raise ValueError("must be an RFC 3339 date-time string, such as 2026-01-31T12:00:00Z")
+    return value
+
+
+def _representable(value: datetime) -> datetime:
+    """0001-01-01T00:00:00+14:00 is a valid RFC 3339 time before year 1 in UTC: no database or
+    client can hold it."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("lies before 0001-01-01T00:00:00Z") from exc
+    return value
+
+
+# A timezone-aware timestamp given as an RFC 3339 string (in JSON bodies and query strings).
+Timestamp = Annotated[
+    AwareDatetime, Strict(False), BeforeValidator(_timestamp_text), AfterValidator(_representable)
+]
+def _json_integer(value: object) -> object:
+    """An integer in JSON: `5` or `5.0` (JSON Schema counts both), never `true` or `"5"`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+# An integer in a JSON body.
+JSONInt = Annotated[int, Strict(False), BeforeValidator(_json_integer)]
+# A UUID in a JSON body (a string).
+UUIDText = Annotated[uuid.UUID, Strict(False)]
+
+METADATA_DESCRIPTION = (
+    "Any JSON object (at most MEMORY_MAX_METADATA_BYTES as JSON). No key and no string anywhere in "
+    "it may contain NUL (\\u0000): PostgreSQL cannot store it."
+)
+# Free-form metadata: keys without NUL (propertyNames); nested strings are checked by the service.
+Metadata = Annotated[
+    dict[str, Any],
+    Field(json_schema_extra={"propertyNames": {"pattern": NO_NUL_PATTERN}}),
+]
 
 
 ItemT = TypeVar("ItemT")

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, computed_field, model_validator
 
-from memory_layer.kit.schemas import Identifier, NonBlankText
+from memory_layer.kit.schemas import (
+    METADATA_DESCRIPTION,
+    Identifier,
+    JSONBody,
+    JSONInt,
+    Metadata,
+    NonBlankText,
+    Timestamp,
+)
 from memory_layer.messages.service import MetadataMode
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
 
@@ -20,14 +28,12 @@ def status_url(message_id: uuid.UUID, tenant_id: str) -> str:
     return f"/v1/messages/{message_id}?tenant_id={quote(tenant_id, safe='')}"
 
 
-class MessageFields(BaseModel):
+class MessageFields(JSONBody):
     """The fields of one message to remember (without the tenant)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     conversation_id: Identifier
-    role: Role
-    kind: Kind = Field(
+    role: Annotated[Role, Strict(False)]
+    kind: Annotated[Kind, Strict(False)] = Field(
         default=Kind.message,
         description="What the memory is: a conversation turn (message), or something distilled "
         "from turns (fact, preference, procedure, summary, event). Kinds age at their own pace "
@@ -35,21 +41,21 @@ class MessageFields(BaseModel):
     )
     content: NonBlankText = Field(min_length=1, description="Message text; NUL bytes are rejected.")
     user_id: Identifier | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict, description=METADATA_DESCRIPTION)
     importance_override: float | None = Field(default=None, ge=0.0, le=1.0)
     client_message_id: Identifier | None = Field(
         default=None, description="Idempotency key: a retry with the same id returns the first message."
     )
-    created_at: AwareDatetime | None = Field(
+    created_at: Timestamp | None = Field(
         default=None, description="For imports of older history; defaults to the server's time."
     )
-    ttl_seconds: int | None = Field(
+    ttl_seconds: JSONInt | None = Field(
         default=None, ge=1, le=100 * 365 * 86_400,
         description="The message expires this many seconds after it is stored: from then on no "
         "read returns it, and retention deletes it. Default: the tenant policy's "
         "default_ttl_seconds (none unless set).",
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Timestamp | None = Field(
         default=None, description="The time the message expires (instead of ttl_seconds)."
     )
 
@@ -112,20 +118,18 @@ class MessageBatchItem(MessageFields):
     """One message of a batch: the fields of POST /v1/messages, without tenant_id."""
 
 
-class MessageUpdate(BaseModel):
+class MessageUpdate(JSONBody):
     """The fields to change; those left out (or null) stay as they are."""
-
-    model_config = ConfigDict(extra="forbid")
 
     content: NonBlankText | None = Field(
         default=None,
         min_length=1,
         description="New text; it is embedded again, and search finds the message by it.",
     )
-    kind: Kind | None = None
+    kind: Annotated[Kind, Strict(False)] | None = None
     importance: float | None = Field(default=None, ge=0.0, le=1.0)
-    metadata: dict[str, Any] | None = None
-    metadata_mode: MetadataMode = Field(
+    metadata: Metadata | None = Field(default=None, description=METADATA_DESCRIPTION)
+    metadata_mode: Annotated[MetadataMode, Strict(False)] = Field(
         default=MetadataMode.merge,
         description="merge: `metadata` is a JSON merge patch (RFC 7396) on the stored metadata "
         "(a key set to null is removed, nested objects are merged); replace: `metadata` "
@@ -147,10 +151,8 @@ class MessageDeleteResponse(BaseModel):
     deleted: int = Field(description="Rows deleted: always 1 (a missing message is a 404).")
 
 
-class MessageBatchRequest(BaseModel):
+class MessageBatchRequest(JSONBody):
     """Up to MEMORY_MAX_BATCH_MESSAGES messages of one tenant, stored all or nothing."""
-
-    model_config = ConfigDict(extra="forbid")
 
     tenant_id: Identifier | None = Field(
         default=None,

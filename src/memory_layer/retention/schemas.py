@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from memory_layer.config import RetentionAction
-from memory_layer.kit.schemas import Identifier
+from memory_layer.kit.schemas import Identifier, JSONBody
+
+MAX_AGE_DAYS = 36_525
 
 
-class RetentionRequest(BaseModel):
+class RetentionRequest(JSONBody):
     """A retention run. Without older_than_days, importance_below and action, each tenant's
     policy applies (GET /v1/admin/tenants/{tenant_id}/policy); with any of them, that one rule,
     its other values from the MEMORY_RETENTION_* settings. Every run deletes expired messages."""
 
-    model_config = ConfigDict(extra="forbid")
-
     tenant_id: Identifier | None = Field(
         default=None, description="Limit to one tenant; default: MEMORY_RETENTION_TENANTS or all."
     )
-    older_than_days: float | None = Field(default=None, gt=0)
+    # At most a century: the cutoff (now minus this) must stay a representable date.
+    older_than_days: float | None = Field(default=None, gt=0, le=MAX_AGE_DAYS)
     importance_below: float | None = Field(default=None, ge=0.0, le=1.0)
-    action: RetentionAction | None = None
+    action: Annotated[RetentionAction, Strict(False)] | None = None
     dry_run: bool = False
 
 

@@ -24,6 +24,7 @@ from memory_layer.search.plan import ScoredRow
 from memory_layer.search.schemas import (
     Explanation,
     ScoreParts,
+    SearchBody,
     SearchItem,
     SearchRequest,
     SearchResponse,
@@ -137,6 +138,6 @@ async def search_memory(body: Annotated[SearchRequest, Query()], search: Searche
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERRORS, dependencies=[READ])
-async def search_memory_with_body(body: SearchRequest, search: SearcherDep) -> Response:
+async def search_memory_with_body(body: SearchBody, search: SearcherDep) -> Response:
     """The same search with a JSON body, so the query text stays out of access logs."""
     return _json(await search(body))

@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from memory_layer.kit.schemas import Identifier, NonBlankText
+from memory_layer.kit import strict_json
+from memory_layer.kit.schemas import NO_NUL_PATTERN, Identifier, JSONBody, JSONInt, NonBlankText, Timestamp
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.models.policy import PiiKind
 from memory_layer.search.plan import SearchFilters, SearchMode
@@ -25,15 +34,15 @@ class SearchRequest(BaseModel):
     )
     query: NonBlankText = Field(min_length=1, max_length=4096)
     top_k: int = Field(default=5, ge=1, le=100)
-    mode: SearchMode = Field(
+    mode: Annotated[SearchMode, Strict(False)] = Field(
         default=SearchMode.hybrid,
         description="hybrid: vector and keyword candidates fused (MEMORY_SEARCH_FUSION); vector: "
         "embeddings only; keyword: full text only (no model call, finds pending messages).",
     )
     conversation_id: Identifier | None = None
     user_id: Identifier | None = None
-    role: Role | None = None
-    kind: Kind | None = Field(
+    role: Annotated[Role, Strict(False)] | None = None
+    kind: Annotated[Kind, Strict(False)] | None = Field(
         default=None, description="Only memories of this kind (message, fact, preference, ...)."
     )
     pii_kind: PiiKind | None = Field(
@@ -42,12 +51,18 @@ class SearchRequest(BaseModel):
         "mode detect or redact).",
     )
     importance_min: float | None = Field(default=None, ge=0.0, le=1.0)
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
-    metadata: dict[str, Any] | None = Field(
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+    # In a query string an object is JSON text (not spread over parameters, as OpenAPI's default
+    # form style would): documented as a string here, as an object in SearchBody.
+    metadata: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema({"anyOf": [{"type": "string", "contentMediaType": "application/json"},
+                                  {"type": "null"}]}),
+    ] = Field(
         default=None,
-        description="Only messages whose metadata contains this JSON object (PostgreSQL @>). "
-        "In a GET query string, pass it as JSON text.",
+        description="Only messages whose metadata contains this JSON object (PostgreSQL @>), "
+        "given as JSON text. No NUL (\\u0000) in any key or string.",
     )
     include_archived: bool = Field(default=False, description="Also search archived messages.")
     min_score: float | None = Field(
@@ -66,11 +81,13 @@ class SearchRequest(BaseModel):
     def _metadata(cls, value: object) -> object:
         if isinstance(value, str):
             try:
-                value = json.loads(value)
-            except ValueError as exc:
-                raise ValueError("must be a JSON object") from exc
+                value = strict_json.loads(value)
+            except strict_json.JSONTextError as exc:
+                raise ValueError(f"must be a JSON object ({exc.message})") from exc
         if value is not None and not isinstance(value, dict):
             raise ValueError("must be a JSON object")
+        if value is not None and "\\u0000" in json.dumps(value):
+            raise ValueError("must not contain NUL (\\u0000) characters")
         return value
 
     @model_validator(mode="after")
@@ -92,6 +109,20 @@ class SearchRequest(BaseModel):
             metadata=self.metadata,
             include_archived=self.include_archived,
         )
+
+
+class SearchBody(SearchRequest, JSONBody):
+    """The search of POST /v1/memory/search: the same fields as a JSON body, with JSON types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    top_k: JSONInt = Field(default=5, ge=1, le=100)
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="Only messages whose metadata contains this JSON object (PostgreSQL @>). "
+        "No NUL (\\u0000) in any key or string.",
+        json_schema_extra={"propertyNames": {"pattern": NO_NUL_PATTERN}},
+    )
 
 
 class ScoreParts(BaseModel):
@@ -155,7 +186,7 @@ class SearchResponse(BaseModel):
 
     total: int
     items: list[SearchItem]
-    mode: SearchMode = Field(description="The mode that produced the items.")
+    mode: Annotated[SearchMode, Strict(False)] = Field(description="The mode that produced the items.")
     degraded: str | None = Field(
         default=None,
         description="Set when hybrid search fell back to keyword only (the embedding provider "

@@ -96,19 +96,25 @@ HALF_LIFE_SQL = (
     + " ELSE CAST(:half_life_hours AS float8) END"
 )
 
-# Over a row's creation time and kind (SQL expressions spliced in by the caller).
+# Over a row's creation time and kind (SQL expressions spliced in by the caller). At most 1000
+# half-lives (0.5^1000 is 1e-301, zero for any score): PostgreSQL raises an underflow error on
+# power(0.5, x) past about 1074, which a message imported with a created_at centuries ago reaches.
 RECENCY_SQL = (
-    "power(0.5, greatest(0.0, extract(epoch FROM now() - ({created_at})) / 3600.0) "
-    f"/ ({HALF_LIFE_SQL}))"
+    "power(0.5, least(1000.0, greatest(0.0, extract(epoch FROM now() - ({created_at})) / 3600.0) "
+    f"/ ({HALF_LIFE_SQL})))"
 )
 
-# Over rows that have `relevance`, `importance` and `recency` columns.
+# Over rows that have `relevance`, `importance` and `recency` columns. A stored importance below
+# 1e-300 (a client may send 5e-324) counts as 0: PostgreSQL raises an underflow error on a product
+# that rounds to zero (5e-324 * 0.2).
 SCORED_SQL = """
     SELECT *, part_relevance + part_importance + part_recency AS score
     FROM (
         SELECT *,
-               :w_relevance * relevance AS part_relevance,
-               :w_importance * importance AS part_importance,
-               :w_recency * recency AS part_recency
+               CAST(:w_relevance AS float8) * relevance AS part_relevance,
+               CAST(:w_importance AS float8)
+                 * CASE WHEN importance < 1e-300 THEN 0.0 ELSE CAST(importance AS float8) END
+                 AS part_importance,
+               CAST(:w_recency AS float8) * recency AS part_recency
         FROM {source}
     ) parts"""

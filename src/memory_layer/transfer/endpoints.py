@@ -6,7 +6,6 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import AwareDatetime
 
 from memory_layer.auth.deps import READ, WRITE, PrincipalDep
 from memory_layer.auth.service import resolve_tenant
@@ -14,12 +13,16 @@ from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.kit.db.session import SessionmakerDep
 from memory_layer.kit.http.deps import SettingsDep
 from memory_layer.kit.http.streaming import NDJSONResponse
-from memory_layer.kit.schemas import Identifier, error_responses
+from memory_layer.kit.schemas import Identifier, Timestamp, error_responses
 from memory_layer.transfer import service
 from memory_layer.transfer.format import MEDIA_TYPE
 from memory_layer.transfer.schemas import ExportedMessage, ImportFailure, ImportResponse
 
 router = APIRouter(prefix="/v1", tags=["transfer"])
+
+TenantQuery = Annotated[
+    Identifier | None, Query(description="Required unless the API key is bound to a tenant.")
+]
 
 ERRORS = error_responses(401, 403, 422, 503)
 
@@ -43,11 +46,11 @@ ERRORS = error_responses(401, 403, 422, 503)
 async def export_messages(
     sessionmaker: SessionmakerDep,
     principal: PrincipalDep,
-    tenant_id: Annotated[Identifier | None, Query()] = None,
+    tenant_id: TenantQuery = None,
     conversation_id: Annotated[Identifier | None, Query()] = None,
     user_id: Annotated[Identifier | None, Query()] = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="Only messages created at or after this time.")
+        Timestamp | None, Query(description="Only messages created at or after this time.")
     ] = None,
     include_embeddings: Annotated[
         bool, Query(description="Add each message's vector (`embedding`).")
@@ -74,7 +77,8 @@ async def export_messages(
     },
     openapi_extra={
         "requestBody": {
-            "required": True,
+            # An empty body imports nothing (200, no lines): the body is optional.
+            "required": False,
             "description": "NDJSON: one `ExportedMessage` per line (what GET /v1/export writes).",
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ExportedMessage"}}},
         }
@@ -87,7 +91,7 @@ async def import_messages(
     principal: PrincipalDep,
     settings: SettingsDep,
     embedder: EmbedderDep,
-    tenant_id: Annotated[Identifier | None, Query()] = None,
+    tenant_id: TenantQuery = None,
 ) -> ImportResponse:
     """Import NDJSON lines (an export) into the tenant; importing the same lines again stores
     nothing new. Written in chunks: a bad line is a 422 naming it and the lines stored."""

@@ -9,10 +9,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
-from memory_layer.kit.schemas import Identifier, NonBlankText
+from memory_layer.kit.schemas import Identifier, NonBlankText, Timestamp
 from memory_layer.models.message import Kind, Role
+
+# The largest magnitude a pgvector component (a 4-byte float) holds.
+FLOAT4_MAX = 3.4028234663852886e38
 
 MEDIA_TYPE = "application/x-ndjson"
 
@@ -34,9 +37,9 @@ class ExportedMessage(BaseModel):
     content: NonBlankText
     metadata: dict[str, Any] = Field(default_factory=dict)
     importance: float = Field(ge=0.0, le=1.0)
-    created_at: AwareDatetime = Field(description="Kept on import.")
-    archived_at: AwareDatetime | None = Field(default=None, description="Kept on import.")
-    expires_at: AwareDatetime | None = Field(
+    created_at: Timestamp = Field(description="Kept on import.")
+    archived_at: Timestamp | None = Field(default=None, description="Kept on import.")
+    expires_at: Timestamp | None = Field(
         default=None,
         description="Kept on import (an export holds no expired message; a line that has expired "
         "since is stored and never read, until retention deletes it).",
@@ -54,4 +57,6 @@ class ExportedMessage(BaseModel):
         description="Only with `include_embeddings=true` (null for a message not embedded yet). "
         "An import reuses it when `embedding_model` is the service's model and the dimension "
         "matches; otherwise the message is queued for the embedding worker.",
+        # The import refuses larger components (`invalid_embedding`); documented here.
+        json_schema_extra={"items": {"minimum": -FLOAT4_MAX, "maximum": FLOAT4_MAX}},
     )

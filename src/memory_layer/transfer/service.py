@@ -29,14 +29,14 @@ from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.models.policy import PiiMode
 from memory_layer.pii.service import PiiRejected, screen_all
 from memory_layer.policies.service import EffectivePolicy, QuotaExceeded, load_policy
-from memory_layer.transfer.format import ExportedMessage
+
+# pgvector stores 4-byte floats; a larger value would fail the whole chunk's INSERT.
+from memory_layer.transfer.format import FLOAT4_MAX, ExportedMessage
 from memory_layer.transfer.repository import ExportFilter, TransferRepository
 
 # Rows fetched from the cursor per round trip, and roughly the bytes sent per body chunk.
 EXPORT_BATCH_ROWS = 500
 EXPORT_FLUSH_BYTES = 256 * 1024
-# pgvector stores 4-byte floats; a larger value would fail the whole chunk's INSERT.
-FLOAT4_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
