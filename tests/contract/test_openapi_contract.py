@@ -49,12 +49,17 @@ SEMANTIC = {
     "invalid_metadata",  # NUL in a nested string of metadata (keys are in the schema)
     "payload_too_large",  # the body limit, derived from the two settings above
     "tenant_required",  # an admin key names no tenant where one is needed (message_ids)
+    "invalid_expires_at",  # an expires_at already past (the clock, not the schema)
+    "invalid_scopes",  # the admin scope on a key bound to a tenant (a rule across two fields)
+    "invalid_state",  # NUL in a nested string of a conversation state (keys and values, any depth)
 }
 # Refusals of schema-valid requests whose validation_error message is a rule across fields.
 SEMANTIC_MESSAGES = (
     "nothing to change",  # PATCH with every field null
     "since must not be after until",
+    "send ttl_seconds or expires_at, not both",
     "must be a JSON object",  # GET search's metadata: JSON text, documented as a string
+    "must not contain NUL",  # NUL nested in a metadata filter's values (any depth)
 )
 
 
@@ -64,7 +69,8 @@ def _ndjson(_: Any, value: Any) -> bytes:
     return json.dumps(value).encode() + b"\n"
 
 
-ANSWERS_OF_STATE = {401, 403, 404, 409, 429}
+# 412: If-Match / If-None-Match against a state the generator cannot know.
+ANSWERS_OF_STATE = {401, 403, 404, 409, 412, 429}
 CHECKS = [
     openapi_checks.status_code_conformance,
     openapi_checks.content_type_conformance,

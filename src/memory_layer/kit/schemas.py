@@ -86,15 +86,16 @@ def _representable(value: datetime) -> datetime:
 Timestamp = Annotated[
     AwareDatetime, Strict(False), BeforeValidator(_timestamp_text), AfterValidator(_representable)
 ]
-def _json_integer(value: object) -> object:
+def json_integer(value: object) -> object:
     """An integer in JSON: `5` or `5.0` (JSON Schema counts both), never `true` or `"5"`."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("must be a JSON integer")
     return value
 
 
-# An integer in a JSON body.
-JSONInt = Annotated[int, Strict(False), BeforeValidator(_json_integer)]
+# An integer in a JSON body. With bounds, write them before the validator so the document shows
+# them as minimum/maximum: Annotated[int, Field(ge=1), Strict(False), BeforeValidator(json_integer)].
+JSONInt = Annotated[int, Strict(False), BeforeValidator(json_integer)]
 # A UUID in a JSON body (a string).
 UUIDText = Annotated[uuid.UUID, Strict(False)]
 

@@ -7,16 +7,16 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, computed_field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, computed_field, model_validator
 
 from memory_layer.kit.schemas import (
     METADATA_DESCRIPTION,
     Identifier,
     JSONBody,
-    JSONInt,
     Metadata,
     NonBlankText,
     Timestamp,
+    json_integer,
 )
 from memory_layer.messages.service import MetadataMode
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
@@ -49,8 +49,10 @@ class MessageFields(JSONBody):
     created_at: Timestamp | None = Field(
         default=None, description="For imports of older history; defaults to the server's time."
     )
-    ttl_seconds: JSONInt | None = Field(
-        default=None, ge=1, le=100 * 365 * 86_400,
+    ttl_seconds: Annotated[
+        int, Field(ge=1, le=100 * 365 * 86_400), Strict(False), BeforeValidator(json_integer)
+    ] | None = Field(
+        default=None,
         description="The message expires this many seconds after it is stored: from then on no "
         "read returns it, and retention deletes it. Default: the tenant policy's "
         "default_ttl_seconds (none unless set).",

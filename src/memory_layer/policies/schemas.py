@@ -10,6 +10,13 @@ from memory_layer.models.message import Kind
 from memory_layer.models.policy import PiiMode
 
 DAYS = "Days after a message's creation; 0 means never."
+# A century of days, of seconds; and the largest count the database stores (bigint).
+MAX_DAYS = 36_525
+MAX_SECONDS = MAX_DAYS * 86_400
+MAX_COUNT = 2**63 - 1
+# slowapi's limit syntax: `100/minute`, `10 per second`, `10/second;1000/hour`; empty: no limit.
+_ONE_LIMIT = r"[0-9]+ *(/|per) *([0-9]+ *)?(second|minute|hour|day|month|year)s?"
+RATE_LIMIT_PATTERN = rf"^({_ONE_LIMIT}( *[;,] *{_ONE_LIMIT})*)?$"
 
 
 class KindRetentionFields(BaseModel):
@@ -17,8 +24,8 @@ class KindRetentionFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", from_attributes=True)
 
-    archive_after_days: float | None = Field(default=None, ge=0, description=DAYS)
-    delete_after_days: float | None = Field(default=None, ge=0, description=DAYS)
+    archive_after_days: float | None = Field(default=None, ge=0, le=MAX_DAYS, description=DAYS)
+    delete_after_days: float | None = Field(default=None, ge=0, le=MAX_DAYS, description=DAYS)
 
 
 class PolicyFields(BaseModel):
@@ -27,10 +34,11 @@ class PolicyFields(BaseModel):
     model_config = ConfigDict(extra="forbid", from_attributes=True)
 
     archive_after_days: float | None = Field(
-        default=None, ge=0, description=f"Archive messages this old (unless important). {DAYS}"
+        default=None, ge=0, le=MAX_DAYS, description=f"Archive messages this old (unless important). {DAYS}"
     )
     delete_after_days: float | None = Field(
-        default=None, ge=0, description=f"Delete messages this old, whatever their importance. {DAYS}"
+        default=None, ge=0, le=MAX_DAYS,
+        description=f"Delete messages this old, whatever their importance. {DAYS}",
     )
     retention_importance_below: float | None = Field(
         default=None, ge=0, le=1,
@@ -41,19 +49,21 @@ class PolicyFields(BaseModel):
         description="Per kind of message (fact, summary, ...): its own archive and delete ages.",
     )
     default_ttl_seconds: int | None = Field(
-        default=None, ge=0,
+        default=None, ge=0, le=MAX_SECONDS,
         description="Messages stored without ttl_seconds or expires_at expire this many seconds "
         "after they are stored; 0 means they do not expire.",
     )
-    max_messages: int | None = Field(default=None, ge=0, description="Stored messages; 0: no quota.")
+    max_messages: int | None = Field(
+        default=None, ge=0, le=MAX_COUNT, description="Stored messages; 0: no quota."
+    )
     max_content_bytes: int | None = Field(
-        default=None, ge=0, description="Bytes of message content (UTF-8); 0: no quota."
+        default=None, ge=0, le=MAX_COUNT, description="Bytes of message content (UTF-8); 0: no quota."
     )
     max_state_bytes: int | None = Field(
-        default=None, ge=0, description="Bytes of conversation state documents; 0: no quota."
+        default=None, ge=0, le=MAX_COUNT, description="Bytes of conversation state documents; 0: no quota."
     )
     rate_limit: str | None = Field(
-        default=None, max_length=64, examples=["100/minute"],
+        default=None, max_length=64, pattern=RATE_LIMIT_PATTERN, examples=["100/minute"],
         description="The tenant's request rate limit in slowapi syntax ('100/minute', "
         "'10/second;1000/hour'); '' means none.",
     )

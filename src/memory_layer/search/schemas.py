@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -18,7 +19,14 @@ from pydantic import (
 )
 
 from memory_layer.kit import strict_json
-from memory_layer.kit.schemas import NO_NUL_PATTERN, Identifier, JSONBody, JSONInt, NonBlankText, Timestamp
+from memory_layer.kit.schemas import (
+    NO_NUL_PATTERN,
+    Identifier,
+    JSONBody,
+    NonBlankText,
+    Timestamp,
+    json_integer,
+)
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.models.policy import PiiKind
 from memory_layer.search.plan import SearchFilters, SearchMode
@@ -45,7 +53,7 @@ class SearchRequest(BaseModel):
     kind: Annotated[Kind, Strict(False)] | None = Field(
         default=None, description="Only memories of this kind (message, fact, preference, ...)."
     )
-    pii_kind: PiiKind | None = Field(
+    pii_kind: Annotated[PiiKind, Strict(False)] | None = Field(
         default=None,
         description="Only messages in whose content this kind of personal data was found (PII "
         "mode detect or redact).",
@@ -116,7 +124,9 @@ class SearchBody(SearchRequest, JSONBody):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    top_k: JSONInt = Field(default=5, ge=1, le=100)
+    top_k: Annotated[
+        int, Field(ge=1, le=100), Strict(False), BeforeValidator(json_integer)
+    ] = 5
     metadata: dict[str, Any] | None = Field(
         default=None,
         description="Only messages whose metadata contains this JSON object (PostgreSQL @>). "

@@ -7,12 +7,13 @@ export|import` commands, so the service, the routes and the CLI all use this one
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, Strict
 
 from memory_layer.kit.schemas import Identifier, NonBlankText, Timestamp
 from memory_layer.models.message import Kind, Role
+from memory_layer.models.policy import PiiKind
 
 # The largest magnitude a pgvector component (a 4-byte float) holds.
 FLOAT4_MAX = 3.4028234663852886e38
@@ -44,7 +45,7 @@ class ExportedMessage(BaseModel):
         description="Kept on import (an export holds no expired message; a line that has expired "
         "since is stored and never read, until retention deletes it).",
     )
-    pii_kinds: list[str] = Field(
+    pii_kinds: list[Annotated[PiiKind, Strict(False)]] = Field(
         default_factory=list,
         description="Kinds of personal data found in the content. On import, a tenant whose PII "
         "mode is not off screens the content again and records what it finds instead.",
