@@ -23,7 +23,7 @@ TenantPath = Annotated[
 @router.get(
     "/{tenant_id:path}/policy",
     response_model=PolicyRead,
-    responses=error_responses(401, 403, 422, 503),
+    responses=error_responses(401, 403, 404, 422, 503),
 )
 async def get_tenant_policy(
     tenant_id: TenantPath, session: SessionDep, settings: SettingsDep, _: AdminDep
@@ -37,7 +37,7 @@ async def get_tenant_policy(
 @router.put(
     "/{tenant_id:path}/policy",
     response_model=PolicyRead,
-    responses=error_responses(401, 403, 422, 503),
+    responses=error_responses(401, 403, 404, 422, 503),
 )
 async def put_tenant_policy(
     tenant_id: TenantPath,
