@@ -12,8 +12,10 @@ pieces) are not silently cut: they are split into windows whose unit vectors are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -144,15 +146,33 @@ class OnnxEncoder:
         return result
 
 
+def _lower_priority(nice: int) -> None:
+    """Raise the niceness of the calling thread (Linux schedules threads one by one), so the
+    operating system gives the event loop's thread the CPU first when both want it."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError):  # a platform that refuses per-thread priorities
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
 class LocalEmbeddingProvider:
     def __init__(
-        self, encoder: Encoder, *, batch_size: int = 32, backend: LocalBackend = LocalBackend.torch
+        self,
+        encoder: Encoder,
+        *,
+        batch_size: int = 32,
+        backend: LocalBackend = LocalBackend.torch,
+        nice: int = 0,
     ) -> None:
         self._encoder = encoder
         self._batch_size = batch_size
         self.backend = backend
-        # One thread: calls queue here instead of competing for the cores (bounded pool).
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-local")
+        # One thread: calls queue here instead of competing for the cores (bounded pool). At a
+        # lower priority (`nice`): the event loop that answers requests comes first.
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="embed-local", initializer=_lower_priority,
+            initargs=(nice,),
+        )
         self._max_tokens = encoder.max_tokens
 
     @classmethod
@@ -164,6 +184,7 @@ class LocalEmbeddingProvider:
         backend: LocalBackend = LocalBackend.onnx_int8,
         threads: int = 1,
         cache_dir: Path | None = None,
+        nice: int = 0,
     ) -> LocalEmbeddingProvider:
         """Load the model from disk, exporting it to ONNX first if needed (blocking: call it off
         the event loop). `cache_dir` holds the ONNX files (default: the user's cache folder)."""
@@ -190,7 +211,7 @@ class LocalEmbeddingProvider:
             raise EmbeddingError(
                 f"could not load the local model ({backend.value}) from {path}: {exc}"
             ) from exc
-        return cls(encoder, batch_size=batch_size, backend=backend)
+        return cls(encoder, batch_size=batch_size, backend=backend, nice=nice)
 
     @property
     def model_name(self) -> str:
