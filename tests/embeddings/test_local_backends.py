@@ -137,5 +137,7 @@ async def test_model_thread_runs_at_the_configured_niceness() -> None:
         assert model_thread is not None
         assert os.getpriority(os.PRIO_PROCESS, model_thread) == 7
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+        comm = Path(f"/proc/self/task/{model_thread}/comm").read_text().strip()
+        assert comm == "embed-local"
     finally:
         await provider.close()

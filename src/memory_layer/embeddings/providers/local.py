@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_DIMENSIONS = 384
+# prctl(2) option that names the calling thread (Linux).
+PR_SET_NAME = 15
 
 
 def bundled_model_path() -> Path:
@@ -146,13 +150,16 @@ class OnnxEncoder:
         return result
 
 
-def _lower_priority(nice: int) -> None:
-    """Raise the niceness of the calling thread (Linux schedules threads one by one), so the
+def _model_thread(nice: int) -> None:
+    """Start of the model's thread: named `embed-local` for the operating system too (top -H,
+    /proc/<pid>/task/*/comm), and at niceness `nice` (Linux schedules threads one by one), so the
     operating system gives the event loop's thread the CPU first when both want it."""
-    if nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    with contextlib.suppress(OSError):  # a platform that refuses per-thread priorities
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(PR_SET_NAME, b"embed-local", 0, 0, 0)
+    if nice > 0 and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):  # a platform that refuses per-thread priorities
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 class LocalEmbeddingProvider:
@@ -170,7 +177,7 @@ class LocalEmbeddingProvider:
         # One thread: calls queue here instead of competing for the cores (bounded pool). At a
         # lower priority (`nice`): the event loop that answers requests comes first.
         self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="embed-local", initializer=_lower_priority,
+            max_workers=1, thread_name_prefix="embed-local", initializer=_model_thread,
             initargs=(nice,),
         )
         self._max_tokens = encoder.max_tokens
