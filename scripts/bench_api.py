@@ -48,6 +48,7 @@ from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan  # no
 from memory_layer.search.repository import build_search_sql  # noqa: E402
 from memory_layer.search.scoring import ScoreWeights  # noqa: E402
 
+API_KEY = "bench-api-key"
 TOPICS = ["python", "travel", "cooking", "music", "finance", "health", "family", "work", "garden"]
 TEMPLATES = [
     "I really enjoy {t} on weekends",
@@ -112,12 +113,19 @@ async def run(args: argparse.Namespace) -> str:
     url = embedded.url()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")}
-    env.update(MEMORY_DATABASE_URL=url, MEMORY_AUTO_MIGRATE="true", MEMORY_LOG_LEVEL="warning")
+    env.update(MEMORY_DATABASE_URL=url, MEMORY_AUTO_MIGRATE="true", MEMORY_LOG_LEVEL="warning",
+               # A configured key, as in bench_search.py and bench_ingest.py: authentication
+               # touches no database (the open development mode looks for keys on every request).
+               MEMORY_API_KEYS=API_KEY,
+               # Thousands of requests a minute from one address: the per-address limit is off.
+               MEMORY_GLOBAL_RATE_LIMIT="off")
     cli = str(Path(sys.executable).parent / "memory-layer")
     server = subprocess.Popen([cli, "serve", "--port", str(port)], env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=base, timeout=30, headers={"X-API-Key": API_KEY}
+        ) as client:
             await wait_ready(client, attempts=300)
 
             rng = random.Random(42)

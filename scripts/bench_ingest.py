@@ -8,17 +8,21 @@ scripts/data/eval_conversations.json, cycled to N):
   (b) service    N messages POSTed by C concurrent clients to `memory-layer serve` with
                  MEMORY_ASYNC_EMBEDDINGS=true, until every one is `ready` (messages per second);
                  once with the worker inside serve, once with a separate `memory-layer worker`
-  (c) acceptance the share of POSTs answered 202, and the p50/p95 latency of those answers
+  (c) acceptance the share of POSTs answered 202, and the p50/p95 latency of those answers; also
+                 with the clients paced to offer half of (a)'s rate together (--paced), the load
+                 the model keeps up with, where a 202 waits for nothing but its own INSERT
   (d) kill       a standalone worker SIGKILLed mid-load and replaced: messages lost, messages
                  embedded twice, time until all are ready
 
 (a) and (b) run for each engine of the local model (--backends, MEMORY_LOCAL_BACKEND) with the same
-intra-op threads (--threads, MEMORY_LOCAL_MODEL_THREADS); for each, the peak RSS of `serve`
-(VmHWM) and where the time went: the server's own time per POST (its request histogram), the
-worker's time per batch (model call plus write) and its batches.
+intra-op threads (--threads, MEMORY_LOCAL_MODEL_THREADS) and, side by side, each niceness of the
+model's thread in --nices (MEMORY_LOCAL_MODEL_NICE); for each, the peak RSS of `serve` (VmHWM)
+and where the time went: the server's own time per POST (its request histogram), the worker's
+time per batch (model call plus write) and its batches, and the CPU seconds of serve's model
+thread, of its other threads (event loop, pool) and of the benchmark's own HTTP clients.
 
 Usage: python scripts/bench_ingest.py [--messages 1000] [--clients 16] [--backends onnx-int8,torch]
-    [--threads 1] [--no-standalone] [--no-kill] [--write docs/benchmarks.md]
+    [--threads 1] [--nices 10,0] [--paced] [--no-standalone] [--no-kill] [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -83,6 +87,9 @@ class LoadResult:
     server_post_ms: float = 0.0
     batches: int = 0
     batch_ms: float = 0.0
+    model_cpu_s: float = 0.0
+    other_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -90,6 +97,35 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def thread_cpu(pid: int) -> dict[tuple[int, str], float]:
+    """CPU seconds (user + system) of each thread of the process, by (thread id, name)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds: dict[tuple[int, str], float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[int(task.name), name] = (int(fields[11]) + int(fields[12])) / tick
+    return seconds
+
+
+def cpu_split(before: dict[tuple[int, str], float], after: dict[tuple[int, str], float]) -> tuple[
+    float, float
+]:
+    """CPU seconds spent between the snapshots by the model's thread (`embed-local`, named by the
+    provider) and by every other thread."""
+    model = other = 0.0
+    for key, seconds in after.items():
+        spent = seconds - before.get(key, 0.0)
+        if key[1] == "embed-local":
+            model += spent
+        else:
+            other += spent
+    return model, other
 
 
 def histogram_mean(exposition: str, name: str, labels: dict[str, str]) -> tuple[float, int]:
@@ -112,6 +148,7 @@ class Bench:
         self.args = args
         self.data_dir = data_dir
         self.backend = LocalBackend.onnx_int8
+        self.nice = 10
         self.cli = str(Path(sys.executable).parent / "memory-layer")
         self.poller: asyncpg.Connection | None = None
 
@@ -126,6 +163,10 @@ class Bench:
             MEMORY_DATA_DIR=str(self.data_dir),
             MEMORY_LOCAL_BACKEND=self.backend.value,
             MEMORY_LOCAL_MODEL_THREADS=str(self.args.threads),
+            MEMORY_LOCAL_MODEL_NICE=str(self.nice),
+            # 16 clients on one address: a limit far above the load, so every POST is still
+            # counted (the limiter's cost stays in the measurement) but none is refused.
+            MEMORY_GLOBAL_RATE_LIMIT="1000000/minute",
         )
         env.update(extra)
         return env
@@ -147,8 +188,15 @@ class Bench:
         return int(row["total"]), int(row["ready"]), int(row["twice"])
 
     async def load(
-        self, texts: list[str], *, standalone: bool, kill_at: float | None = None
+        self,
+        texts: list[str],
+        *,
+        standalone: bool,
+        kill_at: float | None = None,
+        pace: float = 0.0,
     ) -> LoadResult:
+        """POST every text from the clients, as fast as they are answered, or (`pace` > 0) text i
+        no earlier than i / pace seconds after the start."""
         await self.reset()
         port = free_port()
         worker_env = {"MEMORY_WORKER_LEASE_SECONDS": str(KILL_LEASE_SECONDS)} if kill_at else {}
@@ -178,15 +226,19 @@ class Bench:
                     nonlocal accepted
                     while not queue.empty():
                         i = queue.get_nowait()
+                        if pace > 0:
+                            await asyncio.sleep(max(0.0, started + i / pace - time.perf_counter()))
                         body = {"tenant_id": f"ingest-{i % 10}", "conversation_id": f"c{i % 37}",
                                 "role": "user" if i % 2 else "assistant", "content": texts[i]}
-                        started = time.perf_counter()
+                        sent = time.perf_counter()
                         response = await client.post("/v1/messages", json=body)
-                        answers.append(time.perf_counter() - started)
+                        answers.append(time.perf_counter() - sent)
                         response.raise_for_status()
                         accepted += response.status_code == 202
 
                 started = time.perf_counter()
+                client_cpu = time.process_time()
+                server_cpu = thread_cpu(server.pid)
                 posting = asyncio.gather(*(post_all() for _ in range(self.args.clients)))
                 killed = False
                 while True:
@@ -201,15 +253,17 @@ class Bench:
                             )
                         )
                         killed = True
-                    if posting.done() and ready == len(texts):
+                    if posting.done() and (posting.exception() is not None or ready == len(texts)):
                         break
                     if time.perf_counter() - started > 900:
                         raise RuntimeError(f"not all ready after 900 s: {ready}/{len(texts)}")
                     await asyncio.sleep(0.05)
                 elapsed = time.perf_counter() - started
                 await posting
+                client_cpu = time.process_time() - client_cpu
                 exposition = (await client.get("/metrics")).text
                 rss = peak_rss_mib(server.pid)
+                model_cpu, other_cpu = cpu_split(server_cpu, thread_cpu(server.pid))
         finally:
             for process in [server, *workers]:
                 if process.poll() is None:
@@ -222,6 +276,7 @@ class Bench:
         return LoadResult(
             elapsed, accepted, answers, len(texts) - total, twice, rss,
             post_sum / max(post_count, 1) * 1000, batch_count, batch_sum / max(batch_count, 1) * 1000,
+            model_cpu, other_cpu, client_cpu,
         )
 
 
@@ -245,8 +300,12 @@ async def run(args: argparse.Namespace) -> str:
     workdir = Path(tempfile.mkdtemp(prefix="ml-bench-ingest-"))
     embedded = start_embedded(workdir)
     backends = [LocalBackend(name) for name in args.backends.split(",")]
+    nices = [int(n) for n in args.nices.split(",")]
     alone: dict[LocalBackend, list[float]] = {b: [] for b in backends}
-    served: dict[LocalBackend, list[LoadResult]] = {b: [] for b in backends}
+    served: dict[tuple[LocalBackend, int], list[LoadResult]] = {
+        (b, n): [] for b in backends for n in nices
+    }
+    paced: dict[LocalBackend, list[LoadResult]] = {b: [] for b in backends}
     standalone: LoadResult | None = None
     kill: LoadResult | None = None
     try:
@@ -263,11 +322,19 @@ async def run(args: argparse.Namespace) -> str:
                 alone[backend].append(
                     await provider_throughput(texts, backend, args.threads, workdir / "models")
                 )
-                served[backend].append(await bench.load(texts, standalone=False))
-                print(backend.value, f"alone {alone[backend][-1]:.1f}/s",
-                      f"served {args.messages / served[backend][-1].seconds_to_ready:.1f}/s",
-                      file=sys.stderr)
+                for nice in nices:
+                    bench.nice = nice
+                    served[backend, nice].append(await bench.load(texts, standalone=False))
+                    print(backend.value, f"nice {nice}", f"alone {alone[backend][-1]:.1f}/s",
+                          f"served {args.messages / served[backend, nice][-1].seconds_to_ready:.1f}/s",
+                          file=sys.stderr)
+                bench.nice = nices[0]
+                if args.paced:
+                    paced[backend].append(
+                        await bench.load(texts, standalone=False, pace=alone[backend][-1] / 2)
+                    )
         bench.backend = backends[0]
+        bench.nice = nices[0]
         if args.standalone:
             standalone = await bench.load(texts, standalone=True)
         if args.kill:
@@ -297,17 +364,15 @@ async def run(args: argparse.Namespace) -> str:
         f"load average at the end {load[0]:.1f} (other work shared the 2 cores).",
         "",
         "| engine | measurement | messages/s | ratio to (a) | 202 share | 202 p50 ms | 202 p95 ms "
-        "| server ms per POST | worker batches | ms per batch | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server ms per POST | worker batches | ms per batch | CPU s: model thread / rest of serve "
+        "/ clients | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for backend in backends:
-        provider = statistics.median(alone[backend])
-        results = served[backend]
-        lines.append(f"| {backend.value} | (a) the model alone, batched like the worker "
-                     f"| {provider:.1f} | 1.00 | | | | | | | |")
+
+    def row(backend: LocalBackend, label: str, results: list[LoadResult], provider: float) -> str:
         service_rate = median_of(results, rate)
-        lines.append(
-            f"| {backend.value} | (b) service, worker inside `serve` | {service_rate:.1f} "
+        return (
+            f"| {backend.value} | {label} | {service_rate:.1f} "
             f"| {service_rate / provider:.2f} "
             f"| {median_of(results, lambda r: r.accepted / messages):.1%} "
             f"| {median_of(results, lambda r: percentile(r.answers, 0.5) * 1000):.1f} "
@@ -315,8 +380,24 @@ async def run(args: argparse.Namespace) -> str:
             f"| {median_of(results, lambda r: r.server_post_ms):.1f} "
             f"| {median_of(results, lambda r: r.batches):.0f} "
             f"| {median_of(results, lambda r: r.batch_ms):.0f} "
+            f"| {median_of(results, lambda r: r.model_cpu_s):.1f} / "
+            f"{median_of(results, lambda r: r.other_cpu_s):.1f} / "
+            f"{median_of(results, lambda r: r.client_cpu_s):.1f} "
             f"| {median_of(results, lambda r: r.peak_rss_mib):.0f} |"
         )
+
+    for backend in backends:
+        provider = statistics.median(alone[backend])
+        lines.append(f"| {backend.value} | (a) the model alone, batched like the worker "
+                     f"| {provider:.1f} | 1.00 | | | | | | | | |")
+        for nice in nices:
+            lines.append(row(backend, f"(b) service, worker inside `serve`, model thread nice {nice}",
+                             served[backend, nice], provider))
+        if paced[backend]:
+            lines.append(row(
+                backend, f"(c) as (b) nice {nices[0]}, clients paced to {provider / 2:.0f} messages/s "
+                "together", paced[backend], provider,
+            ))
     if standalone is not None:
         provider = statistics.median(alone[backends[0]])
         lines.append(
@@ -324,7 +405,7 @@ async def run(args: argparse.Namespace) -> str:
             f"| {rate(standalone):.1f} | {rate(standalone) / provider:.2f} "
             f"| {standalone.accepted / messages:.1%} | {percentile(standalone.answers, 0.5) * 1000:.1f} "
             f"| {percentile(standalone.answers, 0.95) * 1000:.1f} | {standalone.server_post_ms:.1f} "
-            f"| | | {standalone.peak_rss_mib:.0f} |"
+            f"| | | | {standalone.peak_rss_mib:.0f} |"
         )
     if kill is not None and standalone is not None:
         lines += [
@@ -346,6 +427,10 @@ def main() -> None:
     parser.add_argument("--backends", default="onnx-int8,onnx,torch",
                         help="comma-separated engines of the local model")
     parser.add_argument("--threads", type=int, default=1, help="MEMORY_LOCAL_MODEL_THREADS")
+    parser.add_argument("--nices", default="10,0",
+                        help="MEMORY_LOCAL_MODEL_NICE values, side by side (the first for the rest)")
+    parser.add_argument("--paced", action="store_true",
+                        help="also run with the clients offering half the model's rate together")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--no-standalone", dest="standalone", action="store_false")
     parser.add_argument("--no-kill", dest="kill", action="store_false")

@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     local_backend: LocalBackend = LocalBackend.onnx_int8
     # Intra-op threads of the local model: fixed, so it never takes every core from HTTP and SQL.
     local_model_threads: int = Field(default=1, ge=1, le=64)
+    # Niceness of the local model's thread (0..19, 0: as the process): under load the event loop
+    # that accepts requests gets the CPU before the model.
+    local_model_nice: int = Field(default=10, ge=0, le=19)
     gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-embedding-001"
     # Unset: Google's endpoint. Set it to reach a proxy or a local stand-in of the Gemini REST API.

@@ -7,6 +7,7 @@ question's conversation by cosine must find the evidence (Recall@10) within 0.01
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,24 @@ def test_concurrent_first_use_exports_once(tmp_path: Path) -> None:
     stamp = results[0].stat().st_mtime_ns
     assert onnx_model_file(model, tmp_path, int8=False, model_name="m") == results[0]
     assert results[0].stat().st_mtime_ns == stamp
+
+
+async def test_model_thread_runs_at_the_configured_niceness() -> None:
+    """The model's thread yields the CPU to the event loop: MEMORY_LOCAL_MODEL_NICE applies to
+    that thread alone, the calling thread keeps its priority."""
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    before = {t.native_id for t in threading.enumerate()}
+    provider = LocalEmbeddingProvider.load(backend=LocalBackend.onnx, cache_dir=CACHE, nice=7)
+    try:
+        await provider.embed_documents(["the thread starts with the first call"])
+        [model_thread] = [
+            t.native_id for t in threading.enumerate()
+            if t.name.startswith("embed-local") and t.native_id not in before
+        ]
+        assert model_thread is not None
+        assert os.getpriority(os.PRIO_PROCESS, model_thread) == 7
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+        comm = Path(f"/proc/self/task/{model_thread}/comm").read_text().strip()
+        assert comm == "embed-local"
+    finally:
+        await provider.close()

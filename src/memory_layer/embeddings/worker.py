@@ -243,12 +243,22 @@ class EmbeddingWorker:
         """
         listener = asyncio.create_task(self._listen(stop), name="embedding-listener")
         writing: asyncio.Task[BatchOutcome] | None = None
+        ahead: asyncio.Task[list[Job]] | None = None
         try:
             while not stop.is_set():
                 claimed = 0
                 try:
-                    jobs = await self._claim()
+                    if ahead is not None:
+                        claiming, ahead = ahead, None
+                        jobs = await claiming
+                    else:
+                        jobs = await self._claim()
                     claimed = len(jobs)
+                    if claimed >= self.settings.worker_batch_size:
+                        # More is probably due: claim the next batch while the model embeds this
+                        # one, so the model does not wait for the claim's round trip (which
+                        # queues behind the requests on a busy event loop).
+                        ahead = asyncio.create_task(self._claim(), name="embedding-claim")
                     embedded = await self._embed_claimed(jobs) if jobs else None
                     if writing is not None:
                         await self._finish(writing)
@@ -274,9 +284,21 @@ class EmbeddingWorker:
             if writing is not None:
                 # The batch's vectors are computed: write them even when cancelled.
                 await asyncio.shield(self._finish(writing))
+            if ahead is not None:
+                # A batch claimed ahead and never embedded: hand its rows back now.
+                await asyncio.shield(self._hand_back(ahead))
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+
+    async def _hand_back(self, claiming: asyncio.Task[list[Job]]) -> None:
+        """Release the rows of a claim made ahead that the loop will not embed."""
+        try:
+            await claiming
+        except Exception:
+            logger.exception("claiming ahead failed; nothing to hand back")
+            return
+        await self.release()
 
     async def _finish(self, writing: asyncio.Task[BatchOutcome]) -> None:
         """Wait for a batch's write; a failed write leaves its rows to the lease (logged)."""

@@ -8,13 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.auth.deps import READ, WRITE, Caller, CallerDep
 from memory_layer.config import Settings
 from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.embeddings.providers.base import EmbeddingProvider
-from memory_layer.kit.db.session import ReadSessionmakerDep, SessionmakerDep
+from memory_layer.kit.db.session import SessionmakerDep
 from memory_layer.kit.http.deps import MetricsDep, RequestIdDep, SettingsDep
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.schemas import Identifier, error_responses
@@ -30,7 +29,8 @@ from memory_layer.messages.schemas import (
     status_url,
 )
 from memory_layer.models.message import EmbeddingStatus
-from memory_layer.policies.service import EffectivePolicy, load_policy
+from memory_layer.policies.deps import RequestPoliciesDep
+from memory_layer.policies.service import EffectivePolicy, RequestPolicies
 
 PREFIX = "/v1/messages"
 # The batch route takes far larger bodies than the others: create_app gives this path its own limit.
@@ -72,12 +72,13 @@ class Writer(Caller):
     embedder: EmbeddingProvider
     metrics: Metrics
     request_id: str | None
-    read_sessionmaker: async_sessionmaker[AsyncSession]
+    policies: RequestPolicies
 
     async def policy(self, tenant_id: str) -> EffectivePolicy:
         """The tenant's policy as stored now, read on a short session of its own (the request's
-        session stays unused until the text is embedded)."""
-        return await load_policy(self.read_sessionmaker, tenant_id, self.settings)
+        session stays unused until the text is embedded); the read the tenant rate limit made for
+        this request, when it made one."""
+        return await self.policies.get(tenant_id)
 
 
 async def get_writer(
@@ -86,11 +87,9 @@ async def get_writer(
     embedder: EmbedderDep,
     metrics: MetricsDep,
     request_id: RequestIdDep,
-    read_sessionmaker: ReadSessionmakerDep,
+    policies: RequestPoliciesDep,
 ) -> Writer:
-    return Writer(
-        caller.principal, caller.session, settings, embedder, metrics, request_id, read_sessionmaker
-    )
+    return Writer(caller.principal, caller.session, settings, embedder, metrics, request_id, policies)
 
 
 WriterDep = Annotated[Writer, Depends(get_writer)]

@@ -6,6 +6,7 @@ replica. Other domains call:
 
     get_policy(session, tenant_id, settings)        the effective policy (EffectivePolicy)
     load_policy(sessionmaker, tenant_id, settings)  the same on a short session of its own
+    RequestPolicies(sessionmaker, settings)         load_policy once per tenant for one request
     tenant_rate_limit(session, tenant_id, settings) the tenant's rate limit ("" for none)
     state_quota_bytes(session, tenant_id, settings) the conversation-state bytes quota (0: none)
     quota_guard(session, policy, ...)               around a write of messages: QuotaExceeded
@@ -168,6 +169,24 @@ async def load_policy(
     connection waits while the caller embeds a text)."""
     async with sessionmaker() as session:
         return await get_policy(session, tenant_id, settings)
+
+
+class RequestPolicies:
+    """The policies one request reads: each tenant's is read once (load_policy), then shared by
+    whatever else the request asks it of (the tenant rate limit, then the write it limits).
+    One per request, never kept beyond it."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self._read: dict[str, EffectivePolicy] = {}
+
+    async def get(self, tenant_id: str) -> EffectivePolicy:
+        policy = self._read.get(tenant_id)
+        if policy is None:
+            policy = await load_policy(self.sessionmaker, tenant_id, self.settings)
+            self._read[tenant_id] = policy
+        return policy
 
 
 async def tenant_rate_limit(session: AsyncSession, tenant_id: str, settings: Settings) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, Request
 
 from memory_layer.auth.deps import PrincipalDep
-from memory_layer.kit.db.session import ReadSessionmakerDep
-from memory_layer.kit.http.deps import SettingsDep
+from memory_layer.policies.deps import RequestPoliciesDep
 from memory_layer.ratelimit.middleware import record_verdict
 from memory_layer.ratelimit.service import LimitScope, RateLimited, RateLimiter, tenant_limit_for
 
@@ -14,8 +13,7 @@ from memory_layer.ratelimit.service import LimitScope, RateLimited, RateLimiter,
 async def enforce_tenant_limit(
     request: Request,
     principal: PrincipalDep,
-    settings: SettingsDep,
-    read_sessionmaker: ReadSessionmakerDep,
+    policies: RequestPoliciesDep,
 ) -> None:
     """Count the request against its tenant's limit; 429 rate_limited past it.
 
@@ -25,7 +23,7 @@ async def enforce_tenant_limit(
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is None or principal.tenant_id is None:
         return
-    items = await tenant_limit_for(read_sessionmaker, principal.tenant_id, settings)
+    items = await tenant_limit_for(policies, principal.tenant_id)
     try:
         verdict = await limiter.hit(LimitScope.tenant, principal.tenant_id, items)
     except RateLimited as exc:

@@ -19,12 +19,11 @@ from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.config import Settings
 from memory_layer.kit.errors import DomainError, ServiceUnavailable
 from memory_layer.kit.observability.metrics import Metrics
-from memory_layer.policies.service import tenant_rate_limit
+from memory_layer.policies.service import RequestPolicies
 
 logger = logging.getLogger(__name__)
 
@@ -76,18 +75,14 @@ def parse_limits(text: str) -> list[RateLimitItem]:
     return parse_many(text) if text else []
 
 
-async def tenant_limit_for(
-    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: str, settings: Settings
-) -> list[RateLimitItem]:
+async def tenant_limit_for(policies: RequestPolicies, tenant_id: str) -> list[RateLimitItem]:
     """The limits of one tenant: its policy's `rate_limit` override, else MEMORY_TENANT_RATE_LIMIT.
 
     The one place a tenant's limits are decided. Read from the database on every request (one
-    primary-key read on a short session of its own), so a policy change applies to the next
-    request on every replica.
+    primary-key read on a short session of its own, which the request's write then reuses), so a
+    policy change applies to the next request on every replica.
     """
-    async with sessionmaker() as session:
-        text = await tenant_rate_limit(session, tenant_id, settings)
-    return parse_limits(text)
+    return parse_limits((await policies.get(tenant_id)).rate_limit)
 
 
 class RateLimiter:

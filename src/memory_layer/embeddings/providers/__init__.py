@@ -30,6 +30,7 @@ async def build_provider(
             batch_size=settings.embedding_batch_size,
             backend=settings.local_backend,
             threads=settings.local_model_threads,
+            nice=settings.local_model_nice,
             cache_dir=settings.data_dir / "models",
         )
     elif settings.embedding_provider is EmbeddingProviderName.google_gemini:

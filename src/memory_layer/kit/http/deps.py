@@ -39,12 +39,12 @@ async def get_tenant_sizes(request: Request) -> MutableMapping[str, int]:
     return sizes
 
 
-def get_request_id() -> str | None:
+async def get_request_id() -> str | None:
     # X-Request-ID as the request-id middleware accepted or generated it.
     return current_request_id()
 
 
-def get_search_cache(request: Request) -> SearchCache | None:
+async def get_search_cache(request: Request) -> SearchCache | None:
     # Built in the lifespan; None without Redis or with MEMORY_SEARCH_CACHE_TTL_SECONDS=0.
     cache: SearchCache | None = getattr(request.app.state, "search_cache", None)
     return cache
