@@ -28,7 +28,7 @@ from memory_layer.kit.errors import InvalidInput, UnsupportedMediaType
 from memory_layer.kit.http.deps import CursorCodecDep, SettingsDep
 from memory_layer.kit.schemas import IDENTIFIER_PATTERN, error_responses
 from memory_layer.models.conversation_state import ConversationState
-from memory_layer.policies import service as policies
+from memory_layer.policies.deps import RequestPoliciesDep
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -163,6 +163,7 @@ async def put_conversation_state(
     body: ConversationStatePut,
     target: TargetDep,
     settings: SettingsDep,
+    policies: RequestPoliciesDep,
     response: Response,
     if_match: IfMatch = None,
     if_none_match: IfNoneMatch = None,
@@ -176,7 +177,8 @@ async def put_conversation_state(
         service.StateWrite(body.state, body.ttl_seconds, body.user_id),
         preconditions=service.Preconditions(if_match, if_none_match),
         max_bytes=settings.max_state_bytes,
-        quota_bytes=await policies.state_quota_bytes(target.session, target.tenant_id, settings),
+        # Read once per request, shared with the tenant rate limit.
+        quota_bytes=(await policies.get(target.tenant_id)).max_state_bytes,
     )
     if created:
         response.status_code = status.HTTP_201_CREATED
@@ -209,6 +211,7 @@ async def patch_conversation_state(
     query: Annotated[ConversationStatePatchRequest, Query()],
     caller: CallerDep,
     settings: SettingsDep,
+    policies: RequestPoliciesDep,
     response: Response,
     if_match: IfMatch = None,
 ) -> ConversationStateRead:
@@ -231,7 +234,7 @@ async def patch_conversation_state(
         ttl_seconds=query.ttl_seconds,
         preconditions=service.Preconditions(if_match=if_match),
         max_bytes=settings.max_state_bytes,
-        quota_bytes=await policies.state_quota_bytes(caller.session, tenant, settings),
+        quota_bytes=(await policies.get(tenant)).max_state_bytes,
     )
     return _state_answer(state, response)
 
