@@ -5,10 +5,7 @@ the service acknowledged with a 2xx must be in the database afterwards, whole.""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -20,9 +17,9 @@ from memory_layer.kit.db.engine import create_engine
 from memory_layer.kit.db.migrations import upgrade_to_head
 from tests.contract.served import bound_key, serve_env, serving, start
 from tests.fixtures.messages import count_rows
+from tests.fixtures.redis import RedisServer
 from tests.fixtures.tenants import new_tenant
 from tests.reliability.load import WriteLoad, check_stored, content_of
-from tests.support.cli import free_port
 from tests.support.waiting import wait_until
 
 
@@ -81,39 +78,6 @@ async def test_postgres_restart_under_write_load(
           f"{stored} stored")
 
 
-def _redis_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start/stop a private redis-server (the list holds the one running now)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    running: list[subprocess.Popen[bytes]] = []
-    yield running
-    for process in running:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=10)
-
-
-def _start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    assert binary is not None
-    return subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
-
-
 async def _redis_ok(client: httpx.AsyncClient) -> bool | None:
     body = (await client.get("/v1/admin/readiness")).json()
     check = body["checks"].get("redis")
@@ -121,23 +85,18 @@ async def _redis_ok(client: httpx.AsyncClient) -> bool | None:
 
 
 async def test_redis_stopped_and_started_under_load(
-    database_url: str, db_engine: AsyncEngine, tmp_path: Path,
-    redis_server: list[subprocess.Popen[bytes]],
+    database_url: str, db_engine: AsyncEngine, private_redis: RedisServer
 ) -> None:
-    port = free_port()
-    redis_server.append(_start_redis(port, tmp_path))
-    await wait_until(lambda: _redis_answers(port), timeout=20, message="redis-server started")
     tenant = new_tenant()
     key = bound_key(database_url, tenant)
-    env = serve_env(database_url, MEMORY_REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    env = serve_env(database_url, MEMORY_REDIS_URL=private_redis.url)
     with serving(env) as served:
         async with httpx.AsyncClient(base_url=served.url, timeout=10) as client:
             assert await _redis_ok(client) is True
             load = WriteLoad(served.url, key, tenant)
             tasks = load.start()
             await _grows(load, 10)
-            redis_server[0].terminate()
-            redis_server[0].wait(timeout=10)
+            await asyncio.to_thread(private_redis.stop)
             assert await _redis_ok(client) is False
             # Answers continue without Redis.
             await _grows(load, 20)
@@ -146,7 +105,7 @@ async def test_redis_stopped_and_started_under_load(
                 headers={"X-API-Key": key},
             )
             assert search.status_code == 200, search.text
-            redis_server.append(_start_redis(port, tmp_path))
+            await asyncio.to_thread(private_redis.start)
 
             async def redis_back() -> bool:
                 return await _redis_ok(client) is True
