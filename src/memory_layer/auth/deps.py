@@ -14,30 +14,26 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.auth.service import KeyRing, Principal, authenticate, require_scope, resolve_tenant
-from memory_layer.kit.db.session import ReadSessionmakerDep, SessionDep
-from memory_layer.kit.http.deps import SettingsDep
+from memory_layer.kit.db.session import SessionDep, read_sessionmaker_of
+from memory_layer.kit.http.deps import settings_of
 from memory_layer.kit.observability.logging import record_tenant
 from memory_layer.models.api_key import KeyScope
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-async def get_key_ring(request: Request) -> KeyRing:
+def key_ring_of(request: Request) -> KeyRing:
     key_ring: KeyRing = request.app.state.key_ring
     return key_ring
 
 
 async def get_principal(
-    request: Request,
-    sessionmaker: ReadSessionmakerDep,
-    settings: SettingsDep,
-    key_ring: Annotated[KeyRing, Depends(get_key_ring)],
-    api_key: Annotated[str | None, Security(api_key_header)],
+    request: Request, api_key: Annotated[str | None, Security(api_key_header)]
 ) -> Principal:
     # A read session of its own (autocommit: one round trip), closed before the route runs: the
     # key look-up never keeps a connection (or a transaction) open while the route embeds a text.
-    async with sessionmaker() as session:
-        principal = await authenticate(session, settings, key_ring, api_key)
+    async with read_sessionmaker_of(request)() as session:
+        principal = await authenticate(session, settings_of(request), key_ring_of(request), api_key)
     # The access line names the key's tenant (none for keys that may act for any tenant).
     record_tenant(request.state, principal.tenant_id)
     return principal

@@ -9,9 +9,13 @@ from fastapi import Depends, Request
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 
 
-async def get_embedder(request: Request) -> EmbeddingProvider:
+def embedder_of(request: Request) -> EmbeddingProvider:
     embedder: EmbeddingProvider = request.app.state.embedder
     return embedder
+
+
+async def get_embedder(request: Request) -> EmbeddingProvider:
+    return embedder_of(request)
 
 
 EmbedderDep = Annotated[EmbeddingProvider, Depends(get_embedder)]

@@ -6,15 +6,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel
 
 from memory_layer.auth.deps import READ, WRITE, Caller, CallerDep
 from memory_layer.config import Settings
-from memory_layer.embeddings.deps import EmbedderDep
+from memory_layer.embeddings.deps import embedder_of
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.db.session import SessionmakerDep
-from memory_layer.kit.http.deps import MetricsDep, RequestIdDep, SettingsDep
+from memory_layer.kit.http.deps import metrics_of, settings_of
+from memory_layer.kit.observability.logging import current_request_id
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.schemas import Identifier, error_responses
 from memory_layer.messages import service
@@ -82,14 +83,12 @@ class Writer(Caller):
 
 
 async def get_writer(
-    caller: CallerDep,
-    settings: SettingsDep,
-    embedder: EmbedderDep,
-    metrics: MetricsDep,
-    request_id: RequestIdDep,
-    policies: RequestPoliciesDep,
+    request: Request, caller: CallerDep, policies: RequestPoliciesDep
 ) -> Writer:
-    return Writer(caller.principal, caller.session, settings, embedder, metrics, request_id, policies)
+    return Writer(
+        caller.principal, caller.session, settings_of(request), embedder_of(request),
+        metrics_of(request), current_request_id(), policies,
+    )
 
 
 WriterDep = Annotated[Writer, Depends(get_writer)]

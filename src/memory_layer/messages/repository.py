@@ -7,16 +7,34 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pgvector import Vector as VectorValue
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.db.vectors import vector_array_param
 from memory_layer.models.message import EmbeddingStatus, Message
 from memory_layer.models.message import unexpired as live
+
+# One message through SQLAlchemy Core, built once: the ORM's INSERT ... RETURNING of the mapped
+# class (a new statement per call, then an entity loaded from the row) was the largest part of a
+# POST's own CPU time in the profile (docs/benchmarks.md). It returns every column a message's
+# answer shows (not the vector, not the tsvector).
+MESSAGES = cast(Table, Message.__table__)
+ATTRIBUTE_OF = {prop.columns[0].name: prop.key for prop in Message.__mapper__.column_attrs}
+COLUMN_OF = {attribute: column for column, attribute in ATTRIBUTE_OF.items()}
+INSERT_ONE = (
+    insert(MESSAGES)
+    .on_conflict_do_nothing(constraint="uq_messages_tenant_id_client_message_id")
+    .returning(*(c for c in MESSAGES.c if c.name not in ("embedding", "content_tsv")))
+)
+
+
+def _by_column(values: dict[str, Any]) -> dict[str, Any]:
+    return {COLUMN_OF[attribute]: value for attribute, value in values.items()}
+
 
 READY = f"'{EmbeddingStatus.ready.value}'"
 PENDING = f"'{EmbeddingStatus.pending.value}'"
@@ -141,17 +159,13 @@ class MessageRepository:
         return {value for value in result.scalars() if value is not None}
 
     async def insert_if_new(self, values: dict[str, Any]) -> Message | None:
-        """Insert a message; None when its (tenant_id, client_message_id) already exists."""
-        statement = (
-            insert(Message)
-            .values(**values)
-            .on_conflict_do_nothing(constraint="uq_messages_tenant_id_client_message_id")
-            .returning(Message)
-        )
-        result = await self.session.execute(statement)
-        message = result.scalar_one_or_none()
-        await self.session.flush()
-        return message
+        """Insert a message (`values` by the model's attribute names); None when its (tenant_id,
+        client_message_id) already exists. The message answered is built from the RETURNING row
+        and is not tracked by the session."""
+        row = (await self.session.execute(INSERT_ONE, _by_column(values))).first()
+        if row is None:
+            return None
+        return Message(**{ATTRIBUTE_OF[name]: value for name, value in row._mapping.items()})
 
     async def insert_many(
         self, tenant_id: str, rows: Sequence[NewRow], model: str

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
-from memory_layer.kit.db.session import ReadSessionmakerDep
-from memory_layer.kit.http.deps import SettingsDep
+from memory_layer.kit.db.session import read_sessionmaker_of
+from memory_layer.kit.http.deps import settings_of
 from memory_layer.policies.service import RequestPolicies
 
 
-async def get_request_policies(
-    read_sessionmaker: ReadSessionmakerDep, settings: SettingsDep
-) -> RequestPolicies:
-    return RequestPolicies(read_sessionmaker, settings)
+async def get_request_policies(request: Request) -> RequestPolicies:
+    return RequestPolicies(read_sessionmaker_of(request), settings_of(request))
 
 
 RequestPoliciesDep = Annotated[RequestPolicies, Depends(get_request_policies)]

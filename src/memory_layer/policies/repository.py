@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,15 +20,21 @@ RETURNING messages, content_bytes
 """)
 
 
+# Read on every write and every tenant-limited request: one Core statement built once, the row
+# turned into a detached TenantPolicy (the ORM's select of the mapped class cost a POST more than
+# the rest of the policy's handling; docs/benchmarks.md).
+POLICIES = cast(Table, TenantPolicy.__table__)
+POLICY_BY_TENANT = select(POLICIES).where(POLICIES.c.tenant_id == bindparam("tenant_id"))
+
+
 class PolicyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def get(self, tenant_id: str) -> TenantPolicy | None:
-        result = await self.session.execute(
-            select(TenantPolicy).where(TenantPolicy.tenant_id == tenant_id)
-        )
-        return result.scalar_one_or_none()
+        """The tenant's stored overrides (not tracked by the session), or None."""
+        row = (await self.session.execute(POLICY_BY_TENANT, {"tenant_id": tenant_id})).first()
+        return None if row is None else TenantPolicy(**row._mapping)
 
     async def all(self) -> list[TenantPolicy]:
         """Every stored policy (one row per tenant that has overrides: a small table)."""

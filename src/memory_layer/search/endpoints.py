@@ -6,17 +6,17 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.auth.deps import READ, PrincipalDep
 from memory_layer.auth.service import Principal, resolve_tenant
 from memory_layer.config import Settings
-from memory_layer.embeddings.deps import EmbedderDep
+from memory_layer.embeddings.deps import embedder_of
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.cache import SearchCache
 from memory_layer.kit.db.session import ReadSessionDep
-from memory_layer.kit.http.deps import MetricsDep, SearchCacheDep, SettingsDep, TenantSizesDep
+from memory_layer.kit.http.deps import metrics_of, search_cache_of, settings_of, tenant_sizes_of
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.schemas import error_responses
 from memory_layer.search import service
@@ -109,16 +109,13 @@ class Searcher:
 
 
 async def get_searcher(
-    session: ReadSessionDep,
-    principal: PrincipalDep,
-    settings: SettingsDep,
-    embedder: EmbedderDep,
-    metrics: MetricsDep,
-    tenant_sizes: TenantSizesDep,
-    cache: SearchCacheDep,
+    request: Request, session: ReadSessionDep, principal: PrincipalDep
 ) -> Searcher:
     # Tenant sizes decide exact versus HNSW search; the app keeps them a minute.
-    return Searcher(session, principal, settings, embedder, metrics, tenant_sizes, cache)
+    return Searcher(
+        session, principal, settings_of(request), embedder_of(request), metrics_of(request),
+        tenant_sizes_of(request), search_cache_of(request),
+    )
 
 
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]

@@ -11,15 +11,24 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from memory_layer.kit.cache import publish_writes
 
 
-async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+def sessionmaker_of(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
+
+
+def read_sessionmaker_of(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    return sessionmaker
+
+
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    return sessionmaker_of(request)
 
 
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 
 
-async def get_session(sessionmaker: SessionmakerDep) -> AsyncIterator[AsyncSession]:
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed when the handler succeeds, else rolled back.
 
     Used with scope="function", so the commit happens before the response is sent: a 2xx means
@@ -27,7 +36,7 @@ async def get_session(sessionmaker: SessionmakerDep) -> AsyncIterator[AsyncSessi
     session takes a pooled connection at its first statement, not here: services embed texts
     before they touch the database, so no connection idles in a transaction during a model call.
     """
-    async with sessionmaker() as session:
+    async with sessionmaker_of(request)() as session:
         try:
             yield session
             await session.commit()
@@ -42,17 +51,16 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_read_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
-    return sessionmaker
+    return read_sessionmaker_of(request)
 
 
 ReadSessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_read_sessionmaker)]
 
 
-async def get_read_session(sessionmaker: ReadSessionmakerDep) -> AsyncIterator[AsyncSession]:
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A session for routes that only read: no transaction (autocommit), so no BEGIN and COMMIT
     round trips; it writes nothing, so there is nothing to commit."""
-    async with sessionmaker() as session:
+    async with read_sessionmaker_of(request)() as session:
         yield session
 
 

@@ -2,6 +2,9 @@
 
 Dependencies that do no blocking work are `async def`: FastAPI runs a plain `def` dependency in
 its thread pool, and a search resolved about a dozen of them, each a hop to a thread and back.
+The hot routes' composite dependencies (the caller, the writer, the searcher) read app.state
+through the plain accessors below instead of one sub-dependency each: every Depends node costs
+FastAPI's resolver a cache-key computation and a recursion per request (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -18,14 +21,34 @@ from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.pagination import CursorCodec
 
 
-async def get_settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-async def get_metrics(request: Request) -> Metrics:
+def metrics_of(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
+
+
+def tenant_sizes_of(request: Request) -> MutableMapping[str, int]:
+    # Message counts per tenant (kept a minute) that choose exact or HNSW search.
+    sizes: MutableMapping[str, int] = request.app.state.tenant_sizes
+    return sizes
+
+
+def search_cache_of(request: Request) -> SearchCache | None:
+    # Built in the lifespan; None without Redis or with MEMORY_SEARCH_CACHE_TTL_SECONDS=0.
+    cache: SearchCache | None = getattr(request.app.state, "search_cache", None)
+    return cache
+
+
+async def get_settings(request: Request) -> Settings:
+    return settings_of(request)
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return metrics_of(request)
 
 
 async def get_cursor_codec(request: Request) -> CursorCodec:
@@ -34,9 +57,7 @@ async def get_cursor_codec(request: Request) -> CursorCodec:
 
 
 async def get_tenant_sizes(request: Request) -> MutableMapping[str, int]:
-    # Message counts per tenant (kept a minute) that choose exact or HNSW search.
-    sizes: MutableMapping[str, int] = request.app.state.tenant_sizes
-    return sizes
+    return tenant_sizes_of(request)
 
 
 async def get_request_id() -> str | None:
@@ -45,9 +66,7 @@ async def get_request_id() -> str | None:
 
 
 async def get_search_cache(request: Request) -> SearchCache | None:
-    # Built in the lifespan; None without Redis or with MEMORY_SEARCH_CACHE_TTL_SECONDS=0.
-    cache: SearchCache | None = getattr(request.app.state, "search_cache", None)
-    return cache
+    return search_cache_of(request)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
