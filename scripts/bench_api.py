@@ -22,7 +22,6 @@ import asyncio
 import os
 import platform
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from pgvector import Vector
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchkit import free_port, wait_ready, write_block  # noqa: E402
+from benchkit import free_port, positional, wait_ready, write_block  # noqa: E402
 
 from memory_layer.config import Settings  # noqa: E402
 from memory_layer.embeddings.providers.local import LocalEmbeddingProvider  # noqa: E402
@@ -59,18 +58,6 @@ TEMPLATES = [
     "The {t} plan for 2027 needs a budget of 1200 euros",
 ]
 QUERIES = [f"what do I like about {t}" for t in TOPICS] + [f"{t} plans" for t in TOPICS]
-
-def positional(sql: str) -> tuple[str, list[str]]:
-    """The service's search SQL with :named parameters turned into asyncpg's $1, $2, ..."""
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    return re.sub(r"(?<!:):(\w+)", number, sql), names
-
 
 # The service runs with default settings here, so the raw query uses the default settings too.
 SETTINGS = Settings(_env_file=None)

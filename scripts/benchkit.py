@@ -1,9 +1,10 @@
-"""What the benchmark and evaluation scripts share: a free port, waiting for a service, and
-replacing one marked block of a Markdown report."""
+"""What the benchmark and evaluation scripts share: a free port, waiting for a service, the
+service's SQL in asyncpg's form, and replacing one marked block of a Markdown report."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from pathlib import Path
 
@@ -26,6 +27,18 @@ async def wait_ready(client: httpx.AsyncClient, attempts: int = 400) -> None:
             pass
         await asyncio.sleep(0.3)
     raise RuntimeError("service did not become ready")
+
+
+def positional(sql: str) -> tuple[str, list[str]]:
+    """The service's search SQL with :named parameters turned into asyncpg's $1, $2, ..."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"(?<!:):(\w+)", number, sql), names
 
 
 def write_block(path: Path, name: str, report: str, *, title: str, heading: str) -> None:
