@@ -78,9 +78,21 @@ TOPICS = 512
 TOPIC_WORDS = 6
 QUERY_WORDS = 2
 NOISE = 0.6 / math.sqrt(DIMS)  # per coordinate, so the noise is 0.6 times the unit centre's length
-# Recorded with the rows: a run whose layout differs reloads them.
-LAYOUT = (f"{HALF_TENANT} 50%, {SMALL_TENANTS} x 1%; {TOPICS} topics of {TOPIC_WORDS} words, "
-          f"noise 0.6; queries of {QUERY_WORDS} own words")
+# --spread: how rows vary around their topic. "isotropic": in all 384 dimensions, the worst case
+# for any nearest-neighbour index (the TwoNN intrinsic dimension of such rows is about 110, and
+# the 10th neighbour is as close as the first). "subspace": in a random 16-dimensional subspace of
+# each topic, plus a residual of 0.1 in every dimension, closer to the measured intrinsic
+# dimension of real chat-turn embeddings (about 13, docs/benchmarks.md).
+SUBSPACE_DIMS = 16
+RESIDUAL = 0.1 / math.sqrt(DIMS)
+SPREAD = "isotropic"
+
+
+def layout() -> str:
+    """Recorded with the rows: a run whose layout differs reloads them."""
+    return (f"{HALF_TENANT} 50%, {SMALL_TENANTS} x 1%; {TOPICS} topics of {TOPIC_WORDS} words, "
+            f"noise 0.6{'' if SPREAD == 'isotropic' else f' in {SUBSPACE_DIMS} dimensions'}; "
+            f"queries of {QUERY_WORDS} own words")
 TOP_K = 10
 OVERFETCH = 40  # the service's candidate pool for top_k 10 (MEMORY_SEARCH_CANDIDATE_MULTIPLIER 4)
 API_KEY = "bench-search-key"
@@ -164,14 +176,31 @@ def tenant_rows(n: int) -> dict[str, int]:
     return {"50%": (n + 1) // 2, "1%": n // 2 // SMALL_TENANTS}
 
 
+def topic_bases() -> np.ndarray:
+    """An orthonormal basis of SUBSPACE_DIMS directions per topic (fixed: seeded by the topic)."""
+    return np.stack([
+        np.linalg.qr(np.random.default_rng([7, t]).standard_normal((DIMS, SUBSPACE_DIMS)))[0].T
+        for t in range(TOPICS)
+    ]).astype(np.float32)
+
+
 def rows(n: int, seed: int, centres: np.ndarray, chunk: int = 20_000) -> Iterator[tuple[Any, ...]]:
     """n rows of clustered unit vectors, as tuples for binary COPY (numpy arrays as vectors)."""
     rng = np.random.default_rng([seed, 1])
     created_at = datetime.now(UTC)  # one time for every row: recency ranks none above another
     for start in range(0, n, chunk):
         size = min(chunk, n - start)
-        vectors = centres[rng.integers(0, TOPICS, size)]
-        vectors += NOISE * rng.standard_normal((size, DIMS), dtype=np.float32)
+        topics = rng.integers(0, TOPICS, size)
+        vectors = centres[topics]
+        if SPREAD == "isotropic":
+            vectors += NOISE * rng.standard_normal((size, DIMS), dtype=np.float32)
+        else:
+            bases = topic_bases()
+            for part in range(0, size, 2_000):
+                z = rng.standard_normal((min(2_000, size - part), SUBSPACE_DIMS), dtype=np.float32)
+                spread = np.einsum("nd,ndk->nk", z, bases[topics[part:part + 2_000]])
+                vectors[part:part + 2_000] += 0.6 / math.sqrt(SUBSPACE_DIMS) * spread
+            vectors += RESIDUAL * rng.standard_normal((size, DIMS), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         ids = rng.bytes(16 * size)
         for j in range(size):
@@ -278,7 +307,7 @@ async def prepare(embedded: EmbeddedPostgres, n: int, args: argparse.Namespace,
         definitions = dict(await connection.fetch("SELECT name, definition FROM bench_index"))
         marker = await connection.fetchrow("SELECT * FROM bench_load")
         same = (marker is not None and not args.rebuild
-                and (marker["n"], marker["seed"], marker["layout"]) == (n, args.seed, LAYOUT))
+                and (marker["n"], marker["seed"], marker["layout"]) == (n, args.seed, layout()))
         reused_rows = same and await connection.fetchval("SELECT count(*) FROM messages") == n
         if not reused_rows:
             print(f"N={n:,}: loading rows", file=sys.stderr, flush=True)
@@ -291,7 +320,7 @@ async def prepare(embedded: EmbeddedPostgres, n: int, args: argparse.Namespace,
             copy_seconds = time.perf_counter() - started
             await connection.execute(
                 "INSERT INTO bench_load VALUES ($1, $2, $3, $4, now())",
-                n, args.seed, LAYOUT, copy_seconds)
+                n, args.seed, layout(), copy_seconds)
         existing = {r["name"] for r in await connection.fetch(DROPPABLE_INDEXES)}
         marker = await connection.fetchrow("SELECT * FROM bench_load")
         reused_index = (reused_rows and marker["hnsw_seconds"] is not None
@@ -516,7 +545,10 @@ def report(args: argparse.Namespace, results: list[SizeResult], server: dict[str
         "",
         f"`{HALF_TENANT}` holds 50% of the rows, `t-0` … `t-{SMALL_TENANTS - 1}` 1% each; "
         f"{args.queries} queries alternating between "
-        f"`{HALF_TENANT}` and the 1% tenants; rows around {TOPICS} topics, queries among them. "
+        f"`{HALF_TENANT}` and the 1% tenants; rows around {TOPICS} topics ("
+        + ("spread in all 384 dimensions" if SPREAD == "isotropic" else
+           f"spread in {SUBSPACE_DIMS} dimensions per topic")
+        + "), queries among them. "
         f"HNSW m=16, ef_construction=64 (the migration's index). The service: "
         f"MEMORY_HNSW_EF_SEARCH={args.service_ef_search}, iterative scans in relaxed order, "
         f"exact search for tenants of up to {exact_max:,} rows. Raw SQL: forced onto the HNSW "
@@ -645,8 +677,12 @@ def main() -> None:
     parser.add_argument("--shared-buffers", default="6GB",
                         help="enough for the table and the graph at 1M rows (about 4.5 GB)")
     parser.add_argument("--maintenance-work-mem", default="6GB")
+    parser.add_argument("--spread", choices=("isotropic", "subspace"), default="isotropic",
+                        help="how rows vary around their topic (see SUBSPACE_DIMS)")
     parser.add_argument("--write", type=Path, default=None, help="update this Markdown file")
     args = parser.parse_args()
+    global SPREAD
+    SPREAD = args.spread
     if args.service_ef_search is None:
         args.service_ef_search = args.ef_search[0]
     args.ef_search = sorted({*args.ef_search, args.service_ef_search})
