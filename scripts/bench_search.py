@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import platform
@@ -184,21 +185,64 @@ def topic_bases() -> np.ndarray:
     ]).astype(np.float32)
 
 
-def rows(n: int, seed: int, centres: np.ndarray, chunk: int = 20_000) -> Iterator[tuple[Any, ...]]:
+def two_nn_dimension(vectors: np.ndarray) -> tuple[float, float]:
+    """The TwoNN estimate of the intrinsic dimension (Facco et al. 2017: n / sum log(r2 / r1) over
+    each point's two nearest neighbours) and the median ratio of the 10th to the 1st neighbour's
+    cosine distance (near 1: every neighbour is about as close as the nearest)."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    distance = np.maximum(1.0 - unit @ unit.T, 0.0)
+    np.fill_diagonal(distance, np.inf)
+    nearest = np.sort(distance, axis=1)
+    ratio = np.sqrt(nearest[:, 1] / nearest[:, 0])
+    ratio = ratio[np.isfinite(ratio) & (ratio > 1)]
+    return len(ratio) / float(np.sum(np.log(ratio))), float(np.median(nearest[:, 9] / nearest[:, 0]))
+
+
+def data_shape(seed: int) -> str:
+    """How the synthetic rows compare with real chat-turn embeddings (the evaluation set's 596
+    turns and questions through the local model, in 4 conversations): the same number of rows
+    from 20 topics, then 2,000 rows of one topic."""
+    global SPREAD
+    from memory_layer.config import LocalBackend
+    from memory_layer.embeddings.providers.local import LocalEmbeddingProvider
+
+    data = json.loads((ROOT / "scripts" / "data" / "eval_conversations.json").read_text())
+    texts = [t["text"] for c in data["conversations"] for t in c["turns"]]
+    texts += [q["question"] for q in data["questions"]]
+    model = LocalEmbeddingProvider.load(backend=LocalBackend.onnx, threads=2, batch_size=64)
+    lines = ["| rows | how many | TwoNN dimension | 10th / 1st neighbour distance |",
+             "|---|---:|---:|---:|"]
+    found = two_nn_dimension(np.asarray(model.embed_blocking(texts)))
+    lines.append(f"| chat turns and questions, local model | {len(texts)} | {found[0]:.1f} | "
+                 f"{found[1]:.2f} |")
+    centres = make_workload(seed, 1).centres
+    for spread in ("isotropic", "subspace"):
+        SPREAD = spread
+        for topics, count in ((20, len(texts)), (1, 2_000)):
+            picked = centres[np.arange(topics)]
+            sample = np.array([row[6] for row in rows(count, seed, picked, topics=topics)])
+            found = two_nn_dimension(sample)
+            lines.append(f"| synthetic, {spread}, {topics} topic(s) | {count} | {found[0]:.1f} | "
+                         f"{found[1]:.2f} |")
+    return "\n".join(lines)
+
+
+def rows(n: int, seed: int, centres: np.ndarray, chunk: int = 20_000,
+         topics: int = TOPICS) -> Iterator[tuple[Any, ...]]:
     """n rows of clustered unit vectors, as tuples for binary COPY (numpy arrays as vectors)."""
     rng = np.random.default_rng([seed, 1])
     created_at = datetime.now(UTC)  # one time for every row: recency ranks none above another
     for start in range(0, n, chunk):
         size = min(chunk, n - start)
-        topics = rng.integers(0, TOPICS, size)
-        vectors = centres[topics]
+        chosen = rng.integers(0, topics, size)
+        vectors = centres[chosen]
         if SPREAD == "isotropic":
             vectors += NOISE * rng.standard_normal((size, DIMS), dtype=np.float32)
         else:
             bases = topic_bases()
             for part in range(0, size, 2_000):
                 z = rng.standard_normal((min(2_000, size - part), SUBSPACE_DIMS), dtype=np.float32)
-                spread = np.einsum("nd,ndk->nk", z, bases[topics[part:part + 2_000]])
+                spread = np.einsum("nd,ndk->nk", z, bases[chosen[part:part + 2_000]])
                 vectors[part:part + 2_000] += 0.6 / math.sqrt(SUBSPACE_DIMS) * spread
             vectors += RESIDUAL * rng.standard_normal((size, DIMS), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -679,9 +723,14 @@ def main() -> None:
     parser.add_argument("--maintenance-work-mem", default="6GB")
     parser.add_argument("--spread", choices=("isotropic", "subspace"), default="isotropic",
                         help="how rows vary around their topic (see SUBSPACE_DIMS)")
+    parser.add_argument("--data-shape", action="store_true",
+                        help="only compare the synthetic rows' intrinsic dimension with real ones")
     parser.add_argument("--write", type=Path, default=None, help="update this Markdown file")
     args = parser.parse_args()
     global SPREAD
+    if args.data_shape:
+        print(data_shape(args.seed))
+        return
     SPREAD = args.spread
     if args.service_ef_search is None:
         args.service_ef_search = args.ef_search[0]
