@@ -56,6 +56,8 @@ import asyncpg
 import httpx
 import numpy as np
 from pgvector.asyncpg import register_vector
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -64,9 +66,11 @@ from benchkit import free_port, positional, wait_ready, write_block  # noqa: E40
 
 from memory_layer.config import Settings  # noqa: E402
 from memory_layer.embeddings.providers.fake import FakeEmbeddingProvider  # noqa: E402
+from memory_layer.kit.cache import QueryVectorCache  # noqa: E402
 from memory_layer.kit.db.embedded import EmbeddedPostgres, start_embedded  # noqa: E402
 from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
 from memory_layer.kit.db.migrations import upgrade_to_head  # noqa: E402
+from memory_layer.kit.observability.metrics import Metrics  # noqa: E402
 from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan  # noqa: E402
 from memory_layer.search.repository import build_search_sql  # noqa: E402
 from memory_layer.search.scoring import ScoreWeights  # noqa: E402
@@ -77,7 +81,6 @@ SMALL_TENANTS = 50
 CLASSES = ("50%", "1%")
 TOPICS = 512
 TOPIC_WORDS = 6
-QUERY_WORDS = 2
 NOISE = 0.6 / math.sqrt(DIMS)  # per coordinate, so the noise is 0.6 times the unit centre's length
 # --spread: how rows vary around their topic. "isotropic": in all 384 dimensions, the worst case
 # for any nearest-neighbour index (the TwoNN intrinsic dimension of such rows is about 110, and
@@ -92,8 +95,9 @@ SPREAD = "isotropic"
 def layout() -> str:
     """Recorded with the rows: a run whose layout differs reloads them."""
     return (f"{HALF_TENANT} 50%, {SMALL_TENANTS} x 1%; {TOPICS} topics of {TOPIC_WORDS} words, "
-            f"noise 0.6{'' if SPREAD == 'isotropic' else f' in {SUBSPACE_DIMS} dimensions'}; "
-            f"queries of {QUERY_WORDS} own words")
+            f"noise 0.6{'' if SPREAD == 'isotropic' else f' in {SUBSPACE_DIMS} dimensions'}")
+
+
 TOP_K = 10
 OVERFETCH = 40  # the service's candidate pool for top_k 10 (MEMORY_SEARCH_CANDIDATE_MULTIPLIER 4)
 API_KEY = "bench-search-key"
@@ -158,17 +162,18 @@ class Workload:
 
 
 def make_workload(seed: int, queries: int) -> Workload:
+    """The topic centres, and queries drawn like rows (held-out rows: a topic's centre plus the
+    same spread), so that a query has near neighbours, as a question has among the messages that
+    answer it. Their vectors reach the service through its shared query-vector cache (Redis)."""
     provider = FakeEmbeddingProvider(DIMS)
     topic_rng = np.random.default_rng([seed, 0])
     topics = [random_words(topic_rng, TOPIC_WORDS) for _ in range(TOPICS)]
     centres = np.array([provider.embed_sync(" ".join(words)) for words in topics], dtype=np.float32)
-    query_rng = np.random.default_rng([seed, 2])
+    vectors = np.array([row[6] for row in rows(queries, seed + 1_000_000, centres)])
     made = []
     for i in range(queries):
-        words = topics[int(query_rng.integers(TOPICS))] + random_words(query_rng, QUERY_WORDS)
-        text = " ".join(words)
         tenant, klass = (HALF_TENANT, "50%") if i % 2 == 0 else (f"t-{(i // 2) % SMALL_TENANTS}", "1%")
-        made.append(Query(text, tenant, klass, np.array(provider.embed_sync(text), dtype=np.float32)))
+        made.append(Query(f"held-out {SPREAD} row {i}", tenant, klass, vectors[i]))
     return Workload(centres, made)
 
 
@@ -497,7 +502,8 @@ class SizeResult:
 
 
 @contextlib.asynccontextmanager
-async def serve(url: str, args: argparse.Namespace) -> AsyncIterator[httpx.AsyncClient]:
+async def serve(url: str, args: argparse.Namespace, workload: Workload
+                ) -> AsyncIterator[httpx.AsyncClient]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")}
     env.update(MEMORY_DATABASE_URL=url, MEMORY_EMBEDDING_PROVIDER="fake", MEMORY_API_KEYS=API_KEY,
@@ -510,6 +516,14 @@ async def serve(url: str, args: argparse.Namespace) -> AsyncIterator[httpx.Async
                MEMORY_GLOBAL_RATE_LIMIT="off")
     if args.exact_max_rows is not None:
         env["MEMORY_SEARCH_EXACT_MAX_ROWS"] = str(args.exact_max_rows)
+    redis_dir = Path(tempfile.mkdtemp(prefix="ml-bench-redis-"))
+    redis_port = free_port()
+    redis_server = subprocess.Popen(
+        [os.environ.get("REDIS_SERVER") or shutil.which("redis-server") or "redis-server",
+         "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(redis_dir)], stdout=subprocess.DEVNULL)
+    env["MEMORY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    await put_query_vectors(env["MEMORY_REDIS_URL"], workload)
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "memory-layer"), "serve", "--port", str(port)],
         env=env, cwd=ROOT,
@@ -522,6 +536,26 @@ async def serve(url: str, args: argparse.Namespace) -> AsyncIterator[httpx.Async
     finally:
         server.terminate()
         server.wait(timeout=30)
+        redis_server.terminate()
+        redis_server.wait(timeout=30)
+        shutil.rmtree(redis_dir, ignore_errors=True)
+
+
+async def put_query_vectors(redis_url: str, workload: Workload) -> None:
+    """Each query's vector under its text in the service's shared query-vector cache, written
+    by the service's own class (so the keys are the service's): the service searches with the
+    held-out row's vector, not the fake provider's vector of the text."""
+    redis = Redis.from_url(redis_url)
+    for _ in range(200):  # the server is starting
+        try:
+            await redis.ping()
+            break
+        except (OSError, RedisError):
+            await asyncio.sleep(0.05)
+    cache = QueryVectorCache(redis, Settings(_env_file=None), Metrics())
+    for query in workload.queries:
+        await cache.put(MODEL, DIMS, query.text, query.vector.astype(float).tolist())
+    await redis.aclose()
 
 
 async def measure(url: str, load: LoadInfo, workload: Workload, args: argparse.Namespace
@@ -545,7 +579,7 @@ async def measure(url: str, load: LoadInfo, workload: Workload, args: argparse.N
                 if HNSW_INDEX not in plan:
                     raise RuntimeError(f"the raw query did not use the HNSW index: {plan}")
                 await connection.fetch(v.sql, query.tenant, query.vector)
-        async with serve(url, args) as client:
+        async with serve(url, args, workload) as client:
             bodies = [{"tenant_id": q.tenant, "query": q.text, "mode": "vector", "top_k": TOP_K}
                       for q in workload.queries]
             for body in bodies:  # the service's query-vector cache, and its tenant sizes
@@ -592,7 +626,7 @@ def report(args: argparse.Namespace, results: list[SizeResult], server: dict[str
         f"`{HALF_TENANT}` and the 1% tenants; rows around {TOPICS} topics ("
         + ("spread in all 384 dimensions" if SPREAD == "isotropic" else
            f"spread in {SUBSPACE_DIMS} dimensions per topic")
-        + "), queries among them. "
+        + "), queries drawn like rows (held-out rows). "
         f"HNSW m=16, ef_construction=64 (the migration's index). The service: "
         f"MEMORY_HNSW_EF_SEARCH={args.service_ef_search}, iterative scans in relaxed order, "
         f"exact search for tenants of up to {exact_max:,} rows. Raw SQL: forced onto the HNSW "
