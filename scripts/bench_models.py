@@ -7,7 +7,13 @@ on first use) and embeds the chat turns and questions of scripts/data/eval_conve
 Rounds interleave the engines so each sees the same machine state; the table gives medians over
 rounds, and the cosine of each engine's vectors to torch's (minimum and mean over the sentences).
 
-Usage: python scripts/bench_models.py [--rounds 5] [--threads 1] [--write docs/benchmarks.md]
+With --quantization, it also tries other int8 variants of the exported graph (not shipped: the
+table says why) on the same sentences: dynamic int8 of every MatMul, of every MatMul but the
+feed-forward output, and onnxruntime's weight-only MatMulNBits at 8 bits (blocks of 32 and 128,
+int8 compute), each against torch's vectors.
+
+Usage: python scripts/bench_models.py [--rounds 5] [--threads 1] [--quantization]
+           [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -48,6 +54,50 @@ def rss_mib() -> float:
     return 0.0
 
 
+def quantization_variants(cache_dir: Path, texts: list[str], reference: np.ndarray, threads: int,
+                          batch: int) -> list[str]:
+    """Rows for the variants that were tried and not shipped, measured like the engines."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from memory_layer.embeddings.providers.local import OnnxEncoder, bundled_model_path
+
+    fp32 = next(cache_dir.glob("*/model.onnx"))
+    names = [n.name for n in onnx.load(str(fp32), load_external_data=False).graph.node
+             if n.op_type == "MatMul"]
+    ffn_out = [n for n in names if n.endswith("/output/dense/MatMul") and "/attention/" not in n]
+    built: dict[str, Path] = {}
+    for label, exclude in (("dynamic int8, every MatMul", []),
+                           ("dynamic int8, all but the feed-forward output", ffn_out)):
+        target = cache_dir / f"variant-{len(built)}.onnx"
+        quantize_dynamic(str(fp32), str(target), op_types_to_quantize=["MatMul"], per_channel=True,
+                         weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
+        built[label] = target
+    try:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    except ImportError:  # needs the onnx_ir package
+        MatMulNBitsQuantizer = None  # noqa: N806
+    if MatMulNBitsQuantizer is not None:
+        for block in (32, 128):
+            quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32)), bits=8, block_size=block,
+                                             accuracy_level=4)
+            quantizer.process()
+            target = cache_dir / f"variant-nbits-{block}.onnx"
+            onnx.save(quantizer.model.model, str(target))
+            built[f"weight-only 8 bit, blocks of {block} (MatMulNBits)"] = target
+    rows = []
+    for label, path in built.items():
+        encoder = OnnxEncoder(bundled_model_path(), path, threads)
+        vectors = encoder.encode(texts, batch)
+        started = time.perf_counter()
+        for i in range(0, len(texts), batch):
+            encoder.encode(texts[i : i + batch], batch)
+        rate = len(texts) / (time.perf_counter() - started)
+        cosines = (vectors * reference).sum(axis=1)
+        rows.append(f"| {label} | {rate:.1f} | {cosines.min():.4f} | {cosines.mean():.4f} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -55,6 +105,8 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=100, help="texts embedded one per call")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/memory-layer-bench-models"))
+    parser.add_argument("--quantization", action="store_true",
+                        help="also measure the int8 variants that were not shipped")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
 
@@ -113,6 +165,15 @@ def main() -> None:
             f"| {cosines.min():.4f} | {cosines.mean():.4f} | {load_seconds[backend]:.1f} "
             f"| {rss_added[backend]:.0f} |"
         )
+    if args.quantization:
+        lines += [
+            "",
+            "Variants tried and not shipped (batched, one round, same sentences):",
+            "",
+            "| variant | batched texts/s | min cosine to torch | mean cosine |",
+            "|---|---:|---:|---:|",
+            *quantization_variants(args.cache_dir, texts, reference, args.threads, args.batch),
+        ]
     report = "\n".join(lines)
     print(report)
     if args.write:
