@@ -109,3 +109,23 @@ def test_alembic_check_notices_a_model_the_migrations_lack(database_url: str) ->
             command.check(alembic_config(database_url, 384))
     finally:
         Base.metadata.remove(extra)
+
+
+async def test_hnsw_graph_is_rebuilt_with_ef_construction_128_and_back(scratch_url: str) -> None:
+    """0007 replaces the ef_construction 64 graph (and only that index) with a 128 one; its
+    downgrade builds the 64 graph again; running it on a graph already at 128 changes nothing."""
+    import asyncio
+
+    config = alembic_config(scratch_url, 384)
+    await asyncio.to_thread(upgrade_to_head, scratch_url, 384)
+    assert "ef_construction='128'" in (await index_definitions(scratch_url))[
+        "ix_messages_embedding_hnsw"
+    ]
+    await asyncio.to_thread(command.downgrade, config, "0006")
+    downgraded = await index_definitions(scratch_url)
+    assert "ef_construction='64'" in downgraded["ix_messages_embedding_hnsw"]
+    assert "ix_messages_embedding_hnsw_new" not in downgraded
+    await asyncio.to_thread(command.upgrade, config, "head")
+    upgraded = await index_definitions(scratch_url)
+    assert "ef_construction='128'" in upgraded["ix_messages_embedding_hnsw"]
+    assert set(upgraded) == set(downgraded)

@@ -74,7 +74,7 @@ class Message(Base):
             "ix_messages_embedding_hnsw",
             "embedding",
             postgresql_using="hnsw",
-            postgresql_with={"m": 16, "ef_construction": 64},
+            postgresql_with={"m": 16, "ef_construction": 128},
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
         Index("ix_messages_content_tsv", "content_tsv", postgresql_using="gin"),

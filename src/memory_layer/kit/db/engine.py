@@ -34,7 +34,7 @@ def create_engine(
     *,
     pool_size: int = 10,
     max_overflow: int = 10,
-    hnsw_ef_search: int = 100,
+    hnsw_ef_search: int = 200,
     pool_pre_ping: bool = False,
     pool_timeout: float = 30.0,
     application_name: str = "memory-layer",

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 HNSW_INDEX_NAME = "ix_messages_embedding_hnsw"
 HNSW_INDEX_SQL = (
     f"CREATE INDEX {HNSW_INDEX_NAME} ON messages USING hnsw (embedding vector_cosine_ops) "
-    "WITH (m = 16, ef_construction = 64)"
+    "WITH (m = 16, ef_construction = 128)"
 )
 
 
