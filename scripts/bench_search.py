@@ -70,6 +70,7 @@ from memory_layer.kit.cache import QueryVectorCache  # noqa: E402
 from memory_layer.kit.db.embedded import EmbeddedPostgres, start_embedded  # noqa: E402
 from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
 from memory_layer.kit.db.migrations import upgrade_to_head  # noqa: E402
+from memory_layer.kit.db.vectors import HNSW_INDEX_SQL  # noqa: E402
 from memory_layer.kit.observability.metrics import Metrics  # noqa: E402
 from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan  # noqa: E402
 from memory_layer.search.repository import build_search_sql  # noqa: E402
@@ -627,7 +628,7 @@ def report(args: argparse.Namespace, results: list[SizeResult], server: dict[str
         + ("spread in all 384 dimensions" if SPREAD == "isotropic" else
            f"spread in {SUBSPACE_DIMS} dimensions per topic")
         + "), queries drawn like rows (held-out rows). "
-        f"HNSW m=16, ef_construction=64 (the migration's index). The service: "
+        f"HNSW {HNSW_INDEX_SQL.rsplit('WITH', 1)[1].strip()} (the migrations' index). The service: "
         f"MEMORY_HNSW_EF_SEARCH={args.service_ef_search}, iterative scans in relaxed order, "
         f"exact search for tenants of up to {exact_max:,} rows. Raw SQL: forced onto the HNSW "
         f"index, hnsw.max_scan_tuples={args.max_scan_tuples or '20000 (default)'}. "
