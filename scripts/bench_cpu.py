@@ -16,8 +16,8 @@ measures:
 For each: the CPU milliseconds per request of serve's event loop (its main thread, from
 /proc/<pid>/task/<pid>/schedstat, in nanoseconds) and of the whole process, and the p50 latency.
 `--compare-with REV` checks REV out in a temporary git worktree and runs its code (PYTHONPATH)
-with this checkout's virtualenv; the database is migrated by this checkout, so REV must share its
-schema.
+with this checkout's virtualenv, on a database of its own in the same PostgreSQL, migrated by
+REV's own `memory-layer migrate`.
 
 Usage: python scripts/bench_cpu.py [--compare-with REV] [--rounds 3] [--posts 2000]
            [--searches 1000] [--write docs/benchmarks.md]
@@ -47,7 +47,6 @@ sys.path.insert(0, str(ROOT / "src"))
 from benchkit import free_port, wait_ready, write_block  # noqa: E402
 
 from memory_layer.kit.db.embedded import start_embedded  # noqa: E402
-from memory_layer.kit.db.migrations import upgrade_to_head  # noqa: E402
 
 API_KEY = "bench-cpu-key"
 CLIENTS = 16
@@ -70,6 +69,14 @@ class Figures:
     loop_ms: list[float] = field(default_factory=list)
     process_ms: list[float] = field(default_factory=list)
     p50_ms: list[float] = field(default_factory=list)
+
+
+def migrate(source: Path, url: str) -> None:
+    """The version's own migrations, run by its own code."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")}
+    env.update(MEMORY_DATABASE_URL=url, PYTHONPATH=str(source / "src"))
+    subprocess.run([str(Path(sys.executable).parent / "memory-layer"), "migrate"], env=env,
+                   cwd=source, check=True, capture_output=True)
 
 
 async def one_round(source: Path, url: str, data_dir: Path, args: argparse.Namespace,
@@ -160,14 +167,18 @@ async def run(args: argparse.Namespace) -> str:
     figures = {v: {p: Figures() for p in PATHS} for v in versions}
     embedded = start_embedded(workdir / "db")
     try:
-        embedded.ensure_database()
-        url = embedded.url()
-        await asyncio.to_thread(upgrade_to_head, url, 384)
+        urls: dict[str, str] = {}
+        for index, (version, source) in enumerate(versions.items()):
+            name = f"bench_cpu_{index}"
+            embedded.ensure_database(name)
+            urls[version] = embedded.url(name)
+            await asyncio.to_thread(migrate, source, urls[version])
         runs = 0
         for round_no in range(args.rounds):
             for version, source in versions.items():
                 runs += 1  # each run writes to a tenant of its own
-                await one_round(source, url, workdir / "data", args, runs, figures[version])
+                await one_round(source, urls[version], workdir / "data", args, runs,
+                                figures[version])
                 print(f"round {round_no + 1}: {version} done", file=sys.stderr, flush=True)
     finally:
         embedded.stop()
