@@ -30,7 +30,7 @@ from memory_layer.messages.schemas import (
     status_url,
 )
 from memory_layer.models.message import EmbeddingStatus
-from memory_layer.policies.deps import RequestPoliciesDep
+from memory_layer.policies.deps import policies_of
 from memory_layer.policies.service import EffectivePolicy, RequestPolicies
 
 PREFIX = "/v1/messages"
@@ -82,12 +82,10 @@ class Writer(Caller):
         return await self.policies.get(tenant_id)
 
 
-async def get_writer(
-    request: Request, caller: CallerDep, policies: RequestPoliciesDep
-) -> Writer:
+async def get_writer(request: Request, caller: CallerDep) -> Writer:
     return Writer(
         caller.principal, caller.session, settings_of(request), embedder_of(request),
-        metrics_of(request), current_request_id(), policies,
+        metrics_of(request), current_request_id(), policies_of(request),
     )
 
 

@@ -1,5 +1,5 @@
-"""The tenant policies of one request as a dependency (FastAPI resolves it once per request, so
-the rate limiter and the route that writes share one read of the policy)."""
+"""The tenant policies of one request (made once per request and kept on its state, so the rate
+limiter and the route that writes share one read of the policy)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,19 @@ from memory_layer.kit.http.deps import settings_of
 from memory_layer.policies.service import RequestPolicies
 
 
+def policies_of(request: Request) -> RequestPolicies:
+    """The request's RequestPolicies, made on first use and kept on the request's state, so the
+    tenant rate limit and the route share one read of each policy. A plain function: the limiter
+    calls it only for tenant-bound keys, and the writer without a dependency node of its own."""
+    policies: RequestPolicies | None = getattr(request.state, "tenant_policies", None)
+    if policies is None:
+        policies = RequestPolicies(read_sessionmaker_of(request), settings_of(request))
+        request.state.tenant_policies = policies
+    return policies
+
+
 async def get_request_policies(request: Request) -> RequestPolicies:
-    return RequestPolicies(read_sessionmaker_of(request), settings_of(request))
+    return policies_of(request)
 
 
 RequestPoliciesDep = Annotated[RequestPolicies, Depends(get_request_policies)]
