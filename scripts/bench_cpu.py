@@ -150,8 +150,8 @@ def record(figures: Figures, pid: int, loop0: float, process0: float, count: int
 
 def describe(rev: str, source: Path) -> str:
     try:
-        return subprocess.run(["git", "log", "-1", "--format=%h %s", rev], cwd=source,
-                              capture_output=True, text=True, check=True).stdout.strip()[:72]
+        return subprocess.run(["git", "log", "-1", "--format=%h (%cd)", "--date=short", rev],
+                              cwd=source, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return rev
 
