@@ -50,13 +50,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_read_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    return read_sessionmaker_of(request)
-
-
-ReadSessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_read_sessionmaker)]
-
-
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A session for routes that only read: no transaction (autocommit), so no BEGIN and COMMIT
     round trips; it writes nothing, so there is nothing to commit."""
