@@ -38,12 +38,12 @@ from memory_layer.kit.http.openapi import install_openapi
 from memory_layer.kit.http.strict_input import StrictInputMiddleware
 from memory_layer.kit.observability.logging import (
     REQUEST_ID_HEADER,
-    AccessLogMiddleware,
     CorrelationIdMiddleware,
     configure_logging,
     valid_request_id,
 )
-from memory_layer.kit.observability.metrics import Metrics, MetricsMiddleware
+from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.kit.observability.requests import RequestObservationMiddleware
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
 from memory_layer.kit.schemas import error_responses
@@ -210,8 +210,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Inside the metrics, the access log and CORS: a 429 is counted, logged and readable by a browser.
     app.add_middleware(RateLimitMiddleware, global_rate_limit=settings.global_rate_limit)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestObservationMiddleware, metrics=metrics)
     # Outside the access log, so its line (and every line logged while serving) has the id.
     app.add_middleware(
         CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=valid_request_id

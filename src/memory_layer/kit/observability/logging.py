@@ -14,12 +14,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
 from typing import Any, TextIO
 
 import structlog
 from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memory_layer.config import LogFormat
 
@@ -98,46 +96,6 @@ def configure_logging(
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
-class AccessLogMiddleware:
-    """One line per HTTP request: request id, method, route template, tenant, status, duration.
-
-    The tenant is what the auth dependency recorded in request.state (see `record_tenant`);
-    requests that never authenticated (probes, /metrics, 401s) log none.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-        state: dict[str, Any] = scope.setdefault("state", {})
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = scope.get("route")
-            access_logger.info(
-                "request",
-                extra={
-                    "method": scope.get("method", "GET"),
-                    "route": getattr(route, "path", None) or "unmatched",
-                    "status": status,
-                    "duration_seconds": round(time.perf_counter() - started, 6),
-                    "tenant_id": state.get(TENANT_STATE_KEY),
-                },
-            )
-
-
 def record_tenant(state: Any, tenant_id: str | None) -> None:
     """Name the tenant a request acts for in its access line (`state` is request.state)."""
     setattr(state, TENANT_STATE_KEY, tenant_id)
@@ -145,7 +103,6 @@ def record_tenant(state: Any, tenant_id: str | None) -> None:
 
 __all__ = [
     "REQUEST_ID_HEADER",
-    "AccessLogMiddleware",
     "CorrelationIdMiddleware",
     "configure_logging",
     "current_request_id",

@@ -1,0 +1,63 @@
+"""One middleware observes every HTTP request: its Prometheus series and its access line.
+
+Both need the same two facts, the status sent and the time taken, so one send wrapper captures
+the status once and one clock times the request (two middlewares used to do each, on every
+request).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from memory_layer.kit.observability.logging import TENANT_STATE_KEY, access_logger
+from memory_layer.kit.observability.metrics import Metrics
+
+
+class RequestObservationMiddleware:
+    """Counts and times every request under its route template (`/v1/messages/{message_id}`),
+    and logs one line for it: request id (from the logging context), method, route template,
+    tenant, status, duration.
+
+    The tenant is what the auth dependency recorded in request.state (see `record_tenant`);
+    requests that never authenticated (probes, /metrics, 401s) log none.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        state: dict[str, Any] = scope.setdefault("state", {})
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            seconds = time.perf_counter() - started
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
+            self.metrics.request_seconds.labels(method=method, route=template).observe(seconds)
+            access_logger.info(
+                "request",
+                extra={
+                    "method": method,
+                    "route": template,
+                    "status": status,
+                    "duration_seconds": round(seconds, 6),
+                    "tenant_id": state.get(TENANT_STATE_KEY),
+                },
+            )
