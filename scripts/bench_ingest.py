@@ -18,8 +18,10 @@ scripts/data/eval_conversations.json, cycled to N):
 intra-op threads (--threads, MEMORY_LOCAL_MODEL_THREADS) and, side by side, each niceness of the
 model's thread in --nices (MEMORY_LOCAL_MODEL_NICE); for each, the peak RSS of `serve` (VmHWM)
 and where the time went: the server's own time per POST (its request histogram), the worker's
-time per batch (model call plus write) and its batches, and the CPU seconds of serve's model
-thread, of its other threads (event loop, pool) and of the benchmark's own HTTP clients.
+time per batch (model call plus write) and its batches; for the model's thread, the seconds it
+ran, waited for a core while runnable (schedstat) and sat idle waiting for work; and the CPU
+seconds of serve's other threads (event loop, pool), of PostgreSQL and of the benchmark's own
+HTTP clients.
 
 Usage: python scripts/bench_ingest.py [--messages 1000] [--clients 16] [--backends onnx-int8,torch]
     [--threads 1] [--nices 10,0] [--paced] [--no-standalone] [--no-kill] [--write docs/benchmarks.md]
@@ -90,6 +92,8 @@ class LoadResult:
     model_cpu_s: float = 0.0
     other_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
+    model_wait_s: float = 0.0
+    postgres_cpu_s: float = 0.0
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -110,6 +114,45 @@ def thread_cpu(pid: int) -> dict[tuple[int, str], float]:
         except OSError:
             continue
         seconds[int(task.name), name] = (int(fields[11]) + int(fields[12])) / tick
+    return seconds
+
+
+def model_schedstat(pid: int) -> tuple[float, float]:
+    """Seconds the model's thread has run on a core and has waited, runnable, for one (the first
+    two fields of /proc/<pid>/task/<tid>/schedstat): waiting is the time the operating system
+    gave the cores to other threads."""
+    running = waited = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == "embed-local":
+                fields = (task / "schedstat").read_text().split()
+                running += int(fields[0]) / 1e9
+                waited += int(fields[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            continue
+    return running, waited
+
+
+def postgres_cpu(pgdata: Path) -> float:
+    """CPU seconds of the PostgreSQL server: the postmaster, its live children (the pool's
+    backends, the background writers) and the children it has already reaped."""
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    seconds = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(proc.name) == postmaster:
+            seconds += sum(int(f) for f in fields[11:15]) / tick
+        elif int(fields[1]) == postmaster:
+            seconds += (int(fields[11]) + int(fields[12])) / tick
     return seconds
 
 
@@ -143,8 +186,9 @@ def histogram_mean(exposition: str, name: str, labels: dict[str, str]) -> tuple[
 
 
 class Bench:
-    def __init__(self, url: str, args: argparse.Namespace, data_dir: Path) -> None:
+    def __init__(self, url: str, args: argparse.Namespace, data_dir: Path, pgdata: Path) -> None:
         self.url = url
+        self.pgdata = pgdata
         self.args = args
         self.data_dir = data_dir
         self.backend = LocalBackend.onnx_int8
@@ -239,6 +283,8 @@ class Bench:
                 started = time.perf_counter()
                 client_cpu = time.process_time()
                 server_cpu = thread_cpu(server.pid)
+                model_ran, model_waited = model_schedstat(server.pid)
+                postgres_seconds = postgres_cpu(self.pgdata)
                 posting = asyncio.gather(*(post_all() for _ in range(self.args.clients)))
                 killed = False
                 while True:
@@ -263,7 +309,10 @@ class Bench:
                 client_cpu = time.process_time() - client_cpu
                 exposition = (await client.get("/metrics")).text
                 rss = peak_rss_mib(server.pid)
-                model_cpu, other_cpu = cpu_split(server_cpu, thread_cpu(server.pid))
+                _, other_cpu = cpu_split(server_cpu, thread_cpu(server.pid))
+                ran, waited = model_schedstat(server.pid)
+                model_cpu, model_waited = ran - model_ran, waited - model_waited
+                postgres_seconds = postgres_cpu(self.pgdata) - postgres_seconds
         finally:
             for process in [server, *workers]:
                 if process.poll() is None:
@@ -276,7 +325,7 @@ class Bench:
         return LoadResult(
             elapsed, accepted, answers, len(texts) - total, twice, rss,
             post_sum / max(post_count, 1) * 1000, batch_count, batch_sum / max(batch_count, 1) * 1000,
-            model_cpu, other_cpu, client_cpu,
+            model_cpu, other_cpu, client_cpu, model_waited, postgres_seconds,
         )
 
 
@@ -313,7 +362,7 @@ async def run(args: argparse.Namespace) -> str:
         url = embedded.url()
         await asyncio.to_thread(upgrade_to_head, url, 384)
         texts = chat_texts(args.messages)
-        bench = Bench(url, args, workdir)
+        bench = Bench(url, args, workdir, embedded.pgdata)
         # Rounds interleave the engines, each measured alone then served, so all share the
         # machine's state; the report takes medians over rounds.
         for _ in range(args.rounds):
@@ -364,9 +413,9 @@ async def run(args: argparse.Namespace) -> str:
         f"load average at the end {load[0]:.1f} (other work shared the 2 cores).",
         "",
         "| engine | measurement | messages/s | ratio to (a) | 202 share | 202 p50 ms | 202 p95 ms "
-        "| server ms per POST | worker batches | ms per batch | CPU s: model thread / rest of serve "
-        "/ clients | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server ms per POST | worker batches | ms per batch | s to ready | model thread s: running / "
+        "waiting for a core / idle | CPU s: rest of serve / PostgreSQL / clients | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def row(backend: LocalBackend, label: str, results: list[LoadResult], provider: float) -> str:
@@ -380,8 +429,12 @@ async def run(args: argparse.Namespace) -> str:
             f"| {median_of(results, lambda r: r.server_post_ms):.1f} "
             f"| {median_of(results, lambda r: r.batches):.0f} "
             f"| {median_of(results, lambda r: r.batch_ms):.0f} "
-            f"| {median_of(results, lambda r: r.model_cpu_s):.1f} / "
-            f"{median_of(results, lambda r: r.other_cpu_s):.1f} / "
+            f"| {median_of(results, lambda r: r.seconds_to_ready):.2f} "
+            f"| {median_of(results, lambda r: r.model_cpu_s):.2f} / "
+            f"{median_of(results, lambda r: r.model_wait_s):.2f} / "
+            f"{median_of(results, lambda r: r.seconds_to_ready - r.model_cpu_s - r.model_wait_s):.2f} "
+            f"| {median_of(results, lambda r: r.other_cpu_s):.1f} / "
+            f"{median_of(results, lambda r: r.postgres_cpu_s):.1f} / "
             f"{median_of(results, lambda r: r.client_cpu_s):.1f} "
             f"| {median_of(results, lambda r: r.peak_rss_mib):.0f} |"
         )
@@ -389,7 +442,7 @@ async def run(args: argparse.Namespace) -> str:
     for backend in backends:
         provider = statistics.median(alone[backend])
         lines.append(f"| {backend.value} | (a) the model alone, batched like the worker "
-                     f"| {provider:.1f} | 1.00 | | | | | | | | |")
+                     f"| {provider:.1f} | 1.00 | | | | | | | | | | |")
         for nice in nices:
             lines.append(row(backend, f"(b) service, worker inside `serve`, model thread nice {nice}",
                              served[backend, nice], provider))
@@ -405,7 +458,7 @@ async def run(args: argparse.Namespace) -> str:
             f"| {rate(standalone):.1f} | {rate(standalone) / provider:.2f} "
             f"| {standalone.accepted / messages:.1%} | {percentile(standalone.answers, 0.5) * 1000:.1f} "
             f"| {percentile(standalone.answers, 0.95) * 1000:.1f} | {standalone.server_post_ms:.1f} "
-            f"| | | | {standalone.peak_rss_mib:.0f} |"
+            f"| | | {standalone.seconds_to_ready:.2f} | | | {standalone.peak_rss_mib:.0f} |"
         )
     if kill is not None and standalone is not None:
         lines += [
