@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from benchkit import free_port, wait_ready, write_block  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from memory_layer.config import LocalBackend  # noqa: E402
+from memory_layer.config import LocalBackend, Settings  # noqa: E402
 from memory_layer.embeddings.providers.local import LocalEmbeddingProvider  # noqa: E402
 from memory_layer.kit.db.embedded import start_embedded  # noqa: E402
 from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
@@ -62,6 +62,9 @@ from memory_layer.kit.db.migrations import upgrade_to_head  # noqa: E402
 
 DATASET = ROOT / "scripts" / "data" / "eval_conversations.json"
 BATCH_SIZE = 64
+# The service's texts per model call (MEMORY_EMBEDDING_BATCH_SIZE), so (a) calls the model as the
+# worker inside serve does.
+MODEL_BATCH = int(Settings.model_fields["embedding_batch_size"].default)
 KILL_LEASE_SECONDS = 10
 API_KEY = "bench-ingest-key"
 
@@ -333,7 +336,7 @@ async def provider_throughput(
     texts: list[str], backend: LocalBackend, threads: int, cache_dir: Path
 ) -> float:
     model = await asyncio.to_thread(
-        LocalEmbeddingProvider.load, None, batch_size=32, backend=backend, threads=threads,
+        LocalEmbeddingProvider.load, None, batch_size=MODEL_BATCH, backend=backend, threads=threads,
         cache_dir=cache_dir,
     )
     await model.embed_documents(texts[:BATCH_SIZE])  # warm-up

@@ -1,8 +1,10 @@
-"""Throughput of the local model on each engine (torch, onnx, onnx-int8), side by side in one run.
+"""Throughput of the local model on each engine (torch, onnx, onnx-int8, torch-bf16), side by side.
 
 Loads the bundled all-MiniLM-L6-v2 once per engine (the ONNX files are exported into --cache-dir
 on first use) and embeds the chat turns and questions of scripts/data/eval_conversations.json:
-  batched  the texts in calls of --batch texts, as the worker calls the model
+  batched  the texts in calls of --batch texts, as the worker calls the provider (which sorts
+           them by length and runs the model on --model-batch at a time,
+           MEMORY_EMBEDDING_BATCH_SIZE)
   single   one text per call, as an inline write or a search query does
 Rounds interleave the engines so each sees the same machine state; the table gives medians over
 rounds, and the cosine of each engine's vectors to torch's (minimum and mean over the sentences).
@@ -12,7 +14,7 @@ table says why) on the same sentences: dynamic int8 of every MatMul, of every Ma
 feed-forward output, and onnxruntime's weight-only MatMulNBits at 8 bits (blocks of 32 and 128,
 int8 compute), each against torch's vectors.
 
-Usage: python scripts/bench_models.py [--rounds 5] [--threads 1] [--quantization]
+Usage: python scripts/bench_models.py [--rounds 5] [--threads 1] [--model-batch 16] [--quantization]
            [--write docs/benchmarks.md]
 """
 
@@ -35,16 +37,35 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from benchkit import write_block  # noqa: E402
 
-from memory_layer.config import LocalBackend  # noqa: E402
-from memory_layer.embeddings.providers.local import LocalEmbeddingProvider  # noqa: E402
+from memory_layer.config import LocalBackend, Settings  # noqa: E402
+from memory_layer.embeddings.providers.local import (  # noqa: E402
+    LocalEmbeddingProvider,
+    native_bf16,
+)
 
 DATASET = ROOT / "scripts" / "data" / "eval_conversations.json"
+# Load order: the ONNX engines first, so their "RSS added" does not include torch; torch-bf16
+# after torch shares its import (its RSS added is the second model alone).
+MODEL_BATCH = int(Settings.model_fields["embedding_batch_size"].default)
+ENGINES_LOADED = (LocalBackend.onnx_int8, LocalBackend.onnx, LocalBackend.torch,
+                  LocalBackend.torch_bf16)
 
 
 def sentences() -> list[str]:
     data = json.loads(DATASET.read_text())
     turns = [str(t["text"]) for c in data["conversations"] for t in c["turns"]]
     return turns + [str(q["question"]) for q in data["questions"]]
+
+
+def cpu_name() -> str:
+    """The CPU's model name and family/model numbers (hosts of one name differ in generation)."""
+    fields: dict[str, str] = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    bf16 = "native bfloat16" if native_bf16() else "no native bfloat16"
+    return (f"{fields.get('model name', platform.processor())}, family {fields.get('cpu family')} "
+            f"model {fields.get('model')}, {bf16}")
 
 
 def rss_mib() -> float:
@@ -55,7 +76,7 @@ def rss_mib() -> float:
 
 
 def quantization_variants(cache_dir: Path, texts: list[str], reference: np.ndarray, threads: int,
-                          batch: int) -> list[str]:
+                          batch: int, model_batch: int) -> list[str]:
     """Rows for the variants that were tried and not shipped, measured like the engines."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -88,10 +109,10 @@ def quantization_variants(cache_dir: Path, texts: list[str], reference: np.ndarr
     rows = []
     for label, path in built.items():
         encoder = OnnxEncoder(bundled_model_path(), path, threads)
-        vectors = encoder.encode(texts, batch)
+        vectors = encoder.encode(texts, model_batch)
         started = time.perf_counter()
         for i in range(0, len(texts), batch):
-            encoder.encode(texts[i : i + batch], batch)
+            encoder.encode(texts[i : i + batch], model_batch)
         rate = len(texts) / (time.perf_counter() - started)
         cosines = (vectors * reference).sum(axis=1)
         rows.append(f"| {label} | {rate:.1f} | {cosines.min():.4f} | {cosines.mean():.4f} |")
@@ -101,7 +122,9 @@ def quantization_variants(cache_dir: Path, texts: list[str], reference: np.ndarr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=64, help="texts per call, as a worker batch")
+    parser.add_argument("--model-batch", type=int, default=MODEL_BATCH,
+                        help="texts per model call within one (MEMORY_EMBEDDING_BATCH_SIZE)")
     parser.add_argument("--singles", type=int, default=100, help="texts embedded one per call")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/memory-layer-bench-models"))
@@ -114,10 +137,10 @@ def main() -> None:
     providers: dict[LocalBackend, LocalEmbeddingProvider] = {}
     load_seconds: dict[LocalBackend, float] = {}
     rss_added: dict[LocalBackend, float] = {}
-    for backend in (LocalBackend.onnx_int8, LocalBackend.onnx, LocalBackend.torch):
+    for backend in ENGINES_LOADED:
         before, started = rss_mib(), time.perf_counter()
         providers[backend] = LocalEmbeddingProvider.load(
-            backend=backend, threads=args.threads, batch_size=args.batch, cache_dir=args.cache_dir
+            backend=backend, threads=args.threads, batch_size=args.model_batch, cache_dir=args.cache_dir
         )
         providers[backend].embed_blocking(texts[:8])  # warm-up
         load_seconds[backend] = time.perf_counter() - started
@@ -149,15 +172,16 @@ def main() -> None:
         + " ".join(sys.argv[1:]).replace(f" --write {args.write}", "").strip() + "`.",
         "",
         f"{len(texts)} evaluation sentences (chat turns and questions), {args.threads} intra-op "
-        f"thread(s), batches of {args.batch}, {args.singles} single calls per round, medians of "
+        f"thread(s), batches of {args.batch} (sorted by length, model calls of {args.model_batch}), "
+        f"{args.singles} single calls per round, medians of "
         f"{args.rounds} interleaved rounds. Load average at the end: {load[0]:.1f} "
-        "(other work shared the cores).",
+        f"(other work shared the cores). CPU: {cpu_name()}.",
         "",
         "| engine | batched texts/s | x torch | single texts/s | x torch | min cosine to torch "
         "| mean cosine | load s | RSS added MiB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for backend in (LocalBackend.torch, LocalBackend.onnx, LocalBackend.onnx_int8):
+    for backend in LocalBackend:
         b, s = statistics.median(batched[backend]), statistics.median(single[backend])
         cosines = (vectors[backend] * reference).sum(axis=1)
         lines.append(
@@ -172,7 +196,8 @@ def main() -> None:
             "",
             "| variant | batched texts/s | min cosine to torch | mean cosine |",
             "|---|---:|---:|---:|",
-            *quantization_variants(args.cache_dir, texts, reference, args.threads, args.batch),
+            *quantization_variants(args.cache_dir, texts, reference, args.threads, args.batch,
+                                   args.model_batch),
         ]
     report = "\n".join(lines)
     print(report)
