@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from memory_layer.config import LocalBackend
+from memory_layer.config import LocalBackend, Settings
 from memory_layer.embeddings.providers.local import LocalEmbeddingProvider, bundled_model_path
 from memory_layer.embeddings.providers.onnx_export import onnx_model_file
 from tests.fixtures.app import TEST_DATA_DIR
@@ -26,6 +26,9 @@ pytestmark = pytest.mark.real_model
 
 DATASET = Path(__file__).resolve().parents[2] / "scripts" / "data" / "eval_conversations.json"
 CACHE = TEST_DATA_DIR / "models"
+# The texts per model call the service uses (MEMORY_EMBEDDING_BATCH_SIZE): int8's activations are
+# quantized per call, so the call's texts are part of what is checked.
+MODEL_BATCH = int(Settings.model_fields["embedding_batch_size"].default)
 
 
 def dataset() -> dict[str, Any]:
@@ -44,7 +47,7 @@ def vectors() -> dict[LocalBackend, NDArray[np.float64]]:
     texts = sentences()
     result = {}
     for backend in LocalBackend:
-        provider = LocalEmbeddingProvider.load(backend=backend, cache_dir=CACHE, batch_size=32)
+        provider = LocalEmbeddingProvider.load(backend=backend, cache_dir=CACHE, batch_size=MODEL_BATCH)
         assert provider.backend is backend
         result[backend] = np.asarray(provider.embed_blocking(texts))
     return result
@@ -88,7 +91,9 @@ def test_engine_recall_matches_torch(
 ) -> None:
     reference = recall_at_10(vectors[LocalBackend.torch])
     assert reference > 0.5  # the ranking is meaningful, not a comparison of two failures
-    assert abs(recall_at_10(vectors[backend]) - reference) <= 0.01
+    # Rounded: one evidence turn more or less among the 100 questions is 0.01 exactly, which
+    # floating point would otherwise see as a hair above it.
+    assert round(abs(recall_at_10(vectors[backend]) - reference), 9) <= 0.01
 
 
 def test_long_text_windows_agree_across_backends() -> None:
