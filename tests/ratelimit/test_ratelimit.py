@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
+from limits.aio.storage import MemoryStorage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
+from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.ratelimit.service import LimitScope, RateLimited, RateLimiter, parse_limits
 from tests.fixtures.app import ADMIN_KEY, running_client
 from tests.fixtures.redis import RedisServer
 from tests.fixtures.tenants import new_tenant, tenant_key
@@ -148,3 +152,41 @@ async def test_a_tenant_policy_overrides_the_tenant_limit_from_the_next_request(
     assert after[0].headers["X-RateLimit-Limit"] == "2"
     assert unlimited.status_code == 200
     assert "X-RateLimit-Limit" not in unlimited.headers
+
+
+async def test_the_in_process_count_is_two_counters_per_key_however_busy(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """A sliding-window counter: thousands of requests leave two counters for the key, not a
+    list of every request (an exact moving window's memory and per-request cost grow with the
+    traffic)."""
+    limiter = RateLimiter.build(settings_factory(), None, Metrics())
+    items = parse_limits("1000000/minute")
+    for _ in range(3000):
+        verdict = await limiter.hit(LimitScope.global_, "10.0.0.1", items)
+    assert verdict is not None
+    assert verdict.remaining == 1_000_000 - 3000
+    assert isinstance(limiter.storage, MemoryStorage)
+    assert limiter.storage.events == {}
+    assert len([key for key in limiter.storage.storage if "10.0.0.1" in key]) <= 2
+
+
+async def test_the_window_slides_the_previous_count_out(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    limiter = RateLimiter.build(settings_factory(), None, Metrics())
+    items = parse_limits("3/second")
+    for _ in range(3):
+        await limiter.hit(LimitScope.tenant, "t-slide", items)
+    refused = None
+    try:
+        await limiter.hit(LimitScope.tenant, "t-slide", items)
+    except RateLimited as exc:
+        refused = exc
+    assert refused is not None
+    # Two windows later the previous one weighs nothing: the full limit is free again.
+    await asyncio.sleep(2.05)
+    for _ in range(3):
+        verdict = await limiter.hit(LimitScope.tenant, "t-slide", items)
+    assert verdict is not None
+    assert verdict.allowed

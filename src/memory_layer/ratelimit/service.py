@@ -2,9 +2,13 @@
 
 slowapi's own middleware and decorators are not used: they call Redis synchronously (blocking the
 event loop of every request) and cannot see the tenant, which is known only once the API key has
-been looked up. The counting, the storages and the syntax are the same: a moving window per key,
-in Redis when MEMORY_REDIS_URL is set (every replica counts against the same limit) and in the
-process otherwise.
+been looked up. The storages and the syntax are the same; the count is a sliding window per key
+(the current fixed window's count plus the previous one's, weighted by how much of it is still
+inside the window), in Redis when MEMORY_REDIS_URL is set (every replica counts against the same
+limit) and in the process otherwise. A sliding-window counter is two numbers per key: `limits`'
+exact moving window keeps every request of the window in a list, which in memory cost each
+request a list insert and a thread hop growing with the traffic (docs/benchmarks.md, "CPU per
+request").
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from enum import StrEnum
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
 
 from memory_layer.config import Settings
@@ -86,13 +90,13 @@ async def tenant_limit_for(policies: RequestPolicies, tenant_id: str) -> list[Ra
 
 
 class RateLimiter:
-    """Counts requests per (scope, key) in a moving window; one per app, built in the lifespan."""
+    """Counts requests per (scope, key) in a sliding window; one per app, built in the lifespan."""
 
     def __init__(
         self, storage: Storage, *, metrics: Metrics, fail_open: bool, shared: bool
     ) -> None:
         self.storage = storage
-        self.strategy = MovingWindowRateLimiter(storage)
+        self.strategy = SlidingWindowCounterRateLimiter(storage)
         self.metrics = metrics
         self.fail_open = fail_open
         self.shared = shared
