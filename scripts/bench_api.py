@@ -22,6 +22,7 @@ import asyncio
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -216,6 +217,7 @@ async def run(args: argparse.Namespace) -> str:
         server.terminate()
         server.wait(timeout=30)
         embedded.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     lines = [
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M UTC} on {platform.machine()}, "

@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -164,6 +165,7 @@ async def run(args: argparse.Namespace) -> str:
         server.terminate()
         server.wait(timeout=30)
         embedded.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     if ready != single.messages + batch.messages:
         raise RuntimeError(f"{ready} ready rows, expected {single.messages + batch.messages}")
 

@@ -34,6 +34,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -393,6 +394,7 @@ async def run(args: argparse.Namespace) -> str:
             kill = await bench.load(texts, standalone=True, kill_at=0.3)
     finally:
         embedded.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     messages: int = args.messages
 
