@@ -234,7 +234,7 @@ def main() -> None:
     report = asyncio.run(run(args))
     print(report)
     if args.write:
-        write_block(args.write, "bench_layout", report, title="Benchmarks",
+        write_block(args.write, "bench_table_layouts", report, title="Benchmarks",
                     heading="Table layouts for search at scale (`scripts/bench_layout.py`)")
 
 
