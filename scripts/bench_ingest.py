@@ -52,7 +52,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchkit import free_port, wait_ready, write_block  # noqa: E402
+from benchkit import free_port, percentile, wait_ready, write_block  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from memory_layer.config import LocalBackend, Settings  # noqa: E402
@@ -75,11 +75,6 @@ def chat_texts(count: int) -> list[str]:
     turns = [turn["text"] for conv in data["conversations"] for turn in conv["turns"]]
     # Cycled, each copy made unique so no two rows are the same message.
     return [f"{turns[i % len(turns)]} (#{i})" for i in range(count)]
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 @dataclass
@@ -160,19 +155,14 @@ def postgres_cpu(pgdata: Path) -> float:
     return seconds
 
 
-def cpu_split(before: dict[tuple[int, str], float], after: dict[tuple[int, str], float]) -> tuple[
-    float, float
-]:
-    """CPU seconds spent between the snapshots by the model's thread (`embed-local`, named by the
-    provider) and by every other thread."""
-    model = other = 0.0
-    for key, seconds in after.items():
-        spent = seconds - before.get(key, 0.0)
-        if key[1] == "embed-local":
-            model += spent
-        else:
-            other += spent
-    return model, other
+def cpu_besides_model(
+    before: dict[tuple[int, str], float], after: dict[tuple[int, str], float]
+) -> float:
+    """CPU seconds spent between the snapshots by every thread but the model's (`embed-local`,
+    named by the provider; its own time is read from schedstat, `model_schedstat`)."""
+    return sum(
+        seconds - before.get(key, 0.0) for key, seconds in after.items() if key[1] != "embed-local"
+    )
 
 
 def histogram_mean(exposition: str, name: str, labels: dict[str, str]) -> tuple[float, int]:
@@ -313,7 +303,7 @@ class Bench:
                 client_cpu = time.process_time() - client_cpu
                 exposition = (await client.get("/metrics")).text
                 rss = peak_rss_mib(server.pid)
-                _, other_cpu = cpu_split(server_cpu, thread_cpu(server.pid))
+                other_cpu = cpu_besides_model(server_cpu, thread_cpu(server.pid))
                 ran, waited = model_schedstat(server.pid)
                 model_cpu, model_waited = ran - model_ran, waited - model_waited
                 postgres_seconds = postgres_cpu(self.pgdata) - postgres_seconds

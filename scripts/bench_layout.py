@@ -43,7 +43,7 @@ from pgvector.asyncpg import register_vector
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchkit import write_block  # noqa: E402
+from benchkit import percentile, write_block  # noqa: E402
 
 from memory_layer.kit.db.embedded import start_embedded  # noqa: E402
 from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
@@ -60,11 +60,6 @@ EXACT_SQL = (
 PARTS = "bench_layout_parts"
 COVER = "bench_layout_cover"
 CLASSES = {"50%": "tenant_id = 't-half'", "1%": "tenant_id <> 't-half'"}
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 async def relation_mb(connection: asyncpg.Connection, pattern: str) -> float:

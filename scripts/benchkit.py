@@ -29,6 +29,12 @@ async def wait_ready(client: httpx.AsyncClient, attempts: int = 400) -> None:
     raise RuntimeError("service did not become ready")
 
 
+def percentile(samples: list[float], q: float) -> float:
+    """The sample at quantile `q` (0..1) of `samples`, nearest rank."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
 def positional(sql: str) -> tuple[str, list[str]]:
     """The service's search SQL with :named parameters turned into asyncpg's $1, $2, ..."""
     names: list[str] = []
