@@ -70,11 +70,12 @@ from memory_layer.kit.cache import QueryVectorCache  # noqa: E402
 from memory_layer.kit.db.embedded import EmbeddedPostgres, start_embedded  # noqa: E402
 from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
 from memory_layer.kit.db.migrations import upgrade_to_head  # noqa: E402
-from memory_layer.kit.db.vectors import HNSW_INDEX_SQL  # noqa: E402
+from memory_layer.kit.db.vectors import HNSW_INDEX_SQL, walks_graph  # noqa: E402
 from memory_layer.kit.observability.metrics import Metrics  # noqa: E402
 from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan  # noqa: E402
 from memory_layer.search.repository import build_search_sql  # noqa: E402
 from memory_layer.search.scoring import ScoreWeights  # noqa: E402
+from memory_layer.search.service import search_exactly  # noqa: E402
 
 DIMS = 384
 HALF_TENANT = "t-half"
@@ -133,7 +134,7 @@ CREATE TABLE IF NOT EXISTS bench_truth (
 # The indexes of `messages` that back no constraint: dropped for the COPY and built after it
 # (definitions kept in bench_index, so an interrupted run can still rebuild them).
 DROPPABLE_INDEXES = """
-SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition
+SELECT i.relname AS name, replace(pg_get_indexdef(i.oid), ' ON ONLY ', ' ON ') AS definition
 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
 WHERE x.indrelid = 'messages'::regclass
   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)
@@ -392,9 +393,13 @@ async def prepare(embedded: EmbeddedPostgres, n: int, args: argparse.Namespace,
                 indexes_seconds, hnsw_seconds)
             marker = await connection.fetchrow("SELECT * FROM bench_load")
         # Read the table and the graph into shared_buffers: the first queries are not cold reads.
-        await connection.execute(f"SELECT pg_prewarm('messages'), pg_prewarm('{HNSW_INDEX}')")
+        # (Each partition and each partition's graph: a partitioned table has no pages itself.)
+        await connection.execute(
+            "SELECT pg_prewarm(relid) FROM pg_partition_tree('messages') WHERE isleaf "
+            f"UNION ALL SELECT pg_prewarm(relid) FROM pg_partition_tree('{HNSW_INDEX}') WHERE isleaf")
         heap, index = await connection.fetchrow(
-            f"SELECT pg_table_size('messages'), pg_relation_size('{HNSW_INDEX}')")
+            "SELECT (SELECT sum(pg_table_size(relid)) FROM pg_partition_tree('messages')), "
+            f"(SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree('{HNSW_INDEX}'))")
     finally:
         await connection.close()
     return url, LoadInfo(n, reused_rows, reused_index, marker["copy_seconds"],
@@ -430,20 +435,31 @@ def exact_max_rows(args: argparse.Namespace) -> int:
     return int(Settings.model_fields["search_exact_max_rows"].default)
 
 
+def exact_min_share(args: argparse.Namespace) -> float:
+    if args.exact_min_share is not None:
+        return float(args.exact_min_share)
+    return float(Settings.model_fields["search_exact_min_share"].default)
+
+
 async def service_plans(url: str, n: int, workload: Workload, args: argparse.Namespace
                         ) -> dict[str, str]:
     """The path of the service's own vector statement for each class: exact when the tenant is
     small enough, else the HNSW index, unless PostgreSQL plans the tenant's rows in full itself.
     EXPLAIN shows the plan for these parameters; after five executions of one prepared statement
     PostgreSQL may use its generic plan instead, which is named when it differs."""
-    settings = Settings(_env_file=None)
+    settings = Settings(_env_file=None, search_exact_max_rows=exact_max_rows(args),
+                        search_exact_min_share=exact_min_share(args))
     connection = await connect(url, **{"hnsw.ef_search": str(args.service_ef_search),
                                        "hnsw.iterative_scan": "relaxed_order"})
     paths: dict[str, str] = {}
     try:
         for klass in CLASSES:
             query = next(q for q in workload.queries if q.klass == klass)
-            exact = tenant_rows(n)[klass] <= exact_max_rows(args)
+            # The service's own rule, on the partition's row estimate as it reads it.
+            partition_rows = await connection.fetchval(
+                "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = "
+                "(SELECT tableoid FROM messages WHERE tenant_id = $1 LIMIT 1)", query.tenant)
+            exact = search_exactly(tenant_rows(n)[klass], int(partition_rows or 0), settings)
             statement, params = build_search_sql(SearchPlan(
                 tenant_id=query.tenant, query_text=query.text, query_vector=query.vector.tolist(),
                 mode=SearchMode.vector, fusion=settings.search_fusion, model=MODEL, limit=TOP_K,
@@ -458,7 +474,7 @@ async def service_plans(url: str, n: int, workload: Workload, args: argparse.Nam
                 await connection.execute(f"SET plan_cache_mode = {mode}")
                 plan = "\n".join(r[0] for r in await connection.fetch(
                     f"EXPLAIN {sql}", *[params[name] for name in names]))
-                found.append("exact" if exact else "HNSW" if HNSW_INDEX in plan
+                found.append("exact" if exact else "HNSW" if walks_graph(plan)
                              else "exact (planner)")
             paths[klass] = found[0] + (f"; generic plan: {found[1]}" if found[1] != found[0] else "")
     finally:
@@ -517,6 +533,8 @@ async def serve(url: str, args: argparse.Namespace, workload: Workload
                MEMORY_GLOBAL_RATE_LIMIT="off")
     if args.exact_max_rows is not None:
         env["MEMORY_SEARCH_EXACT_MAX_ROWS"] = str(args.exact_max_rows)
+    if args.exact_min_share is not None:
+        env["MEMORY_SEARCH_EXACT_MIN_SHARE"] = str(args.exact_min_share)
     redis_dir = Path(tempfile.mkdtemp(prefix="ml-bench-redis-"))
     redis_port = free_port()
     redis_server = subprocess.Popen(
@@ -577,7 +595,7 @@ async def measure(url: str, load: LoadInfo, workload: Workload, args: argparse.N
             for query in workload.queries[:2]:
                 plan = "\n".join(r[0] for r in await connection.fetch(
                     f"EXPLAIN {v.sql}", query.tenant, query.vector))
-                if HNSW_INDEX not in plan:
+                if not walks_graph(plan):
                     raise RuntimeError(f"the raw query did not use the HNSW index: {plan}")
                 await connection.fetch(v.sql, query.tenant, query.vector)
         async with serve(url, args, workload) as client:
@@ -630,7 +648,9 @@ def report(args: argparse.Namespace, results: list[SizeResult], server: dict[str
         + "), queries drawn like rows (held-out rows). "
         f"HNSW {HNSW_INDEX_SQL.rsplit('WITH', 1)[1].strip()} (the migrations' index). The service: "
         f"MEMORY_HNSW_EF_SEARCH={args.service_ef_search}, iterative scans in relaxed order, "
-        f"exact search for tenants of up to {exact_max:,} rows. Raw SQL: forced onto the HNSW "
+        f"exact search for tenants of up to {exact_max:,} rows or under "
+        f"{exact_min_share(args):.0%} of their partition's rows (`messages` hash-partitioned by "
+        "tenant into 16). Raw SQL: forced onto the HNSW "
         f"index, hnsw.max_scan_tuples={args.max_scan_tuples or '20000 (default)'}. "
         f"PostgreSQL shared_buffers={server['shared_buffers']}. Each query ran every SQL variant, "
         "then HTTP (its vector cached by the service), back to back.",
@@ -753,6 +773,8 @@ def main() -> None:
                         help="hnsw.max_scan_tuples for the raw SQL (pgvector's default: 20000)")
     parser.add_argument("--exact-max-rows", type=int, default=None,
                         help="MEMORY_SEARCH_EXACT_MAX_ROWS of the service (default: its own)")
+    parser.add_argument("--exact-min-share", type=float, default=None,
+                        help="MEMORY_SEARCH_EXACT_MIN_SHARE of the service (default: its own)")
     parser.add_argument("--shared-buffers", default="6GB",
                         help="enough for the table and the graph at 1M rows (about 4.5 GB)")
     parser.add_argument("--maintenance-work-mem", default="6GB")

@@ -256,8 +256,12 @@ class Settings(BaseSettings):
     hnsw_ef_search: int = Field(default=200, ge=1, le=1000)
     # Tenants with at most this many messages are searched exactly (every vector compared, via
     # the tenant index): faster than the HNSW graph for them and never misses a neighbour. Larger
-    # tenants use HNSW with iterative scans. 0 always uses the index.
+    # tenants use the HNSW graph of their partition with iterative scans, unless they hold less
+    # than search_exact_min_share of that partition's rows: the graph would then pass over about
+    # 1 / share rows of other tenants for each of theirs, and comparing theirs costs less.
+    # 0 always uses the index.
     search_exact_max_rows: int = Field(default=10_000, ge=0)
+    search_exact_min_share: float = Field(default=0.05, ge=0.0, le=1.0)
     # Query cues (docs/evaluation.md has the measurements): added to the relevance of messages
     # written in the month or day a query names ("in February 2025"), and of messages whose
     # user_id the query names ("What did Maya ..."). 0 turns a cue off.

@@ -129,3 +129,117 @@ async def test_hnsw_graph_is_rebuilt_with_ef_construction_128_and_back(scratch_u
     upgraded = await index_definitions(scratch_url)
     assert "ef_construction='128'" in upgraded["ix_messages_embedding_hnsw"]
     assert set(upgraded) == set(downgraded)
+
+
+async def _catalog(url: str) -> dict[str, object]:
+    """What 0008 must carry over: the table's kind and partitions, its rows, and the names of
+    its indexes, constraints and triggers."""
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    async with engine.connect() as connection:
+        async def names(sql: str) -> list[str]:
+            return sorted(str(row[0]) for row in await connection.execute(text(sql)))
+
+        found: dict[str, object] = {
+            "kind": (await connection.execute(
+                text("SELECT relkind::text FROM pg_class WHERE oid = 'messages'::regclass")
+            )).scalar_one(),
+            "partitions": await names(
+                "SELECT inhrelid::regclass::text FROM pg_inherits "
+                "WHERE inhparent = 'messages'::regclass"
+            ),
+            "rows": sorted(
+                tuple(row) for row in await connection.execute(text(
+                    "SELECT tenant_id, id::text, content, embedding IS NOT NULL, embedding_status, "
+                    "content_tsv::text FROM messages"
+                ))
+            ),
+            "indexes": await names(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'messages'"
+            ),
+            "constraints": await names(
+                "SELECT conname FROM pg_constraint WHERE conrelid = 'messages'::regclass"
+            ),
+            "triggers": await names(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'messages'::regclass "
+                "AND NOT tgisinternal"
+            ),
+            # Which partition holds each tenant's rows (one each, when partitioned).
+            "homes": sorted(
+                tuple(row) for row in await connection.execute(text(
+                    "SELECT tenant_id, count(DISTINCT tableoid) FROM messages GROUP BY tenant_id"
+                ))
+            ),
+            "usage": sorted(
+                tuple(row) for row in await connection.execute(
+                    text("SELECT tenant_id, messages FROM tenant_usage")
+                )
+            ),
+        }
+    await engine.dispose()
+    return found
+
+
+async def test_messages_are_partitioned_by_tenant_and_back_keeping_rows(
+    db_server: DatabaseServer,
+) -> None:
+    """0008 moves every row into 16 hash partitions by tenant, keeps every index, constraint and
+    trigger by name (each partition gets its own HNSW graph), and its downgrade moves the rows
+    back into one plain table with the same names."""
+    import asyncio
+
+    url = db_server.create_database("memory_layer_partitions")
+    config = alembic_config(url, 384)
+    await asyncio.to_thread(command.upgrade, config, "0007")
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    async with engine.begin() as connection:
+        for n in range(40):
+            await connection.execute(
+                text(
+                    "INSERT INTO messages (tenant_id, id, conversation_id, role, content, "
+                    "importance, embedding, embedding_status) VALUES (:tenant, gen_random_uuid(), "
+                    "'c', 'user', :content, 0.5, CAST(:vector AS vector), :status)"
+                ),
+                {
+                    "tenant": f"tenant-{n % 7}",
+                    "content": f"the garden needs water, note {n}",
+                    "vector": None if n % 5 == 0 else str([float(n % 3 + 1)] * 384),
+                    "status": "pending" if n % 5 == 0 else "ready",
+                },
+            )
+    await engine.dispose()
+    before = await _catalog(url)
+    assert before["kind"] == "r"
+    assert before["partitions"] == []
+
+    await asyncio.to_thread(command.upgrade, config, "0008")
+    after = await _catalog(url)
+    assert after["kind"] == "p"
+    assert after["partitions"] == [f"messages_p{n:02d}" for n in range(16)]
+    for key in ("rows", "indexes", "constraints", "triggers", "usage"):
+        assert after[key] == before[key], key
+    assert {count for _, count in after["homes"]} == {1}  # type: ignore[attr-defined]
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    async with engine.begin() as connection:
+        graphs = (await connection.execute(text(
+            "SELECT count(*) FROM pg_indexes WHERE tablename LIKE 'messages_p%' "
+            "AND indexdef LIKE '%USING hnsw (embedding vector_cosine_ops)%'"
+        ))).scalar_one()
+        assert graphs == 16
+        # The carried-over triggers still count a tenant's messages.
+        await connection.execute(text(
+            "INSERT INTO messages (tenant_id, id, conversation_id, role, content, importance) "
+            "VALUES ('tenant-0', gen_random_uuid(), 'c', 'user', 'one more', 0.5)"
+        ))
+        counted = (await connection.execute(
+            text("SELECT messages FROM tenant_usage WHERE tenant_id = 'tenant-0'")
+        )).scalar_one()
+        await connection.execute(text("DELETE FROM messages WHERE content = 'one more'"))
+    await engine.dispose()
+    assert counted == dict(before["usage"])["tenant-0"] + 1  # type: ignore[call-overload]
+
+    await asyncio.to_thread(command.downgrade, config, "0007")
+    again = await _catalog(url)
+    assert again["kind"] == "r"
+    assert again["partitions"] == []
+    for key in ("rows", "indexes", "constraints", "triggers", "usage"):
+        assert again[key] == before[key], key

@@ -14,11 +14,12 @@ from numpy.typing import NDArray
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.config import SearchFusion
-from memory_layer.kit.db.vectors import vector_param
+from memory_layer.config import SearchFusion, Settings
+from memory_layer.kit.db.vectors import vector_param, walks_graph
 from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
 from memory_layer.search.repository import SearchRepository, build_search_sql
 from memory_layer.search.scoring import ScoreWeights
+from memory_layer.search.service import search_exactly, tenant_extent
 from tests.fixtures.tenants import new_tenant
 
 DIMS = 384
@@ -96,7 +97,7 @@ async def test_hnsw_answer_matches_exact_nearest_neighbours(db_session: AsyncSes
             {"t": tenants[0], "q": "[" + ",".join(["0.1"] * DIMS) + "]"},
         )
     )
-    assert "ix_messages_embedding_hnsw" in plan
+    assert walks_graph(plan)
 
     rng = random.Random(7)
     for _ in range(5):
@@ -152,7 +153,7 @@ async def test_exact_path_compares_every_vector_of_the_tenant(db_session: AsyncS
             text("EXPLAIN " + statement.text).bindparams(vector_param("query_vector")), params
         )
     )
-    assert "ix_messages_embedding_hnsw" not in plan
+    assert not walks_graph(plan)
     rows = await search(db_session, small, query, 10, exact=True)
     exact = np.argsort(-(small_data @ query))[:10]
     assert [str(row.id) for row in rows] == [small_ids[i] for i in exact]
@@ -177,7 +178,53 @@ async def test_expired_rows_are_no_hits_and_the_index_still_serves(db_session: A
             text("EXPLAIN " + statement.text).bindparams(vector_param("query_vector")), params
         )
     )
-    assert "ix_messages_embedding_hnsw" in plan
+    assert walks_graph(plan)
     rows = await search(db_session, tenant, query, 10)
     assert len(rows) == 10
     assert nearest not in {str(row.id) for row in rows}
+
+
+async def partition_count(session: AsyncSession, tenant: str) -> int:
+    """The rows of the partition that holds the tenant, counted."""
+    return int((await session.execute(
+        text(
+            "SELECT count(*) FROM messages WHERE tableoid = "
+            "(SELECT tableoid FROM messages WHERE tenant_id = :t LIMIT 1)"
+        ),
+        {"t": tenant},
+    )).scalar_one())
+
+
+async def test_partition_rows_is_the_estimate_for_the_tenants_partition(
+    db_session: AsyncSession,
+) -> None:
+    tenant = new_tenant()
+    repository = SearchRepository(db_session)
+    assert await repository.partition_rows(tenant) == 0  # no messages: no partition to speak of
+    await insert_vectors(db_session, tenant, unit_vectors(30, 31))
+    await db_session.execute(text("ANALYZE messages"))
+    assert await repository.partition_rows(tenant) == await partition_count(db_session, tenant)
+
+
+async def test_tenant_extent_counts_as_far_as_the_share_rule_needs(db_session: AsyncSession) -> None:
+    tenant = new_tenant()
+    await insert_vectors(db_session, tenant, unit_vectors(30, 32))
+    await db_session.execute(text("ANALYZE messages"))
+    partition = await partition_count(db_session, tenant)
+    repository = SearchRepository(db_session)
+
+    settings = Settings(_env_file=None, search_exact_max_rows=10, search_exact_min_share=0.0)
+    assert await tenant_extent(repository, tenant, settings) == (11, partition)  # up to cap + 1
+    # A share of the partition to tell apart needs the count that far.
+    settings = Settings(_env_file=None, search_exact_max_rows=10, search_exact_min_share=1.0)
+    assert await tenant_extent(repository, tenant, settings) == (30, partition)
+
+
+def test_small_tenants_and_small_shares_of_a_partition_are_searched_exactly() -> None:
+    settings = Settings(_env_file=None, search_exact_max_rows=2_000, search_exact_min_share=0.05)
+    assert search_exactly(2_000, 1_000_000, settings)  # small
+    assert search_exactly(20_000, 1_000_000, settings)  # 2% of its partition
+    assert not search_exactly(20_000, 100_000, settings)  # 20%: the graph
+    assert not search_exactly(2_001, 0, settings)  # a partition not analyzed yet: the graph
+    off = Settings(_env_file=None, search_exact_max_rows=2_000, search_exact_min_share=0.0)
+    assert not search_exactly(20_000, 1_000_000, off)

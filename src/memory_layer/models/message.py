@@ -96,6 +96,9 @@ class Message(Base):
             "tenant_id",
             postgresql_where=text("embedding_status = 'failed'"),
         ),
+        # 16 partitions, messages_p00 … messages_p15 (migration 0008): a tenant's rows and its
+        # own HNSW graph share a partition with about a sixteenth of the other tenants.
+        {"postgresql_partition_by": "HASH (tenant_id)"},
     )
 
     # tenant_id leads every key so the table can be distributed by tenant later.

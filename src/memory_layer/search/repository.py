@@ -291,3 +291,16 @@ class SearchRepository:
             {"tenant_id": tenant_id, "cap": cap + 1},
         )
         return int(result.scalar_one())
+
+    async def partition_rows(self, tenant_id: str) -> int:
+        """How many rows the partition of `messages` that holds the tenant has, as PostgreSQL
+        last estimated it (`pg_class.reltuples`, kept by (auto)vacuum and analyze); 0 for a tenant
+        without messages or a partition never analyzed."""
+        result = await self.session.execute(
+            text(
+                "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = "
+                "(SELECT tableoid FROM messages WHERE tenant_id = :tenant_id LIMIT 1)"
+            ),
+            {"tenant_id": tenant_id},
+        )
+        return int(result.scalar_one_or_none() or 0)

@@ -87,7 +87,7 @@ async def search_memory(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
-    tenant_sizes: MutableMapping[str, int] | None = None,
+    tenant_sizes: MutableMapping[str, tuple[int, int]] | None = None,
     cache: SearchCache | None = None,
 ) -> SearchOutcome:
     """The tenant's most relevant messages for the query, best first; from the search cache when
@@ -118,6 +118,29 @@ async def search_memory(
     return outcome
 
 
+async def tenant_extent(
+    repository: SearchRepository, tenant_id: str, settings: Settings
+) -> tuple[int, int]:
+    """(the tenant's messages, the rows of its partition): its messages counted only as far as
+    `search_exactly` needs to tell."""
+    partition_rows = await repository.partition_rows(tenant_id)
+    cap = max(
+        settings.search_exact_max_rows,
+        math.ceil(settings.search_exact_min_share * partition_rows),
+    )
+    return await repository.tenant_size(tenant_id, cap), partition_rows
+
+
+def search_exactly(rows: int, partition_rows: int, settings: Settings) -> bool:
+    """Whether a tenant's vectors are all compared rather than found through the HNSW graph of
+    its partition: when it is small (MEMORY_SEARCH_EXACT_MAX_ROWS), or when it holds so small a
+    share of its partition (MEMORY_SEARCH_EXACT_MIN_SHARE) that the graph would hand back many
+    rows of other tenants for each one of its own (about 1 / share)."""
+    if rows <= settings.search_exact_max_rows:
+        return True
+    return rows < settings.search_exact_min_share * partition_rows
+
+
 async def _search(
     session: AsyncSession,
     tenant_id: str,
@@ -125,19 +148,19 @@ async def _search(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
-    tenant_sizes: MutableMapping[str, int] | None,
+    tenant_sizes: MutableMapping[str, tuple[int, int]] | None,
 ) -> SearchOutcome:
     # The model first, then the database: no connection waits in a transaction on the provider.
     vector, mode, degraded = await _query_vector(query, embedder, metrics)
     repository = SearchRepository(session)
     exact = False
     if mode is not SearchMode.keyword and settings.search_exact_max_rows > 0:
-        size = tenant_sizes.get(tenant_id) if tenant_sizes is not None else None
-        if size is None:
-            size = await repository.tenant_size(tenant_id, settings.search_exact_max_rows)
+        extent = tenant_sizes.get(tenant_id) if tenant_sizes is not None else None
+        if extent is None:
+            extent = await tenant_extent(repository, tenant_id, settings)
             if tenant_sizes is not None:
-                tenant_sizes[tenant_id] = size
-        exact = size <= settings.search_exact_max_rows
+                tenant_sizes[tenant_id] = extent
+        exact = search_exactly(*extent, settings)
     candidate_pool = max(query.top_k * settings.search_candidate_multiplier, 20)
     diversify = query.diversity > 0
     plan = SearchPlan(

@@ -17,6 +17,16 @@ HNSW_INDEX_SQL = (
     "WITH (m = 16, ef_construction = 128)"
 )
 
+# `messages` is partitioned by tenant (migration 0008): each partition has its own copy of the
+# graph, which PostgreSQL names after the partition and the column.
+PARTITION_HNSW_SUFFIX = "_embedding_idx"
+
+
+def walks_graph(explain: str) -> bool:
+    """Whether an EXPLAIN of a statement on `messages` searches an HNSW graph (the index or a
+    partition's copy of it)."""
+    return HNSW_INDEX_NAME in explain or PARTITION_HNSW_SUFFIX in explain
+
 
 def vector_param(name: str) -> BindParameter[object]:
     """A bind parameter that takes a list of floats (or a numpy array) as a pgvector vector."""

@@ -31,9 +31,10 @@ def metrics_of(request: Request) -> Metrics:
     return metrics
 
 
-def tenant_sizes_of(request: Request) -> MutableMapping[str, int]:
-    # Message counts per tenant (kept a minute) that choose exact or HNSW search.
-    sizes: MutableMapping[str, int] = request.app.state.tenant_sizes
+def tenant_sizes_of(request: Request) -> MutableMapping[str, tuple[int, int]]:
+    # Per tenant (kept a minute): its message count and its partition's rows, which choose exact
+    # or HNSW search.
+    sizes: MutableMapping[str, tuple[int, int]] = request.app.state.tenant_sizes
     return sizes
 
 
@@ -56,7 +57,7 @@ async def get_cursor_codec(request: Request) -> CursorCodec:
     return codec
 
 
-async def get_tenant_sizes(request: Request) -> MutableMapping[str, int]:
+async def get_tenant_sizes(request: Request) -> MutableMapping[str, tuple[int, int]]:
     return tenant_sizes_of(request)
 
 
@@ -72,6 +73,6 @@ async def get_search_cache(request: Request) -> SearchCache | None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 CursorCodecDep = Annotated[CursorCodec, Depends(get_cursor_codec)]
-TenantSizesDep = Annotated[MutableMapping[str, int], Depends(get_tenant_sizes)]
+TenantSizesDep = Annotated[MutableMapping[str, tuple[int, int]], Depends(get_tenant_sizes)]
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]
 SearchCacheDep = Annotated[SearchCache | None, Depends(get_search_cache)]
