@@ -16,7 +16,9 @@ shared graph and 12.4 ms exactly, and 4.7 ms through the graph of its partition,
 Every primary and unique key already starts with tenant_id, so each stays a constraint.
 
 The table is rewritten: its rows are copied into the new table, and the old one dropped, in the
-migration's transaction (writes to `messages` wait for it). Every index, constraint and trigger
+migration's transaction; writes to `messages` wait from its start to its commit (the old table is
+locked in SHARE mode first, so no row committed during the copy is left behind), reads until the
+swap. Every index, constraint and trigger
 is carried over by its own definition, as the database holds it, so both directions keep
 whatever the earlier revisions built. Downgrade copies the rows back into one plain table.
 """
@@ -59,6 +61,9 @@ WHERE tgrelid = 'messages'::regclass AND NOT tgisinternal ORDER BY tgname
 
 def _rebuild(partitioned: bool) -> None:
     bind = op.get_bind()
+    # Writers wait from here to the commit (readers go on until the swap): a row committed while
+    # the rows are copied would otherwise stay behind in the table that is dropped.
+    op.execute(f"LOCK TABLE {TABLE} IN SHARE MODE")
     columns = ", ".join(row[0] for row in bind.execute(text(COLUMNS)))
     constraints = list(bind.execute(text(CONSTRAINTS)))
     # A partitioned table's own index reads `ON ONLY messages`; the rebuilt table's index must

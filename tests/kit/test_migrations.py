@@ -243,3 +243,39 @@ async def test_messages_are_partitioned_by_tenant_and_back_keeping_rows(
     assert again["partitions"] == []
     for key in ("rows", "indexes", "constraints", "triggers", "usage"):
         assert again[key] == before[key], key
+
+
+async def test_a_write_in_flight_during_0008_is_not_left_behind(
+    db_server: DatabaseServer,
+) -> None:
+    """A message whose transaction is open when 0008 starts, and commits while it runs, is in
+    the partitioned table afterwards (the migration waits for it rather than copying around it)."""
+    import asyncio
+
+    url = db_server.create_database("memory_layer_partition_race")
+    config = alembic_config(url, 384)
+    await asyncio.to_thread(command.upgrade, config, "0007")
+    engine = create_engine(url, pool_size=2, max_overflow=0)
+    try:
+        async with engine.connect() as writer:
+            await writer.execute(text(
+                "INSERT INTO messages (tenant_id, id, conversation_id, role, content, importance) "
+                "VALUES ('racer', gen_random_uuid(), 'c', 'user', 'written during the migration', "
+                "0.5)"
+            ))
+            migration = asyncio.create_task(asyncio.to_thread(command.upgrade, config, "0008"))
+            await asyncio.sleep(1.0)  # the migration is under way, waiting or copying
+            assert not migration.done()
+            await writer.commit()
+        await migration
+        async with engine.connect() as reader:
+            kind = (await reader.execute(
+                text("SELECT relkind::text FROM pg_class WHERE oid = 'messages'::regclass")
+            )).scalar_one()
+            contents = list((await reader.execute(
+                text("SELECT content FROM messages WHERE tenant_id = 'racer'")
+            )).scalars())
+    finally:
+        await engine.dispose()
+    assert kind == "p"
+    assert contents == ["written during the migration"]
