@@ -5,22 +5,25 @@ one tenant with 50% of the rows, fifty with 1% each, interleaved). The service's
 candidates for its ranking, so every query here asks for 40, and recall@10 is the share of the
 exact top 10 (index scans off, on the shared table) found among them:
 
-  shared       the service's table: `messages` with its HNSW graph (m 16, ef_construction 128);
+  shared       the rows in one plain table, as `messages` was until migration 0008 (only the
+               columns search reads: `bench_layout_shared`, built once and kept between runs),
+               one HNSW graph (m 16, ef_construction 128) and a tenant index;
                `hnsw`: ORDER BY embedding <=> q LIMIT 40 (ef_search 200, relaxed iterative scans);
                `exact`: the same order with `+ 0`, every vector of the tenant compared
   covering     the shared table with an index on (tenant_id) INCLUDE (id, embedding) for the
                tenant's ready rows: exact search reads the tenant's vectors contiguously (an
                index-only scan) instead of one heap page per row; built for the run, then dropped
-  partitioned  the same rows in a table hash-partitioned by tenant (--partitions), a graph per
-               partition: a mid-sized tenant shares its graph with a few tenants, not with all;
-               kept between runs (`bench_layout_parts`, built once)
+  partitioned  the service's own `messages`, hash-partitioned by tenant into 16 (migration
+               0008), a graph per partition: a mid-sized tenant shares its graph with a few
+               tenants, not with all (its rows are the service's full rows, wider than the
+               shared copy's)
 
 Queries: --queries rows of each class (chosen by a hash of their id, so every run and layout
 asks the same), their own vectors as the query. Each layout's relations are read into
 PostgreSQL's cache (pg_prewarm) before it is measured. Exact search for the 50% tenant (half a
 million vectors) is not run: no layout makes it competitive.
 
-Usage: python scripts/bench_layout.py --data-dir DIR [--size 1000000] [--partitions 16]
+Usage: python scripts/bench_layout.py --data-dir DIR [--size 1000000]
            [--queries 100] [--write docs/benchmarks.md]
 """
 
@@ -57,7 +60,7 @@ EXACT_SQL = (
     "SELECT id FROM {table} WHERE tenant_id = $1 AND embedding_status = 'ready' "
     "ORDER BY (embedding <=> $2) + 0 LIMIT {limit}"
 )
-PARTS = "bench_layout_parts"
+SHARED = "bench_layout_shared"
 COVER = "bench_layout_cover"
 CLASSES = {"50%": "tenant_id = 't-half'", "1%": "tenant_id <> 't-half'"}
 
@@ -80,29 +83,27 @@ async def prewarm(connection: asyncpg.Connection, patterns: list[str]) -> None:
             await connection.execute("SELECT pg_prewarm($1::regclass)", name)
 
 
-async def build_partitions(connection: asyncpg.Connection, partitions: int) -> float:
-    """The partitioned copy of the rows and its graphs; seconds taken (0 when kept)."""
-    if await connection.fetchval(f"SELECT to_regclass('{PARTS}') IS NOT NULL"):
+async def build_shared(connection: asyncpg.Connection) -> float:
+    """The plain copy of the rows, its tenant index and its one graph; seconds taken (0 when
+    kept)."""
+    if await connection.fetchval(f"SELECT to_regclass('{SHARED}') IS NOT NULL"):
         return 0.0
     started = time.perf_counter()
     await connection.execute(
-        f"CREATE TABLE {PARTS} (tenant_id varchar NOT NULL, id uuid NOT NULL, "
-        "embedding vector(384), embedding_status varchar NOT NULL, PRIMARY KEY (tenant_id, id)) "
-        "PARTITION BY HASH (tenant_id)"
+        f"CREATE TABLE {SHARED} (tenant_id varchar NOT NULL, id uuid NOT NULL, "
+        "embedding vector(384), embedding_status varchar NOT NULL, PRIMARY KEY (tenant_id, id))"
     )
-    for remainder in range(partitions):
-        await connection.execute(
-            f"CREATE TABLE {PARTS}_{remainder} PARTITION OF {PARTS} "
-            f"FOR VALUES WITH (MODULUS {partitions}, REMAINDER {remainder})"
-        )
+    # Rows of every tenant interleaved, as they arrive in one table (in random order: the rows
+    # were loaded with one created_at, and ids are random).
     await connection.execute(
-        f"INSERT INTO {PARTS} SELECT tenant_id, id, embedding, embedding_status FROM messages"
+        f"INSERT INTO {SHARED} SELECT tenant_id, id, embedding, embedding_status FROM messages "
+        "ORDER BY id"
     )
     await connection.execute(
-        f"CREATE INDEX {PARTS}_hnsw ON {PARTS} USING hnsw (embedding vector_cosine_ops) "
+        f"CREATE INDEX {SHARED}_hnsw ON {SHARED} USING hnsw (embedding vector_cosine_ops) "
         "WITH (m = 16, ef_construction = 128)"
     )
-    await connection.execute(f"VACUUM ANALYZE {PARTS}")
+    await connection.execute(f"VACUUM ANALYZE {SHARED}")
     return time.perf_counter() - started
 
 
@@ -139,9 +140,9 @@ async def run(args: argparse.Namespace) -> str:
         )
         await register_vector(connection)
         await connection.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
-        partitions_s = await build_partitions(connection, args.partitions)
+        shared_s = await build_shared(connection)
         counts = await connection.fetch(
-            f"SELECT count(*) FROM {PARTS} GROUP BY tableoid ORDER BY 1 DESC"
+            "SELECT count(*) FROM messages GROUP BY tableoid ORDER BY 1 DESC"
         )
         queries: dict[str, list[Any]] = {}
         truth: dict[str, list[set[Any]]] = {}
@@ -162,42 +163,43 @@ async def run(args: argparse.Namespace) -> str:
             p50, p95, recall = figures
             rows.append(f"| {layout} | {label} | {kind} | {p50:.2f} | {p95:.2f} | {recall:.3f} |")
 
-        await prewarm(connection, ["messages", "ix_messages%", "pk_messages", "uq_messages%"])
+        await prewarm(connection, [f"{SHARED}%"])
         for label in CLASSES:
             row("shared", label, "hnsw", await measure(
-                connection, HNSW_SQL.format(table="messages"), queries[label], truth[label]))
+                connection, HNSW_SQL.format(table=SHARED), queries[label], truth[label]))
         row("shared", "1%", "exact", await measure(
-            connection, EXACT_SQL.format(table="messages", limit=POOL), queries["1%"], truth["1%"]))
+            connection, EXACT_SQL.format(table=SHARED, limit=POOL), queries["1%"], truth["1%"]))
+        shared_mb = await relation_mb(connection, f"{SHARED}%")
 
         started = time.perf_counter()
         await connection.execute(
-            f"CREATE INDEX {COVER} ON messages (tenant_id) INCLUDE (id, embedding) "
+            f"CREATE INDEX {COVER} ON {SHARED} (tenant_id) INCLUDE (id, embedding) "
             "WHERE embedding_status = 'ready'"
         )
-        await connection.execute("VACUUM ANALYZE messages")
+        await connection.execute(f"VACUUM ANALYZE {SHARED}")
         cover_s = time.perf_counter() - started
         cover_mb = await relation_mb(connection, COVER)
         try:
             await prewarm(connection, [COVER])
             row("covering", "1%", "exact", await measure(
-                connection, EXACT_SQL.format(table="messages", limit=POOL), queries["1%"],
+                connection, EXACT_SQL.format(table=SHARED, limit=POOL), queries["1%"],
                 truth["1%"]))
         finally:
             await connection.execute(f"DROP INDEX {COVER}")
 
-        await prewarm(connection, [f"{PARTS}%"])
+        await prewarm(connection, ["messages_p%"])
         for label in CLASSES:
             row("partitioned", label, "hnsw", await measure(
-                connection, HNSW_SQL.format(table=PARTS), queries[label], truth[label]))
+                connection, HNSW_SQL.format(table="messages"), queries[label], truth[label]))
         row("partitioned", "1%", "exact", await measure(
-            connection, EXACT_SQL.format(table=PARTS, limit=POOL), queries["1%"], truth["1%"]))
-        parts_mb = await relation_mb(connection, f"{PARTS}%")
+            connection, EXACT_SQL.format(table="messages", limit=POOL), queries["1%"],
+            truth["1%"]))
         await connection.close()
     finally:
         embedded.stop()
 
     load = os.getloadavg()[0]
-    built = f"built in {partitions_s:.0f} s this run" if partitions_s else "kept from an earlier run"
+    built = f"built in {shared_s:.0f} s this run" if shared_s else "kept from an earlier run"
     return "\n".join([
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, {os.cpu_count()} "
         f"cores, Python {platform.python_version()}: `python scripts/bench_layout.py "
@@ -205,10 +207,10 @@ async def run(args: argparse.Namespace) -> str:
         "",
         f"{args.size:,} rows of `bench_search.py` (50% tenant, fifty 1% tenants); {args.queries} "
         f"queries per class, each asking for {POOL} candidates, ef_search 200, relaxed iterative "
-        f"scans; recall@10: the exact top 10 found among the {POOL}. Covering index: "
-        f"{cover_mb:,.0f} MB, built in {cover_s:.0f} s. Partitioned copy: {args.partitions} hash "
-        f"partitions of {', '.join(str(int(r[0])) for r in counts)} rows, {parts_mb:,.0f} MB with "
-        f"its graphs, {built}. Load average at the end: {load:.1f}.",
+        f"scans; recall@10: the exact top 10 found among the {POOL}. Shared copy: "
+        f"{shared_mb:,.0f} MB with its graph, {built}. Covering index: {cover_mb:,.0f} MB, built "
+        f"in {cover_s:.0f} s. Partitioned: the service's `messages`, 16 hash partitions of "
+        f"{', '.join(str(int(r[0])) for r in counts)} rows. Load average at the end: {load:.1f}.",
         "",
         "| layout | class | search | p50 ms | p95 ms | recall@10 |",
         "|---|---|---|---:|---:|---:|",
@@ -221,7 +223,6 @@ def main() -> None:
     parser.add_argument("--data-dir", type=lambda s: Path(s).expanduser(), required=True,
                         help="a directory bench_search.py --data-dir loaded")
     parser.add_argument("--size", type=int, default=1_000_000)
-    parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--maintenance-work-mem", default="4GB")
     parser.add_argument("--write", type=Path, default=None, help="update this Markdown file")

@@ -260,7 +260,7 @@ class Settings(BaseSettings):
     # than search_exact_min_share of that partition's rows: the graph would then pass over about
     # 1 / share rows of other tenants for each of theirs, and comparing theirs costs less.
     # 0 always uses the index.
-    search_exact_max_rows: int = Field(default=10_000, ge=0)
+    search_exact_max_rows: int = Field(default=2_000, ge=0)
     search_exact_min_share: float = Field(default=0.05, ge=0.0, le=1.0)
     # Query cues (docs/evaluation.md has the measurements): added to the relevance of messages
     # written in the month or day a query names ("in February 2025"), and of messages whose
