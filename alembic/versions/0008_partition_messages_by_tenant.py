@@ -15,14 +15,17 @@ rows hands back about a hundred rows of others for each one of its own (docs/ben
 shared graph and 12.4 ms exactly, and 4.7 ms through the graph of its partition, recall 0.999).
 Every primary and unique key already starts with tenant_id, so each stays a constraint.
 
-The table is rewritten: its rows are copied into the new table, and the old one dropped, in the
-migration's transaction; writes to `messages` wait from its start to its commit (the old table is
-locked in SHARE mode first, so no row committed during the copy is left behind), reads until the
-swap. Every index, constraint and trigger
-is carried over by its own definition, as the database holds it, so both directions keep
-whatever the earlier revisions built. Downgrade copies the rows back into one plain table.
+The table is rewritten in the migration's transaction: its rows are copied into a new table, which
+gets every constraint and index under a pending name, and then the old table is dropped and the
+new one takes its name (and its constraints and indexes theirs). Writes to `messages` wait from
+the start to the commit (the old table is locked in SHARE mode first, so no row committed during
+the copy is left behind); reads go on from the old table until the swap, which renames only.
+Every index, constraint and trigger is carried over by its own definition, as the database holds
+it, so both directions keep whatever the earlier revisions built. Downgrade copies the rows back
+into one plain table.
 """
 
+import re
 from collections.abc import Sequence
 
 from alembic import op
@@ -36,6 +39,14 @@ depends_on: str | Sequence[str] | None = None
 PARTITIONS = 16
 TABLE = "messages"
 REBUILT = "messages_rebuilt"
+# Names of the new table's constraints and indexes while the old table still holds theirs.
+PENDING = "_rebuilt"
+# pg_get_indexdef: `CREATE [UNIQUE] INDEX name ON [ONLY] schema.messages USING ...`; a
+# partitioned table's own index reads `ON ONLY`, and the rebuilt table's must cover its
+# partitions (or, downgrading, is on a plain table).
+INDEX_DEFINITION = re.compile(
+    r"^(CREATE (?:UNIQUE )?INDEX) (\S+) ON (?:ONLY )?((?:\S+\.)?)messages (USING .*)$", re.DOTALL
+)
 
 # What the table holds beyond its columns, read from the catalog before it is dropped.
 COLUMNS = """
@@ -48,7 +59,7 @@ SELECT quote_ident(conname), pg_get_constraintdef(oid) FROM pg_constraint
 WHERE conrelid = 'messages'::regclass AND contype IN ('p', 'u') ORDER BY contype, conname
 """
 INDEXES = """
-SELECT pg_get_indexdef(x.indexrelid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
 WHERE x.indrelid = 'messages'::regclass
   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)
 ORDER BY i.relname
@@ -59,16 +70,24 @@ WHERE tgrelid = 'messages'::regclass AND NOT tgisinternal ORDER BY tgname
 """
 
 
+def _index_on_rebuilt(name: str, definition: str) -> str:
+    """The index's definition, under its pending name, on the rebuilt table."""
+    match = INDEX_DEFINITION.match(definition)
+    if match is None:  # pragma: no cover - PostgreSQL's own format
+        raise RuntimeError(f"unexpected index definition: {definition}")
+    create, _, schema, method = match.groups()
+    return f"{create} {name}{PENDING} ON {schema}{REBUILT} {method}"
+
+
 def _rebuild(partitioned: bool) -> None:
     bind = op.get_bind()
-    # Writers wait from here to the commit (readers go on until the swap): a row committed while
-    # the rows are copied would otherwise stay behind in the table that is dropped.
+    # Writers wait from here to the commit; readers go on reading the old table until it is
+    # dropped, after the copy and every index build. Without the lock, a row committed while
+    # the rows are copied would stay behind in the table that is dropped.
     op.execute(f"LOCK TABLE {TABLE} IN SHARE MODE")
     columns = ", ".join(row[0] for row in bind.execute(text(COLUMNS)))
     constraints = list(bind.execute(text(CONSTRAINTS)))
-    # A partitioned table's own index reads `ON ONLY messages`; the rebuilt table's index must
-    # cover its partitions (or, downgrading, is on a plain table).
-    indexes = [row[0].replace(" ON ONLY ", " ON ") for row in bind.execute(text(INDEXES))]
+    indexes = [(name, definition) for name, definition in bind.execute(text(INDEXES))]
     triggers = [row[0] for row in bind.execute(text(TRIGGERS))]
 
     op.execute(
@@ -85,13 +104,20 @@ def _rebuild(partitioned: bool) -> None:
     # The rows go over before any index or trigger exists: one pass each to build the indexes,
     # and the usage counters and the worker's queue already account for every row.
     op.execute(f"INSERT INTO {REBUILT} ({columns}) SELECT {columns} FROM {TABLE}")
+    for name, definition in constraints:
+        op.execute(f"ALTER TABLE {REBUILT} ADD CONSTRAINT {name}{PENDING} {definition}")
+    for name, definition in indexes:
+        op.execute(_index_on_rebuilt(name, definition))
+    op.execute(f"ANALYZE {REBUILT}")
+    # The swap: from here to the commit, readers wait too (renames and triggers only).
     op.execute(f"DROP TABLE {TABLE}")
     op.execute(f"ALTER TABLE {REBUILT} RENAME TO {TABLE}")
-    for name, definition in constraints:
-        op.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {name} {definition}")
-    for statement in indexes + triggers:
+    for name, _ in constraints:
+        op.execute(f"ALTER TABLE {TABLE} RENAME CONSTRAINT {name}{PENDING} TO {name}")
+    for name, _ in indexes:
+        op.execute(f"ALTER INDEX {name}{PENDING} RENAME TO {name}")
+    for statement in triggers:
         op.execute(statement)
-    op.execute(f"ANALYZE {TABLE}")
 
 
 def upgrade() -> None:
