@@ -1,15 +1,23 @@
 """How long migration 0008 (messages partitioned by tenant) and its downgrade take on a filled
 table: what an operator upgrading a running deployment needs to plan the window for.
 
-It starts a private embedded PostgreSQL + pgvector, migrates a database to 0007 (the last
-revision with one plain `messages` table), fills it with --rows messages of 384-dimensional unit
-vectors spread over --tenants tenants (one with half the rows, the others sharing the rest), builds
-the indexes 0007 has (HNSW included) after the rows, then times `alembic upgrade 0008` and
-`alembic downgrade 0007`, each in its own run of Alembic, as `memory-layer migrate` would run
-them, with the session's maintenance_work_mem set as docs/operations.md advises.
+Two sources of rows:
 
-Usage: python scripts/bench_migration.py [--rows 200000] [--tenants 100]
-           [--maintenance-work-mem 2GB] [--write docs/benchmarks.md]
+  --data-dir DIR  the rows `scripts/bench_search.py --data-dir DIR` keeps (database
+                  `bench_<--size>`, at the newest revision: 50% tenant, fifty 1% tenants, vectors
+                  shaped like chat embeddings): `alembic downgrade 0007`, then `upgrade 0008`,
+                  which leaves them as bench_search.py expects them
+  otherwise       a private embedded PostgreSQL + pgvector, a database migrated to 0007 (the last
+                  revision with one plain `messages` table) and filled with --rows messages of
+                  random 384-dimensional unit vectors over --tenants tenants (one with half the
+                  rows), every index of 0007 built after the rows (random vectors make the
+                  slowest graphs to build); `upgrade 0008`, then `downgrade 0007`
+
+Each step is its own run of Alembic, as `memory-layer migrate` would run it, with the database's
+maintenance_work_mem set as docs/operations.md advises.
+
+Usage: python scripts/bench_migration.py [--data-dir DIR [--size 1000000] | --rows 200000
+           [--tenants 100]] [--maintenance-work-mem 2GB] [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -69,6 +77,14 @@ async def fill(url: str, rows: int, tenants: int, work_mem: str) -> float:
         await connection.close()
 
 
+async def count(url: str) -> int:
+    connection = await asyncpg.connect(to_libpq_url(url))
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM messages"))
+    finally:
+        await connection.close()
+
+
 async def sizes(url: str) -> tuple[str, float]:
     connection = await asyncpg.connect(to_libpq_url(url))
     try:
@@ -93,20 +109,34 @@ def timed(action: str, url: str) -> float:
 
 
 async def run(args: argparse.Namespace) -> str:
+    kept = args.data_dir is not None
     workdir = Path(tempfile.mkdtemp(prefix="ml-bench-migration-"))
-    embedded = start_embedded(workdir / "db")
+    embedded = start_embedded(args.data_dir if kept else workdir / "db")
+    if kept:
+        embedded.started_here = True  # stop it at the end even if a previous run left it running
+    database = f"bench_{args.size}" if kept else "bench_migration"
     try:
-        embedded.ensure_database("bench_migration")
-        url = embedded.url("bench_migration")
-        await asyncio.to_thread(command.upgrade, alembic_config(url, DIMS), "0007")
-        filled = await fill(url, args.rows, args.tenants, args.maintenance_work_mem)
+        url = embedded.url(database)
+        if kept:
+            rows = await count(url)
+            described = (f"{rows:,} messages of `bench_search.py --data-dir` (a 50% tenant and "
+                         "fifty 1% tenants, vectors shaped like chat embeddings)")
+            steps = ("downgrade", "upgrade")
+            start = "0008, as kept"
+        else:
+            embedded.ensure_database(database)
+            await asyncio.to_thread(command.upgrade, alembic_config(url, DIMS), "0007")
+            filled = await fill(url, args.rows, args.tenants, args.maintenance_work_mem)
+            print(f"{args.rows:,} rows and their indexes in {filled:.0f} s", file=sys.stderr)
+            described = (f"{args.rows:,} messages of {args.tenants} tenants (one with half the "
+                         f"rows), random {DIMS}-dimensional unit vectors")
+            steps = ("upgrade", "downgrade")
+            start = "0007, as filled"
         # As docs/operations.md advises: the migrating sessions get memory for the graphs.
-        embedded.server.psql(f"ALTER DATABASE bench_migration SET maintenance_work_mem = "
+        embedded.server.psql(f"ALTER DATABASE {database} SET maintenance_work_mem = "
                              f"'{args.maintenance_work_mem}';")
-        print(f"{args.rows:,} rows and their indexes in {filled:.0f} s", file=sys.stderr)
-        results: list[tuple[str, str, float, float | None]] = [
-            ("0007, as filled", *await sizes(url), None)]
-        for action in ("upgrade", "downgrade"):
+        results: list[tuple[str, str, float, float | None]] = [(start, *await sizes(url), None)]
+        for action in steps:
             seconds = await asyncio.to_thread(timed, action, url)
             print(f"{action}: {seconds:.1f} s", file=sys.stderr)
             results.append((f"{action} to {'0008' if action == 'upgrade' else '0007'}",
@@ -120,8 +150,7 @@ async def run(args: argparse.Namespace) -> str:
         f"cores, Python {platform.python_version()}: `python scripts/bench_migration.py "
         + " ".join(sys.argv[1:]).replace(f" --write {args.write}", "").strip() + "`.",
         "",
-        f"{args.rows:,} messages of {args.tenants} tenants (one with half the rows), "
-        f"{DIMS}-dimensional vectors, every index of 0007 built; maintenance_work_mem "
+        f"{described}, every index built; maintenance_work_mem "
         f"{args.maintenance_work_mem}, 2 parallel maintenance workers at most.",
         "",
         "| step | `messages` | table, indexes and graphs MB | seconds |",
@@ -135,6 +164,9 @@ async def run(args: argparse.Namespace) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=lambda s: Path(s).expanduser(), default=None,
+                        help="a directory bench_search.py --data-dir loaded")
+    parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--maintenance-work-mem", default="2GB")
