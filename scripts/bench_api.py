@@ -5,7 +5,10 @@ ingests N messages over HTTP, then measures, interleaved so every path sees the 
 
   embed_query      the local model alone, one query text
   sql_search       the service's own search SQL (imported, not copied) through asyncpg,
-                   query vector precomputed
+                   query vector precomputed, on the tenant's partition and exact or through the
+                   graph as the service's own rule chooses
+  sql_search_messages  the same statement on `messages` itself (the partitioned table): what the
+                   search cost before it named the tenant's partition
   http_search_cold GET /v1/memory/search with a query text never seen before (model + SQL + HTTP)
   http_search      the same route with a query repeated from earlier rounds (vector from the cache)
   http_ingest      POST /v1/messages end to end (embedding + insert + commit + HTTP)
@@ -47,6 +50,7 @@ from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
 from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan  # noqa: E402
 from memory_layer.search.repository import build_search_sql  # noqa: E402
 from memory_layer.search.scoring import ScoreWeights  # noqa: E402
+from memory_layer.search.service import search_exactly  # noqa: E402
 
 API_KEY = "bench-api-key"
 TOPICS = ["python", "travel", "cooking", "music", "finance", "health", "family", "work", "garden"]
@@ -64,7 +68,18 @@ QUERIES = [f"what do I like about {t}" for t in TOPICS] + [f"{t} plans" for t in
 SETTINGS = Settings(_env_file=None)
 
 
-def raw_search(tenant: str, query: str, vector: list[float], model: str) -> tuple[str, list[object]]:
+async def tenant_shape(connection: asyncpg.Connection, tenant: str) -> tuple[str, bool]:
+    """Where and how the service searches the tenant: its partition of `messages`, and whether
+    exactly (the service's own rule, on the same catalog figures)."""
+    table, partition_rows = await connection.fetchrow(
+        "SELECT oid::regclass::text, greatest(reltuples, 0)::bigint FROM pg_class "
+        "WHERE oid = (SELECT tableoid FROM messages WHERE tenant_id = $1 LIMIT 1)", tenant)
+    rows = await connection.fetchval("SELECT count(*) FROM messages WHERE tenant_id = $1", tenant)
+    return str(table), search_exactly(int(rows), int(partition_rows), SETTINGS)
+
+
+def raw_search(tenant: str, query: str, vector: list[float], model: str, table: str, exact: bool
+               ) -> tuple[str, list[object]]:
     """The statement the service runs for a default (hybrid) search without filters, and its
     arguments in asyncpg's order (the vector in pgvector's text form)."""
     plan = SearchPlan(
@@ -72,6 +87,7 @@ def raw_search(tenant: str, query: str, vector: list[float], model: str) -> tupl
         fusion=SETTINGS.search_fusion, model=model, limit=5, candidate_pool=20,
         filters=SearchFilters(), weights=ScoreWeights.from_settings(SETTINGS),
         rrf_k=SETTINGS.search_rrf_k, keyword_weight=SETTINGS.search_keyword_weight,
+        exact=exact, table=table,
     )
     statement, params = build_search_sql(plan)
     params["query_vector"] = Vector._to_db(vector)
@@ -145,9 +161,12 @@ async def run(args: argparse.Namespace) -> str:
             model = await asyncio.to_thread(LocalEmbeddingProvider.load)
             connection = await asyncpg.connect(to_libpq_url(url))
             await connection.execute("SET hnsw.iterative_scan = relaxed_order")
-            await connection.execute("SET hnsw.ef_search = 100")
+            await connection.execute(f"SET hnsw.ef_search = {SETTINGS.hnsw_ef_search}")
+            await connection.execute("ANALYZE messages")  # as autovacuum would have by now
+            shapes = {tenant: await tenant_shape(connection, tenant) for tenant in tenants}
             timings: dict[str, list[float]] = {
-                "embed_query": [], "sql_search": [], "http_search_cold": [], "http_search": [],
+                "embed_query": [], "sql_search": [], "sql_search_messages": [],
+                "http_search_cold": [], "http_search": [],
                 "embed_document": [], "http_ingest": [], "http_health": [],
             }
             # CPU of serve's event loop during each HTTP request (the model runs on its own thread).
@@ -162,10 +181,16 @@ async def run(args: argparse.Namespace) -> str:
                 vector = await model.embed_query(query)
                 timings["embed_query"].append(time.perf_counter() - started)
 
-                raw_sql, raw_args = raw_search(tenant, query, vector, model.model_name)
+                raw_sql, raw_args = raw_search(tenant, query, vector, model.model_name,
+                                               *shapes[tenant])
                 started = time.perf_counter()
                 rows = await connection.fetch(raw_sql, *raw_args)
                 timings["sql_search"].append(time.perf_counter() - started)
+                whole_sql, whole_args = raw_search(tenant, query, vector, model.model_name,
+                                                   "messages", shapes[tenant][1])
+                started = time.perf_counter()
+                await connection.fetch(whole_sql, *whole_args)
+                timings["sql_search_messages"].append(time.perf_counter() - started)
 
                 cpu_before, started = loop_cpu_seconds(server.pid), time.perf_counter()
                 response = await client.get(

@@ -67,7 +67,7 @@ async def test_erasing_a_user_leaves_nothing_of_them(
     assert EVE_TEXTS[0] in await search_contents(client, tenant, "passport Eve")
     sizes = client.app.state.tenant_sizes  # type: ignore[attr-defined]
     other = new_tenant()
-    sizes[tenant], sizes[other] = (7, 70), (3, 70)
+    sizes[tenant], sizes[other] = (7, 70, "messages"), (3, 70, "messages")
 
     response = await client.delete("/v1/users/eve", params={"tenant_id": tenant})
     assert response.status_code == 200, response.text
@@ -80,7 +80,7 @@ async def test_erasing_a_user_leaves_nothing_of_them(
         "conversation_states": 0,
     }
     assert tenant not in sizes  # dropped after the commit
-    assert sizes[other] == (3, 70)
+    assert sizes[other] == (3, 70, "messages")
 
     # Search: nothing Eve wrote, nor the assistant's reply in her own conversation.
     for query in ("passport Eve X1234567", "Juniper Lane lighthouse", "gala dinner Friday"):

@@ -5,6 +5,7 @@ Every test works in `db_session`, which is rolled back at the end: the synthetic
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 
@@ -195,15 +196,20 @@ async def partition_count(session: AsyncSession, tenant: str) -> int:
     )).scalar_one())
 
 
-async def test_partition_rows_is_the_estimate_for_the_tenants_partition(
+async def test_partition_names_the_tenants_partition_and_its_estimate(
     db_session: AsyncSession,
 ) -> None:
     tenant = new_tenant()
     repository = SearchRepository(db_session)
-    assert await repository.partition_rows(tenant) == 0  # no messages: no partition to speak of
+    assert await repository.partition(tenant) is None  # no messages: no partition to speak of
     await insert_vectors(db_session, tenant, unit_vectors(30, 31))
     await db_session.execute(text("ANALYZE messages"))
-    assert await repository.partition_rows(tenant) == await partition_count(db_session, tenant)
+    name = (await db_session.execute(
+        text("SELECT DISTINCT tableoid::regclass::text FROM messages WHERE tenant_id = :t"),
+        {"t": tenant},
+    )).scalar_one()
+    assert name.startswith("messages_p")
+    assert await repository.partition(tenant) == (name, await partition_count(db_session, tenant))
 
 
 async def test_tenant_extent_counts_as_far_as_the_share_rule_needs(db_session: AsyncSession) -> None:
@@ -212,12 +218,39 @@ async def test_tenant_extent_counts_as_far_as_the_share_rule_needs(db_session: A
     await db_session.execute(text("ANALYZE messages"))
     partition = await partition_count(db_session, tenant)
     repository = SearchRepository(db_session)
+    found = await repository.partition(tenant)
+    assert found is not None
 
     settings = Settings(_env_file=None, search_exact_max_rows=10, search_exact_min_share=0.0)
-    assert await tenant_extent(repository, tenant, settings) == (11, partition)  # up to cap + 1
+    extent = await tenant_extent(repository, tenant, settings)
+    assert extent == (11, partition, found[0])  # counted up to cap + 1
     # A share of the partition to tell apart needs the count that far.
     settings = Settings(_env_file=None, search_exact_max_rows=10, search_exact_min_share=1.0)
-    assert await tenant_extent(repository, tenant, settings) == (30, partition)
+    assert (await tenant_extent(repository, tenant, settings)).rows == 30
+    # A tenant without messages is searched in `messages` itself.
+    assert await tenant_extent(repository, new_tenant(), settings) == (0, 0, "messages")
+
+
+async def test_searching_the_tenants_partition_finds_what_messages_finds(
+    db_session: AsyncSession,
+) -> None:
+    tenants = [new_tenant() for _ in range(4)]
+    for seed, tenant in enumerate(tenants):
+        await insert_vectors(db_session, tenant, unit_vectors(60, 40 + seed))
+    repository = SearchRepository(db_session)
+    for tenant in tenants:
+        found = await repository.partition(tenant)
+        assert found is not None
+        query = unit_vectors(1, 50)[0]
+        for exact in (False, True):
+            plan = vector_plan(tenant, query, 10, exact=exact)
+            whole = await repository.search(plan)
+            statement, params = build_search_sql(dataclasses.replace(plan, table=found[0]))
+            assert f"FROM {found[0]}" in statement.text
+            assert "FROM messages\n" not in statement.text
+            part = await repository.search(dataclasses.replace(plan, table=found[0]))
+            assert [row.id for row in part] == [row.id for row in whole]
+            assert len(part) == 10
 
 
 def test_small_tenants_and_small_shares_of_a_partition_are_searched_exactly() -> None:

@@ -39,7 +39,7 @@ async def erase_user(
     *,
     actor: audit.Actor,
     include_unattributed: bool = True,
-    tenant_sizes: MutableMapping[str, tuple[int, int]] | None = None,
+    tenant_sizes: MutableMapping[str, tuple[int, int, str]] | None = None,
 ) -> Erasure:
     """Delete every message of the user in the tenant, and the states of their conversations,
     and record the erasure (in `erasures` and the audit log), in one transaction; the record."""

@@ -76,7 +76,7 @@ class Searcher:
     settings: Settings
     embedder: EmbeddingProvider
     metrics: Metrics
-    tenant_sizes: MutableMapping[str, tuple[int, int]]
+    tenant_sizes: MutableMapping[str, tuple[int, int, str]]
     cache: SearchCache | None
 
     async def __call__(self, body: SearchRequest) -> SearchResponse:

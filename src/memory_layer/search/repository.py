@@ -19,7 +19,8 @@ from memory_layer.search.scoring import RECENCY_SQL, SCORED_SQL, relevance_sql
 READY = f"'{EmbeddingStatus.ready.value}'"
 
 # The search is plain SQL text: building an expression tree per request cost more than the query.
-# Only fixed fragments are ever spliced in ({filters}, the mode's CTEs); every value travels as a
+# Only fixed fragments are ever spliced in ({filters}, the mode's CTEs, and {table}: `messages`,
+# or the partition of it that holds the tenant, named by the catalog); every value travels as a
 # bind parameter.
 #
 # Candidates come from two places, each limited to :candidate_pool rows of the tenant:
@@ -33,7 +34,7 @@ vector_hits AS (
            row_number() OVER (ORDER BY distance, id) AS vector_rank
     FROM (
         SELECT tenant_id, id, embedding <=> CAST(:query_vector AS vector) AS distance
-        FROM messages
+        FROM {{table}}
         WHERE tenant_id = :tenant_id
           AND embedding_status = {READY}
           AND embedding_model = :model{{filters}}
@@ -66,7 +67,7 @@ keyword_hits AS (
         SELECT tenant_id, id,
                (ts_rank_cd(content_tsv, tsq, 32)
                 + CASE WHEN content_tsv @@ all_terms THEN 1.0 ELSE 0.0 END) / 2.0 AS keyword_score
-        FROM messages, {tsquery} AS tsq, websearch_to_tsquery('english', :query_text) AS all_terms
+        FROM {table}, {tsquery} AS tsq, websearch_to_tsquery('english', :query_text) AS all_terms
         WHERE tenant_id = :tenant_id
           AND content_tsv @@ tsq{filters}
         ORDER BY keyword_score DESC
@@ -98,7 +99,7 @@ fused AS (
            f.keyword_rank, f.keyword_score, f.fused,
            {recency} AS recency
     FROM fused f
-    JOIN messages m ON m.tenant_id = f.tenant_id AND m.id = f.id
+    JOIN {table} m ON m.tenant_id = f.tenant_id AND m.id = f.id
 ), signals AS (
     SELECT *, {relevance} AS relevance FROM hits
 ), scored AS ({scored}
@@ -197,11 +198,14 @@ def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
     uses_vectors = plan.mode is not SearchMode.keyword
     sql = SEARCH_SQL.format(
         vector_hits=(VECTOR_HITS if uses_vectors else NO_VECTOR_HITS).format(
-            filters=where, vector_order=EXACT_ORDER if plan.exact else INDEX_ORDER
+            filters=where, vector_order=EXACT_ORDER if plan.exact else INDEX_ORDER,
+            table=plan.table,
         ),
         keyword_hits=(KEYWORD_HITS if plan.mode is not SearchMode.vector else NO_KEYWORD_HITS).format(
-            filters=where, tsquery=WEBSEARCH_TSQUERY if plan.strict_keywords else ANY_TERM_TSQUERY
+            filters=where, tsquery=WEBSEARCH_TSQUERY if plan.strict_keywords else ANY_TERM_TSQUERY,
+            table=plan.table,
         ),
+        table=plan.table,
         relevance=_relevance_with_cues(plan, params),
         similarity=SIMILARITY_FROM_VECTORS if uses_vectors else NO_SIMILARITY,
         recency=RECENCY_SQL.format(created_at="m.created_at", kind="m.kind"),
@@ -239,11 +243,11 @@ SCORE_COLUMNS = (
 # answer expansion (search/answers.py). The (tenant, conversation, created_at) index serves it.
 NEXT_TURNS_SQL = """
 SELECT q.id AS question_id, a.*
-FROM messages q
+FROM {table} q
 CROSS JOIN LATERAL (
     SELECT id, conversation_id, user_id, role, kind, content, metadata, importance, created_at,
            expires_at, embedding_status
-    FROM messages
+    FROM {table}
     WHERE tenant_id = q.tenant_id
       AND conversation_id = q.conversation_id
       AND (created_at, id) > (q.created_at, q.id){filters}
@@ -269,14 +273,16 @@ class SearchRepository:
         return [ScoredRow(**row._mapping) for row in result]
 
     async def next_turns(
-        self, tenant_id: str, ids: list[uuid.UUID], filters: SearchFilters
+        self, tenant_id: str, ids: list[uuid.UUID], filters: SearchFilters, table: str = "messages"
     ) -> dict[uuid.UUID, dict[str, Any]]:
-        """The message after each of `ids` in its conversation, by the id it follows."""
+        """The message after each of `ids` in its conversation, by the id it follows (`table`:
+        `messages`, or the tenant's partition of it)."""
         if not ids:
             return {}
         where, params = _filter_sql(filters)
         result = await self.session.execute(
-            text(NEXT_TURNS_SQL.format(filters=where)), {**params, "tenant_id": tenant_id, "ids": ids}
+            text(NEXT_TURNS_SQL.format(filters=where, table=table)),
+            {**params, "tenant_id": tenant_id, "ids": ids},
         )
         return {row.question_id: {k: v for k, v in row._mapping.items() if k != "question_id"}
                 for row in result}
@@ -292,15 +298,17 @@ class SearchRepository:
         )
         return int(result.scalar_one())
 
-    async def partition_rows(self, tenant_id: str) -> int:
-        """How many rows the partition of `messages` that holds the tenant has, as PostgreSQL
-        last estimated it (`pg_class.reltuples`, kept by (auto)vacuum and analyze); 0 for a tenant
-        without messages or a partition never analyzed."""
+    async def partition(self, tenant_id: str) -> tuple[str, int] | None:
+        """The partition of `messages` that holds the tenant's rows (its name, as the catalog
+        gives it) and how many rows it has, as PostgreSQL last estimated them
+        (`pg_class.reltuples`, kept by (auto)vacuum and analyze; 0 before it was first
+        analyzed); None for a tenant without messages."""
         result = await self.session.execute(
             text(
-                "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = "
-                "(SELECT tableoid FROM messages WHERE tenant_id = :tenant_id LIMIT 1)"
+                "SELECT oid::regclass::text, greatest(reltuples, 0)::bigint FROM pg_class "
+                "WHERE oid = (SELECT tableoid FROM messages WHERE tenant_id = :tenant_id LIMIT 1)"
             ),
             {"tenant_id": tenant_id},
         )
-        return int(result.scalar_one_or_none() or 0)
+        row = result.one_or_none()
+        return None if row is None else (str(row[0]), int(row[1]))

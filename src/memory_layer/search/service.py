@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,7 +89,7 @@ async def search_memory(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
-    tenant_sizes: MutableMapping[str, tuple[int, int]] | None = None,
+    tenant_sizes: MutableMapping[str, tuple[int, int, str]] | None = None,
     cache: SearchCache | None = None,
 ) -> SearchOutcome:
     """The tenant's most relevant messages for the query, best first; from the search cache when
@@ -118,17 +120,31 @@ async def search_memory(
     return outcome
 
 
+# A partition's name as the catalog prints it (`messages_p03`, or schema-qualified): spliced into
+# the search statement, so nothing else is taken.
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+class TenantExtent(NamedTuple):
+    """What chooses how a tenant is searched, kept a minute per process (app.state.tenant_sizes)."""
+
+    rows: int  # its messages, counted only as far as `search_exactly` needs to tell
+    partition_rows: int  # PostgreSQL's estimate of its partition's rows
+    table: str  # the partition that holds its rows; `messages` before it has any
+
+
 async def tenant_extent(
     repository: SearchRepository, tenant_id: str, settings: Settings
-) -> tuple[int, int]:
-    """(the tenant's messages, the rows of its partition): its messages counted only as far as
-    `search_exactly` needs to tell."""
-    partition_rows = await repository.partition_rows(tenant_id)
+) -> TenantExtent:
+    found = await repository.partition(tenant_id)
+    table, partition_rows = found if found is not None else ("messages", 0)
+    if not _TABLE_NAME.fullmatch(table):  # pragma: no cover - the catalog's own names
+        table = "messages"
     cap = max(
         settings.search_exact_max_rows,
         math.ceil(settings.search_exact_min_share * partition_rows),
     )
-    return await repository.tenant_size(tenant_id, cap), partition_rows
+    return TenantExtent(await repository.tenant_size(tenant_id, cap), partition_rows, table)
 
 
 def search_exactly(rows: int, partition_rows: int, settings: Settings) -> bool:
@@ -148,19 +164,22 @@ async def _search(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
-    tenant_sizes: MutableMapping[str, tuple[int, int]] | None,
+    tenant_sizes: MutableMapping[str, tuple[int, int, str]] | None,
 ) -> SearchOutcome:
     # The model first, then the database: no connection waits in a transaction on the provider.
     vector, mode, degraded = await _query_vector(query, embedder, metrics)
     repository = SearchRepository(session)
-    exact = False
-    if mode is not SearchMode.keyword and settings.search_exact_max_rows > 0:
-        extent = tenant_sizes.get(tenant_id) if tenant_sizes is not None else None
-        if extent is None:
-            extent = await tenant_extent(repository, tenant_id, settings)
-            if tenant_sizes is not None:
-                tenant_sizes[tenant_id] = extent
-        exact = search_exactly(*extent, settings)
+    cached = tenant_sizes.get(tenant_id) if tenant_sizes is not None else None
+    extent = TenantExtent(*cached) if cached is not None else None
+    if extent is None:
+        extent = await tenant_extent(repository, tenant_id, settings)
+        if tenant_sizes is not None:
+            tenant_sizes[tenant_id] = extent
+    exact = (
+        mode is not SearchMode.keyword
+        and settings.search_exact_max_rows > 0
+        and search_exactly(extent.rows, extent.partition_rows, settings)
+    )
     candidate_pool = max(query.top_k * settings.search_candidate_multiplier, 20)
     diversify = query.diversity > 0
     plan = SearchPlan(
@@ -180,6 +199,7 @@ async def _search(
         min_score=query.min_score,
         with_embedding=diversify,
         exact=exact,
+        table=extent.table,
         period=named_period(query.text) if settings.search_time_boost > 0 else None,
         time_boost=settings.search_time_boost,
         words=tuple(query_words(query.text)) if settings.search_speaker_boost > 0 else (),
@@ -195,6 +215,8 @@ async def _search(
         )
         rows = [dataclasses.replace(rows[i], mmr_rank=position + 1) for position, i in enumerate(order)]
     if settings.search_answer_expansion:
-        answers = await repository.next_turns(tenant_id, questions_among(rows), query.filters)
+        answers = await repository.next_turns(
+            tenant_id, questions_among(rows), query.filters, extent.table
+        )
         rows = expand_answers(rows, answers, query.top_k)
     return SearchOutcome(rows=rows, mode=mode, degraded=degraded)

@@ -31,10 +31,10 @@ def metrics_of(request: Request) -> Metrics:
     return metrics
 
 
-def tenant_sizes_of(request: Request) -> MutableMapping[str, tuple[int, int]]:
-    # Per tenant (kept a minute): its message count and its partition's rows, which choose exact
-    # or HNSW search.
-    sizes: MutableMapping[str, tuple[int, int]] = request.app.state.tenant_sizes
+def tenant_sizes_of(request: Request) -> MutableMapping[str, tuple[int, int, str]]:
+    # Per tenant (kept a minute): its message count, its partition's rows and the partition's
+    # name, which choose how it is searched (search.service.TenantExtent).
+    sizes: MutableMapping[str, tuple[int, int, str]] = request.app.state.tenant_sizes
     return sizes
 
 
@@ -57,7 +57,7 @@ async def get_cursor_codec(request: Request) -> CursorCodec:
     return codec
 
 
-async def get_tenant_sizes(request: Request) -> MutableMapping[str, tuple[int, int]]:
+async def get_tenant_sizes(request: Request) -> MutableMapping[str, tuple[int, int, str]]:
     return tenant_sizes_of(request)
 
 
@@ -73,6 +73,6 @@ async def get_search_cache(request: Request) -> SearchCache | None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 CursorCodecDep = Annotated[CursorCodec, Depends(get_cursor_codec)]
-TenantSizesDep = Annotated[MutableMapping[str, tuple[int, int]], Depends(get_tenant_sizes)]
+TenantSizesDep = Annotated[MutableMapping[str, tuple[int, int, str]], Depends(get_tenant_sizes)]
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]
 SearchCacheDep = Annotated[SearchCache | None, Depends(get_search_cache)]
