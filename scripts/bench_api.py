@@ -48,7 +48,7 @@ from memory_layer.embeddings.providers.local import LocalEmbeddingProvider  # no
 from memory_layer.kit.db.embedded import start_embedded  # noqa: E402
 from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
 from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan  # noqa: E402
-from memory_layer.search.repository import build_search_sql  # noqa: E402
+from memory_layer.search.repository import TENANT_PARTITION_SQL, build_search_sql  # noqa: E402
 from memory_layer.search.scoring import ScoreWeights  # noqa: E402
 from memory_layer.search.service import search_exactly  # noqa: E402
 
@@ -71,9 +71,7 @@ SETTINGS = Settings(_env_file=None)
 async def tenant_shape(connection: asyncpg.Connection, tenant: str) -> tuple[str, bool]:
     """Where and how the service searches the tenant: its partition of `messages`, and whether
     exactly (the service's own rule, on the same catalog figures)."""
-    table, partition_rows = await connection.fetchrow(
-        "SELECT oid::regclass::text, greatest(reltuples, 0)::bigint FROM pg_class "
-        "WHERE oid = (SELECT tableoid FROM messages WHERE tenant_id = $1 LIMIT 1)", tenant)
+    table, partition_rows = await connection.fetchrow(positional(TENANT_PARTITION_SQL)[0], tenant)
     rows = await connection.fetchval("SELECT count(*) FROM messages WHERE tenant_id = $1", tenant)
     return str(table), search_exactly(int(rows), int(partition_rows), SETTINGS)
 

@@ -73,7 +73,7 @@ from memory_layer.kit.db.migrations import upgrade_to_head  # noqa: E402
 from memory_layer.kit.db.vectors import HNSW_INDEX_SQL, walks_graph  # noqa: E402
 from memory_layer.kit.observability.metrics import Metrics  # noqa: E402
 from memory_layer.search.plan import SearchFilters, SearchMode, SearchPlan  # noqa: E402
-from memory_layer.search.repository import build_search_sql  # noqa: E402
+from memory_layer.search.repository import TENANT_PARTITION_SQL, build_search_sql  # noqa: E402
 from memory_layer.search.scoring import ScoreWeights  # noqa: E402
 from memory_layer.search.service import search_exactly  # noqa: E402
 
@@ -456,10 +456,9 @@ async def service_plans(url: str, n: int, workload: Workload, args: argparse.Nam
         for klass in CLASSES:
             query = next(q for q in workload.queries if q.klass == klass)
             # The service's own rule, on the partition's row estimate as it reads it.
-            partition_rows = await connection.fetchval(
-                "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = "
-                "(SELECT tableoid FROM messages WHERE tenant_id = $1 LIMIT 1)", query.tenant)
-            exact = search_exactly(tenant_rows(n)[klass], int(partition_rows or 0), settings)
+            partition = await connection.fetchrow(positional(TENANT_PARTITION_SQL)[0], query.tenant)
+            partition_rows = int(partition["rows"]) if partition is not None else 0
+            exact = search_exactly(tenant_rows(n)[klass], partition_rows, settings)
             statement, params = build_search_sql(SearchPlan(
                 tenant_id=query.tenant, query_text=query.text, query_vector=query.vector.tolist(),
                 mode=SearchMode.vector, fusion=settings.search_fusion, model=MODEL, limit=TOP_K,

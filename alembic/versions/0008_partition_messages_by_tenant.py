@@ -87,7 +87,7 @@ def _rebuild(partitioned: bool) -> None:
     op.execute(f"LOCK TABLE {TABLE} IN SHARE MODE")
     columns = ", ".join(row[0] for row in bind.execute(text(COLUMNS)))
     constraints = list(bind.execute(text(CONSTRAINTS)))
-    indexes = [(name, definition) for name, definition in bind.execute(text(INDEXES))]
+    indexes = list(bind.execute(text(INDEXES)))
     triggers = [row[0] for row in bind.execute(text(TRIGGERS))]
 
     op.execute(

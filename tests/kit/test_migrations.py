@@ -139,6 +139,9 @@ async def _catalog(url: str) -> dict[str, object]:
         async def names(sql: str) -> list[str]:
             return sorted(str(row[0]) for row in await connection.execute(text(sql)))
 
+        async def rows(sql: str) -> list[tuple[object, ...]]:
+            return sorted(tuple(row) for row in await connection.execute(text(sql)))
+
         found: dict[str, object] = {
             "kind": (await connection.execute(
                 text("SELECT relkind::text FROM pg_class WHERE oid = 'messages'::regclass")
@@ -147,11 +150,9 @@ async def _catalog(url: str) -> dict[str, object]:
                 "SELECT inhrelid::regclass::text FROM pg_inherits "
                 "WHERE inhparent = 'messages'::regclass"
             ),
-            "rows": sorted(
-                tuple(row) for row in await connection.execute(text(
-                    "SELECT tenant_id, id::text, content, embedding IS NOT NULL, embedding_status, "
-                    "content_tsv::text FROM messages"
-                ))
+            "rows": await rows(
+                "SELECT tenant_id, id::text, content, embedding IS NOT NULL, embedding_status, "
+                "content_tsv::text FROM messages"
             ),
             "indexes": await names(
                 "SELECT indexname FROM pg_indexes WHERE tablename = 'messages'"
@@ -164,16 +165,10 @@ async def _catalog(url: str) -> dict[str, object]:
                 "AND NOT tgisinternal"
             ),
             # Which partition holds each tenant's rows (one each, when partitioned).
-            "homes": sorted(
-                tuple(row) for row in await connection.execute(text(
-                    "SELECT tenant_id, count(DISTINCT tableoid) FROM messages GROUP BY tenant_id"
-                ))
+            "homes": await rows(
+                "SELECT tenant_id, count(DISTINCT tableoid) FROM messages GROUP BY tenant_id"
             ),
-            "usage": sorted(
-                tuple(row) for row in await connection.execute(
-                    text("SELECT tenant_id, messages FROM tenant_usage")
-                )
-            ),
+            "usage": await rows("SELECT tenant_id, messages FROM tenant_usage"),
         }
     await engine.dispose()
     return found
