@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from memory_layer.auth.repository import ApiKeyRepository
-from memory_layer.auth.service import create_api_key
+from memory_layer.auth.service import KeyRing, authenticate, create_api_key
 from memory_layer.config import Settings
 from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 from memory_layer.kit.db.migrations import upgrade_to_head
+from memory_layer.kit.errors import Unauthenticated
 from tests.fixtures.app import make_settings, running_client
 from tests.fixtures.database import DatabaseServer
 from tests.fixtures.tenants import new_tenant
@@ -186,3 +188,31 @@ async def test_openapi_documents_the_api_key_scheme(secured: httpx.AsyncClient) 
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     assert "/v1/memory/search" in spec["paths"]
     assert "/v1/admin/retention/run" in spec["paths"]
+
+
+async def test_only_tenant_keys_open_a_database_session(
+    db_engine: AsyncEngine, settings_factory: Callable[..., Settings], tenant: str
+) -> None:
+    """Configured keys are matched in memory: the request's key check costs no session (a pooled
+    connection and its round trips); a tenant key, and only a tenant key, is looked up."""
+    settings = settings_factory(api_keys=SERVICE_KEY, admin_api_keys=ADMIN_KEY)
+    ring = KeyRing.from_settings(settings)
+    real = create_sessionmaker(db_engine)
+    opened: list[AsyncSession] = []
+
+    def sessions() -> AsyncSession:
+        opened.append(real())
+        return opened[-1]
+
+    counting = cast("async_sessionmaker[AsyncSession]", sessions)
+    service = await authenticate(counting, settings, ring, SERVICE_KEY)
+    admin = await authenticate(counting, settings, ring, ADMIN_KEY)
+    with pytest.raises(Unauthenticated):
+        await authenticate(counting, settings, ring, "not-a-key")
+    assert (service.label, admin.label) == ("service-key", "admin-key")
+    assert opened == []
+
+    _, key = await make_key(db_engine, tenant)
+    principal = await authenticate(counting, settings, ring, key)
+    assert principal.tenant_id == tenant
+    assert len(opened) == 1

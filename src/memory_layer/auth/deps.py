@@ -30,10 +30,11 @@ def key_ring_of(request: Request) -> KeyRing:
 async def get_principal(
     request: Request, api_key: Annotated[str | None, Security(api_key_header)]
 ) -> Principal:
-    # A read session of its own (autocommit: one round trip), closed before the route runs: the
-    # key look-up never keeps a connection (or a transaction) open while the route embeds a text.
-    async with read_sessionmaker_of(request)() as session:
-        principal = await authenticate(session, settings_of(request), key_ring_of(request), api_key)
+    # Read sessions of its own, opened only if the key must be looked up and closed before the
+    # route runs: the look-up never keeps a connection open while the route embeds a text.
+    principal = await authenticate(
+        read_sessionmaker_of(request), settings_of(request), key_ring_of(request), api_key
+    )
     # The access line names the key's tenant (none for keys that may act for any tenant).
     record_tenant(request.state, principal.tenant_id)
     return principal

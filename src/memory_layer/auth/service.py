@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.audit import service as audit
 from memory_layer.auth.repository import ApiKeyRepository
@@ -82,17 +82,23 @@ def _matches_any(presented_hash: str, configured: tuple[str, ...]) -> bool:
 
 
 async def authenticate(
-    session: AsyncSession, settings: Settings, key_ring: KeyRing, presented: str | None
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    key_ring: KeyRing,
+    presented: str | None,
 ) -> Principal:
-    """Resolve the X-API-Key header to a principal, or raise 401."""
+    """Resolve the X-API-Key header to a principal, or raise 401.
+
+    A configured key (MEMORY_API_KEYS, MEMORY_ADMIN_API_KEYS) is matched in memory; a session is
+    opened from `sessions` (autocommit: one round trip, closed before the route runs) only for
+    what the database must answer: a tenant key's look-up, or whether any key exists yet.
+    """
     if presented is None or presented == "":
         # Open only while no key exists anywhere: creating the first tenant key closes the door.
-        if (
-            not settings.auth_enabled
-            and settings.environment is Environment.development
-            and not await ApiKeyRepository(session).any_active()
-        ):
-            return Principal(tenant_id=None, scopes=ALL_SCOPES, label="open-development")
+        if not settings.auth_enabled and settings.environment is Environment.development:
+            async with sessions() as session:
+                if not await ApiKeyRepository(session).any_active():
+                    return Principal(tenant_id=None, scopes=ALL_SCOPES, label="open-development")
         raise Unauthenticated("send an API key in the X-API-Key header", code="missing_api_key")
     presented_hash = hash_key(presented)
     if _matches_any(presented_hash, key_ring.admin_hashes):
@@ -100,7 +106,8 @@ async def authenticate(
     if _matches_any(presented_hash, key_ring.service_hashes):
         return Principal(tenant_id=None, scopes=DEFAULT_SCOPES, label="service-key")
     if presented.startswith(KEY_PREFIX):
-        found = await ApiKeyRepository(session).find_active_by_hash(presented_hash)
+        async with sessions() as session:
+            found = await ApiKeyRepository(session).find_active_by_hash(presented_hash)
         if found is not None and hmac.compare_digest(found.key.key_hash, presented_hash):
             if found.expired:
                 raise Unauthenticated("the API key has expired", code="expired_api_key")
