@@ -68,6 +68,7 @@ BATCH_SIZE = 64
 MODEL_BATCH = int(Settings.model_fields["embedding_batch_size"].default)
 KILL_LEASE_SECONDS = 10
 API_KEY = "bench-ingest-key"
+CORES = os.cpu_count() or 1
 
 
 def chat_texts(count: int) -> list[str]:
@@ -323,6 +324,14 @@ class Bench:
         )
 
 
+def ceiling(result: LoadResult, messages: int, provider: float) -> float:
+    """The highest ratio to (a) these cores allow for the CPU this run spent per message: every
+    core busy all the time, the model, the rest of serve, PostgreSQL and the clients packed
+    without a gap (and never above 1: the model has one thread)."""
+    spent = result.model_cpu_s + result.other_cpu_s + result.postgres_cpu_s + result.client_cpu_s
+    return min(1.0, CORES * messages / spent / provider) if spent > 0 else 1.0
+
+
 async def provider_throughput(
     texts: list[str], backend: LocalBackend, threads: int, cache_dir: Path
 ) -> float:
@@ -409,8 +418,9 @@ async def run(args: argparse.Namespace) -> str:
         "",
         "| engine | measurement | messages/s | ratio to (a) | 202 share | 202 p50 ms | 202 p95 ms "
         "| server ms per POST | worker batches | ms per batch | s to ready | model thread s: running / "
-        "waiting for a core / idle | CPU s: rest of serve / PostgreSQL / clients | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "waiting for a core / idle | CPU s: rest of serve / PostgreSQL / clients "
+        f"| ceiling on {CORES} cores | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def row(backend: LocalBackend, label: str, results: list[LoadResult], provider: float) -> str:
@@ -431,13 +441,14 @@ async def run(args: argparse.Namespace) -> str:
             f"| {median_of(results, lambda r: r.other_cpu_s):.1f} / "
             f"{median_of(results, lambda r: r.postgres_cpu_s):.1f} / "
             f"{median_of(results, lambda r: r.client_cpu_s):.1f} "
+            f"| {median_of(results, lambda r: ceiling(r, messages, provider)):.2f} "
             f"| {median_of(results, lambda r: r.peak_rss_mib):.0f} |"
         )
 
     for backend in backends:
         provider = statistics.median(alone[backend])
         lines.append(f"| {backend.value} | (a) the model alone, batched like the worker "
-                     f"| {provider:.1f} | 1.00 | | | | | | | | | | |")
+                     f"| {provider:.1f} | 1.00 | | | | | | | | | | | |")
         for nice in nices:
             lines.append(row(backend, f"(b) service, worker inside `serve`, model thread nice {nice}",
                              served[backend, nice], provider))
@@ -453,7 +464,7 @@ async def run(args: argparse.Namespace) -> str:
             f"| {rate(standalone):.1f} | {rate(standalone) / provider:.2f} "
             f"| {standalone.accepted / messages:.1%} | {percentile(standalone.answers, 0.5) * 1000:.1f} "
             f"| {percentile(standalone.answers, 0.95) * 1000:.1f} | {standalone.server_post_ms:.1f} "
-            f"| | | {standalone.seconds_to_ready:.2f} | | | {standalone.peak_rss_mib:.0f} |"
+            f"| | | {standalone.seconds_to_ready:.2f} | | | | {standalone.peak_rss_mib:.0f} |"
         )
     if kill is not None and standalone is not None:
         lines += [

@@ -118,8 +118,14 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("memory-layer"))
     )
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    # Connections per process, opened as requests need them and then kept. Overflow connections
+    # (above the pool's size) are closed as soon as they are handed back: under a steady load
+    # above the pool's size each one is a new PostgreSQL backend, a fork and a cold catalog
+    # cache. 10 + 10 opened 159 backends while 16 clients posted 1,200 messages, and PostgreSQL
+    # spent a third of its CPU starting them (docs/benchmarks.md, "Ingestion"); 20 + 0 opens at
+    # most 20, and keeps them.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
     # Off by default: a dropped connection costs one 503 (and the pool is refreshed) instead of
     # an extra round trip on every request. Turn on behind proxies that drop idle connections.
     db_pool_pre_ping: bool = False

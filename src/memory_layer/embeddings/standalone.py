@@ -27,8 +27,9 @@ async def run_worker(
     database_url: str, settings: Settings, *, metrics_port: int | None = None, drain: bool = False
 ) -> int:
     """Run one worker until signalled (or, with `drain`, until nothing is due)."""
+    # At most 4 connections, kept once opened (overflow ones would be closed on every hand-back).
     engine = create_engine(
-        database_url, pool_size=2, max_overflow=2,
+        database_url, pool_size=4, max_overflow=0,
         transaction_pooler=settings.db_transaction_pooler,
     )
     embedder = None
