@@ -17,7 +17,6 @@ from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
 from memory_layer.kit.cache import note_write
-from memory_layer.kit.db.session import statement_by_statement
 from memory_layer.kit.errors import Conflict, InvalidInput, NotFound
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.messages.importance import importance_for
@@ -201,11 +200,6 @@ async def ingest_message(
         if failure is not None:
             error = _failure_text(failure)
 
-    if not policy.has_quota and not settings.db_transaction_pooler:
-        # Without a quota to lock and check, the write is one INSERT (after a look-up of its
-        # client_message_id, whose races the INSERT's ON CONFLICT settles): it needs no
-        # transaction around it. Behind a transaction pooler every statement must be in one.
-        await statement_by_statement(session)
     repository = MessageRepository(session)
     if data.client_message_id is not None:
         existing = await repository.get_by_client_id(tenant_id, data.client_message_id)
@@ -240,7 +234,7 @@ async def ingest_message(
         # A concurrent retry with the same client_message_id won the race.
         assert data.client_message_id is not None
         existing = await repository.get_by_client_id(tenant_id, data.client_message_id)
-        if existing is None:  # pragma: no cover - erased between the INSERT and this read
+        if existing is None:  # pragma: no cover - the conflicting row cannot vanish mid-transaction
             raise Conflict("idempotency race; retry the request", code="idempotency_race")
         return _replay(existing, data)
     metrics.messages_ingested.labels(role=data.role.value).inc()

@@ -50,15 +50,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def statement_by_statement(session: AsyncSession) -> None:
-    """Let a write whose statements are each complete on their own run without a transaction:
-    its connection autocommits, so there is no BEGIN and no COMMIT round trip, and each statement
-    is durable when it returns (the request's commit then has nothing left to send). Must come
-    before the session's first statement; a session already in a transaction stays in it."""
-    if not session.in_transaction():
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-
-
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A session for routes that only read: no transaction (autocommit), so no BEGIN and COMMIT
     round trips; it writes nothing, so there is nothing to commit."""
