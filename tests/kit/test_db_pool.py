@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
-from tests.fixtures.app import running_client
+from tests.fixtures.app import SERVICE_KEY, running_client
 
 
 def _default(name: str) -> Any:
@@ -25,7 +25,7 @@ async def test_bursts_above_the_pool_size_open_no_new_connections(
         db_pool_size=_default("db_pool_size"), db_max_overflow=_default("db_max_overflow"),
         async_embeddings=True,
     )
-    async with running_client(settings, headers={"X-API-Key": "test-service-key"}) as client:
+    async with running_client(settings, headers={"X-API-Key": SERVICE_KEY}) as client:
         engine: AsyncEngine = client.app.state.engine
         opened: list[object] = []
         held = peak = 0

@@ -90,8 +90,8 @@ async def authenticate(
     """Resolve the X-API-Key header to a principal, or raise 401.
 
     A configured key (MEMORY_API_KEYS, MEMORY_ADMIN_API_KEYS) is matched in memory; a session is
-    opened from `sessions` (autocommit: one round trip, closed before the route runs) only for
-    what the database must answer: a tenant key's look-up, or whether any key exists yet.
+    opened from `sessions` (read sessions, each closed before the route runs) only for what the
+    database must answer: a tenant key's look-up, or whether any key exists yet.
     """
     if presented is None or presented == "":
         # Open only while no key exists anywhere: creating the first tenant key closes the door.
