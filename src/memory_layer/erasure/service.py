@@ -9,7 +9,6 @@ deletes what may have arrived since (zero rows otherwise) and is recorded again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import MutableMapping
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from memory_layer.audit import service as audit
 from memory_layer.conversations import service as conversations
 from memory_layer.erasure.repository import ErasureRepository
-from memory_layer.kit.cache import note_write, publish_writes
+from memory_layer.kit.cache import TenantSizes, note_write, publish_writes
 from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
 from memory_layer.models.erasure import Erasure
 
@@ -39,7 +38,7 @@ async def erase_user(
     *,
     actor: audit.Actor,
     include_unattributed: bool = True,
-    tenant_sizes: MutableMapping[str, tuple[int, int, str]] | None = None,
+    tenant_sizes: TenantSizes | None = None,
 ) -> Erasure:
     """Delete every message of the user in the tenant, and the states of their conversations,
     and record the erasure (in `erasures` and the audit log), in one transaction; the record."""

@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -31,6 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.config import Settings
 from memory_layer.kit.observability.metrics import Metrics
+
+# app.state.tenant_sizes, per tenant and kept a minute: its message count, its partition's rows
+# and the partition's name, which choose how it is searched (search.service.TenantExtent).
+TenantSizes = MutableMapping[str, tuple[int, int, str]]
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -14,7 +13,7 @@ from memory_layer.auth.service import Principal, resolve_tenant
 from memory_layer.config import Settings
 from memory_layer.embeddings.deps import embedder_of
 from memory_layer.embeddings.providers.base import EmbeddingProvider
-from memory_layer.kit.cache import SearchCache
+from memory_layer.kit.cache import SearchCache, TenantSizes
 from memory_layer.kit.db.session import ReadSessionDep
 from memory_layer.kit.http.deps import metrics_of, search_cache_of, settings_of, tenant_sizes_of
 from memory_layer.kit.observability.metrics import Metrics
@@ -76,7 +75,7 @@ class Searcher:
     settings: Settings
     embedder: EmbeddingProvider
     metrics: Metrics
-    tenant_sizes: MutableMapping[str, tuple[int, int, str]]
+    tenant_sizes: TenantSizes
     cache: SearchCache | None
 
     async def __call__(self, body: SearchRequest) -> SearchResponse:

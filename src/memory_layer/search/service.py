@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -16,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import call_provider
-from memory_layer.kit.cache import SearchCache, digest
+from memory_layer.kit.cache import SearchCache, TenantSizes, digest
 from memory_layer.kit.errors import ServiceUnavailable
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.search.answers import expand_answers, questions_among
@@ -89,7 +88,7 @@ async def search_memory(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
-    tenant_sizes: MutableMapping[str, tuple[int, int, str]] | None = None,
+    tenant_sizes: TenantSizes | None = None,
     cache: SearchCache | None = None,
 ) -> SearchOutcome:
     """The tenant's most relevant messages for the query, best first; from the search cache when
@@ -164,7 +163,7 @@ async def _search(
     settings: Settings,
     embedder: EmbeddingProvider,
     metrics: Metrics,
-    tenant_sizes: MutableMapping[str, tuple[int, int, str]] | None,
+    tenant_sizes: TenantSizes | None,
 ) -> SearchOutcome:
     # The model first, then the database: no connection waits in a transaction on the provider.
     vector, mode, degraded = await _query_vector(query, embedder, metrics)

@@ -9,13 +9,12 @@ FastAPI's resolver a cache-key computation and a recursion per request (docs/ben
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from memory_layer.config import Settings
-from memory_layer.kit.cache import SearchCache
+from memory_layer.kit.cache import SearchCache, TenantSizes
 from memory_layer.kit.observability.logging import current_request_id
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.pagination import CursorCodec
@@ -31,10 +30,8 @@ def metrics_of(request: Request) -> Metrics:
     return metrics
 
 
-def tenant_sizes_of(request: Request) -> MutableMapping[str, tuple[int, int, str]]:
-    # Per tenant (kept a minute): its message count, its partition's rows and the partition's
-    # name, which choose how it is searched (search.service.TenantExtent).
-    sizes: MutableMapping[str, tuple[int, int, str]] = request.app.state.tenant_sizes
+def tenant_sizes_of(request: Request) -> TenantSizes:
+    sizes: TenantSizes = request.app.state.tenant_sizes
     return sizes
 
 
@@ -57,7 +54,7 @@ async def get_cursor_codec(request: Request) -> CursorCodec:
     return codec
 
 
-async def get_tenant_sizes(request: Request) -> MutableMapping[str, tuple[int, int, str]]:
+async def get_tenant_sizes(request: Request) -> TenantSizes:
     return tenant_sizes_of(request)
 
 
@@ -73,6 +70,6 @@ async def get_search_cache(request: Request) -> SearchCache | None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 CursorCodecDep = Annotated[CursorCodec, Depends(get_cursor_codec)]
-TenantSizesDep = Annotated[MutableMapping[str, tuple[int, int, str]], Depends(get_tenant_sizes)]
+TenantSizesDep = Annotated[TenantSizes, Depends(get_tenant_sizes)]
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]
 SearchCacheDep = Annotated[SearchCache | None, Depends(get_search_cache)]
