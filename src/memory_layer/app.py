@@ -17,6 +17,7 @@ from memory_layer.audit import endpoints as audit_endpoints
 from memory_layer.auth import endpoints as auth_endpoints
 from memory_layer.auth.service import KeyRing
 from memory_layer.config import Settings, check_startup_settings
+from memory_layer.context import endpoints as context_endpoints
 from memory_layer.conversations import endpoints as conversations_endpoints
 from memory_layer.embeddings import endpoints as embeddings_endpoints
 from memory_layer.embeddings.providers import build_provider
@@ -179,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         messages_endpoints.router,
         search_endpoints.router,
+        context_endpoints.router,
         conversations_endpoints.router,
         stats_endpoints.router,
         erasure_endpoints.router,
