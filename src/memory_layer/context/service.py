@@ -191,15 +191,23 @@ async def build_context(
             rows += outcome.rows
             mode = outcome.mode
             degraded = degraded or outcome.degraded
-    candidates = _candidates(window, conversation_id, _unseen(rows, window, conversation_id))
+    context = assemble(window, rows, conversation_id, budget_tokens)
+    return replace(context, user_id=user, query=query_text, search_mode=mode, degraded=degraded)
+
+
+def assemble(
+    window: Window, rows: list[ScoredRow], conversation_id: str, budget_tokens: int
+) -> Context:
+    """The context of a conversation's window and the search's hits, within `budget_tokens`:
+    shared out by context/budget.py, then measured as sent and trimmed until it fits."""
+    candidates = _candidates(window, _unseen(rows, window, conversation_id))
     allocation = budget.allocate(budget_tokens - FRAMING_TOKENS, candidates.needs)
     while True:
         context = _render(candidates, allocation, conversation_id, budget_tokens)
         over = context.total_tokens - budget_tokens
         if over <= 0:
-            break
+            return context
         _shrink(allocation, candidates.needs, over)
-    return _with_search(context, user, query_text, mode, degraded)
 
 
 def _with_kinds(filters: SearchFilters, kinds: tuple[str, ...]) -> SearchFilters:
@@ -224,7 +232,8 @@ def _last_user_turn(window: Window) -> str | None:
 
 def _unseen(rows: list[ScoredRow], window: Window, conversation_id: str) -> list[ScoredRow]:
     """The search's hits minus what the context holds otherwise: the last turns (all of those
-    fetched, kept or not), this conversation's summaries, and repeats."""
+    fetched, kept or not), this conversation's summaries, and repeats; facts and preferences
+    first, each group in the order given (by score)."""
     seen = {turn.id for turn in window.turns}
     if window.summary is not None:
         seen.add(window.summary.id)
@@ -236,7 +245,7 @@ def _unseen(rows: list[ScoredRow], window: Window, conversation_id: str) -> list
             continue
         seen.add(row.id)
         kept.append(row)
-    return kept
+    return sorted(kept, key=lambda row: row.kind not in FIRST_KINDS)
 
 
 def _memory_line(row: ScoredRow) -> str:
@@ -249,7 +258,7 @@ def _chat_turn(turn: StoredMessage) -> tuple[str, str]:
     return turn.role, turn.content
 
 
-def _candidates(window: Window, conversation_id: str, rows: list[ScoredRow]) -> _Candidates:
+def _candidates(window: Window, rows: list[ScoredRow]) -> _Candidates:
     state_body = None
     if window.state is not None:
         state_body = json.dumps(window.state.document, ensure_ascii=False, separators=(",", ":"))
@@ -388,10 +397,3 @@ def _shrink(allocation: Allocation, needs: Needs, over: int) -> None:
 def _less(granted: int, over: int) -> int:
     reduced = granted - over
     return reduced if reduced >= budget.MIN_CUT_TOKENS else 0
-
-
-def _with_search(
-    context: Context, user: str | None, query: str | None, mode: SearchMode | None,
-    degraded: str | None,
-) -> Context:
-    return replace(context, user_id=user, query=query, search_mode=mode, degraded=degraded)
