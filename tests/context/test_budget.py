@@ -160,7 +160,8 @@ def windows(draw: st.DrawFn) -> tuple[Window, list[ScoredRow]]:
     rows = [hit(draw(TEXTS), draw(st.sampled_from(["fact", "preference", "message", "event"])),
                 draw(st.floats(0, 1))) for _ in range(draw(st.integers(0, 10)))]
     # A hit may repeat one of the window's turns: it must not appear twice.
-    if turns and draw(st.booleans()):
+    repeat: bool = draw(st.booleans())
+    if turns and repeat:
         turn = turns[-1]
         rows.append(dataclasses.replace(hit(turn.content, "message", 0.9), id=turn.id))
     return Window(state, summary, turns, None), rows
