@@ -24,6 +24,7 @@ from memory_layer.embeddings.providers import build_provider
 from memory_layer.embeddings.worker import EmbeddingWorker, stop_worker
 from memory_layer.erasure import endpoints as erasure_endpoints
 from memory_layer.health import endpoints as health_endpoints
+from memory_layer.kit import tokens
 from memory_layer.kit.cache import build_caches, session_info
 from memory_layer.kit.db.database import open_database_async
 from memory_layer.kit.db.engine import (
@@ -115,6 +116,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 retention_loop(app.state.sessionmaker, settings), name="scheduled-retention"
             )
             stack.push_async_callback(_cancel, retention)
+        # The context's tokenizer table (about a second to load): here, not in the first request.
+        await asyncio.to_thread(tokens.encoding)
         logger.info(
             "memory-layer ready: %s embeddings (%d dims), %s database",
             embedder.model_name,
