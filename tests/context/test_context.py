@@ -328,3 +328,19 @@ async def test_a_failing_provider_degrades_to_keyword_memories(
     # "restaurants" and "diet" are words of the fact and the preference.
     assert {ids["fact"], ids["preference"]} <= {m["message_id"] for m in answer["memories"]["items"]}
     assert len(answer["turns"]["items"]) == len(TURNS)
+
+
+async def test_long_turns_are_counted_off_the_event_loop_and_the_newest_is_cut(
+    client: AppClient, tenant: str
+) -> None:
+    long = "a long paragraph about the itinerary, day by day. " * 600  # 30,600 characters
+    for minutes in (3, 2):
+        await remember(client, tenant, long, conversation_id="long", created_at=ago(minutes))
+    answer = await context(client, tenant, conversation_id="long", budget_tokens=2000)
+    check_budget(answer, 2000)
+    assert len(answer["turns"]["items"]) == 1
+    newest = answer["turns"]["items"][0]
+    assert newest["truncated"]
+    assert newest["content"].endswith("…")
+    assert long.startswith(newest["content"].removesuffix("…"))
+    assert answer["turns"]["omitted"] == 1
