@@ -183,9 +183,7 @@ async def build_context(
             outcome = await search.search_memory(
                 session,
                 tenant_id,
-                search.SearchQuery(
-                    text=query_text, top_k=top_k, filters=_with_kinds(filters, kinds)
-                ),
+                search.SearchQuery(text=query_text, top_k=top_k, filters=replace(filters, kinds=kinds)),
                 settings=settings,
                 embedder=embedder,
                 metrics=metrics,
@@ -221,12 +219,6 @@ def assemble(
 def _characters(window: Window, rows: list[ScoredRow]) -> int:
     found = sum(len(turn.content) for turn in window.turns) + sum(len(row.content) for row in rows)
     return found + (len(window.summary.content) if window.summary is not None else 0)
-
-
-def _with_kinds(filters: SearchFilters, kinds: tuple[str, ...]) -> SearchFilters:
-    return SearchFilters(
-        user_id=filters.user_id, conversation_id=filters.conversation_id, kinds=kinds
-    )
 
 
 def _conversation_user(window: Window) -> str | None:
