@@ -12,48 +12,30 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import json_merge_patch
-from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.audit import service as audit
 from memory_layer.conversations.repository import (
+    HISTORY,
+    SUMMARIES,
     ConversationRepository,
     ConversationStateRepository,
     ConversationSummary,
+    summary_of,
 )
 from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import DomainError, InvalidInput, NotFound, PreconditionFailed
-from memory_layer.kit.pagination import CursorCodec, Page, Scope, SortOrder, paginate
+from memory_layer.kit.pagination import CursorCodec, Page, PageRequest, Scope, SortOrder, paginate
 from memory_layer.models.audit import AuditAction
 from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.message import Kind, Message, Role
 from memory_layer.models.policy import PiiKind
 from memory_layer.policies.service import QuotaExceeded
-
-
-class _Position(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConversationPosition(_Position):
-    """Where a page of conversations ends, and the snapshot the listing is computed on."""
-
-    last_message_at: AwareDatetime
-    conversation_id: str
-    as_of: AwareDatetime
-
-
-class MessagePosition(_Position):
-    """Where a page of a conversation's history ends."""
-
-    created_at: AwareDatetime
-    id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -96,30 +78,21 @@ async def list_conversations(
         "user_id": query.user_id,
         "since": query.since.astimezone(UTC).isoformat() if query.since is not None else None,
     }
-    position = (
-        cursors.decode(query.cursor, scope, ConversationPosition) if query.cursor else None
+    repository = ConversationRepository(session)
+    page = await paginate(
+        session,
+        lambda position: repository.summaries_listing(
+            tenant_id,
+            user_id=query.user_id,
+            since=query.since,
+            as_of=position.as_of if position is not None else None,
+        ),
+        pagination=PageRequest(query.limit, query.cursor),
+        keyset=SUMMARIES,
+        codec=cursors,
+        scope=scope,
     )
-    fetched = await ConversationRepository(session).list_summaries(
-        tenant_id,
-        user_id=query.user_id,
-        since=query.since,
-        as_of=position.as_of if position else None,
-        after=(position.last_message_at, position.conversation_id) if position else None,
-        limit=query.limit + 1,
-    )
-    as_of = fetched.as_of
-
-    def position_of(summary: ConversationSummary) -> ConversationPosition:
-        assert as_of is not None  # a page with rows always has its snapshot time
-        return ConversationPosition(
-            last_message_at=summary.last_message_at,
-            conversation_id=summary.conversation_id,
-            as_of=as_of,
-        )
-
-    return paginate(
-        fetched.rows, query.limit, codec=cursors, scope=scope, position_of=position_of
-    )
+    return page.map(summary_of)
 
 
 async def get_conversation(
@@ -155,24 +128,20 @@ async def list_conversation_messages(
         "kind": query.kind.value if query.kind is not None else None,
         "pii_kind": query.pii_kind.value if query.pii_kind is not None else None,
     }
-    position = cursors.decode(query.cursor, scope, MessagePosition) if query.cursor else None
-    rows = await ConversationRepository(session).list_messages(
-        tenant_id,
-        conversation_id,
-        order=query.order,
-        role=query.role.value if query.role is not None else None,
-        kind=query.kind.value if query.kind is not None else None,
-        include_archived=query.include_archived,
-        pii_kind=query.pii_kind.value if query.pii_kind is not None else None,
-        after=(position.created_at, position.id) if position else None,
-        limit=query.limit + 1,
-    )
-    return paginate(
-        rows,
-        query.limit,
+    return await paginate(
+        session,
+        ConversationRepository(session).history_listing(
+            tenant_id,
+            conversation_id,
+            role=query.role.value if query.role is not None else None,
+            kind=query.kind.value if query.kind is not None else None,
+            include_archived=query.include_archived,
+            pii_kind=query.pii_kind.value if query.pii_kind is not None else None,
+        ),
+        pagination=PageRequest(query.limit, query.cursor),
+        keyset=HISTORY[query.order],
         codec=cursors,
         scope=scope,
-        position_of=lambda message: MessagePosition(created_at=message.created_at, id=message.id),
     )
 
 
