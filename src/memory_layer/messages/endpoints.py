@@ -14,7 +14,7 @@ from memory_layer.config import Settings
 from memory_layer.embeddings.deps import embedder_of
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.db.session import SessionmakerDep
-from memory_layer.kit.http.deps import metrics_of, settings_of
+from memory_layer.kit.http.deps import CursorCodecDep, metrics_of, settings_of
 from memory_layer.kit.observability.logging import current_request_id
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.schemas import Identifier, error_responses
@@ -25,6 +25,8 @@ from memory_layer.messages.schemas import (
     MessageBatchResult,
     MessageCreate,
     MessageDeleteResponse,
+    MessageListRequest,
+    MessageListResponse,
     MessageRead,
     MessageUpdate,
     status_url,
@@ -167,6 +169,30 @@ async def create_messages_batch(
     if any(answer.status == status.HTTP_202_ACCEPTED for answer in answers):
         response.status_code = status.HTTP_202_ACCEPTED
     return MessageBatchResponse(total=len(answers), items=answers)
+
+
+@router.get(
+    "",
+    response_model=MessageListResponse,
+    responses=errors(400, 401, 403, 422),
+    dependencies=[READ],
+)
+async def list_messages(
+    query: Annotated[MessageListRequest, Query()], caller: CallerDep, cursors: CursorCodecDep
+) -> MessageListResponse:
+    """The tenant's messages across conversations, by kind, user, tag (metadata) and time, a page
+    at a time; no query needed."""
+    listing = service.MessageListing(
+        filters=query.filters(),
+        sort=query.sort,
+        order=query.order,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+    page = await service.list_messages(
+        caller.session, caller.tenant(query.tenant_id), listing, cursors=cursors
+    )
+    return MessageListResponse.model_validate(page, from_attributes=True)
 
 
 @router.get(
