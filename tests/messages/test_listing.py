@@ -18,7 +18,9 @@ from tests.fixtures.tenants import new_tenant, tenant_key
 
 
 def row(tenant: str, conversation: str, minute: float, **fields: Any) -> dict[str, Any]:
-    extra = {name: fields.pop(name) for name in ("metadata_", "importance", "pii_kinds") if name in fields}
+    extra: dict[str, Any] = {
+        name: fields.pop(name) for name in ("metadata_", "importance", "pii_kinds") if name in fields
+    }
     return {**message_row(tenant, conversation, at(minute), **fields), **extra}
 
 
