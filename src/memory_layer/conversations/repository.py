@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.pagination import Keyset, SortOrder
+from memory_layer.models.conversation import Conversation
 from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.message import Message, unexpired
 
@@ -39,24 +40,43 @@ class ConversationSummary:
     first_message_at: datetime
     last_message_at: datetime
     user_id: str | None
+    # The conversation's own metadata (PATCH /v1/conversations/{id}); empty when never set.
+    title: str | None = None
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 _last_at = func.max(Message.created_at)
 
 
+_described = and_(
+    Conversation.tenant_id == Message.tenant_id,
+    Conversation.conversation_id == Message.conversation_id,
+)
+
+
 def _summary_select(*extra: Any) -> Select[Any]:
     # One user when exactly one distinct non-null user_id appears (assistant turns often carry
-    # none); count(DISTINCT) ignores NULLs.
+    # none); count(DISTINCT) ignores NULLs. Grouping by the conversations row's primary key lets
+    # its columns be selected as they are (none when the conversation was never described).
     single_user = case((func.count(Message.user_id.distinct()) == 1, func.min(Message.user_id)))
-    return select(
-        Message.conversation_id,
-        func.count().label("message_count"),
-        func.count(Message.archived_at).label("archived_count"),
-        func.min(Message.created_at).label("first_message_at"),
-        _last_at.label("last_message_at"),
-        single_user.label("user_id"),
-        *extra,
-    ).group_by(Message.conversation_id)
+    return (
+        select(
+            Message.conversation_id,
+            func.count().label("message_count"),
+            func.count(Message.archived_at).label("archived_count"),
+            func.min(Message.created_at).label("first_message_at"),
+            _last_at.label("last_message_at"),
+            single_user.label("user_id"),
+            Conversation.title,
+            Conversation.tags,
+            Conversation.metadata_.label("metadata"),
+            *extra,
+        )
+        .select_from(Message)
+        .outerjoin(Conversation, _described)
+        .group_by(Message.conversation_id, Conversation.tenant_id, Conversation.conversation_id)
+    )
 
 
 def _at(value: datetime) -> ColumnElement[datetime]:
@@ -98,7 +118,14 @@ _SUMMARY_FIELDS = [field.name for field in fields(ConversationSummary)]
 def summary_of(row: Row[Any]) -> ConversationSummary:
     """The summary in a row of `summaries_listing` (or `get_summary`'s statement)."""
     # _summary_select names its columns as the fields; summaries_listing adds as_of.
-    return ConversationSummary(**{name: row._mapping[name] for name in _SUMMARY_FIELDS})
+    values = {name: row._mapping[name] for name in _SUMMARY_FIELDS}
+    values["tags"] = values["tags"] or []
+    values["metadata"] = values["metadata"] or {}
+    return ConversationSummary(**values)
+
+
+# The metadata row's attributes that PATCH sets, and their columns.
+_COLUMN_OF = {"title": "title", "tags": "tags", "metadata_": "metadata"}
 
 
 class ConversationRepository:
@@ -112,6 +139,8 @@ class ConversationRepository:
         user_id: str | None,
         since: datetime | None,
         as_of: datetime | None,
+        until: datetime | None = None,
+        tag: str | None = None,
     ) -> Select[Any]:
         """Summaries computed over messages created up to `as_of` (now() when None, the first
         time; each row carries it as `as_of`), to page in SUMMARIES order.
@@ -140,6 +169,16 @@ class ConversationRepository:
             statement = statement.where(
                 Message.conversation_id.in_(
                     select(Message.conversation_id).where(in_snapshot, Message.created_at >= since)
+                )
+            )
+        if until is not None:
+            statement = statement.having(_last_at <= _at(until))
+        if tag is not None:
+            statement = statement.where(
+                Message.conversation_id.in_(
+                    select(Conversation.conversation_id).where(
+                        Conversation.tenant_id == tenant_id, Conversation.tags.contains([tag])
+                    )
                 )
             )
         return statement
@@ -175,6 +214,53 @@ class ConversationRepository:
         if kind is not None:
             statement = statement.where(Message.kind == kind)
         return statement
+
+    async def get_description(self, tenant_id: str, conversation_id: str) -> Conversation | None:
+        result = await self.session.execute(
+            select(Conversation).where(
+                Conversation.tenant_id == tenant_id, Conversation.conversation_id == conversation_id
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def describe(
+        self, tenant_id: str, conversation_id: str, values: dict[str, Any]
+    ) -> Conversation:
+        """Create the conversation's metadata row with `values` (title, tags, metadata_), or set
+        them on the existing one; the others stay."""
+        inserted = pg_insert(Conversation).values(
+            tenant_id=tenant_id, conversation_id=conversation_id, **values
+        )
+        statement = inserted.on_conflict_do_update(
+            index_elements=[Conversation.tenant_id, Conversation.conversation_id],
+            set_={
+                **{_COLUMN_OF[name]: inserted.excluded[_COLUMN_OF[name]] for name in values},
+                "updated_at": func.now(),
+            },
+        ).returning(Conversation)
+        result = await self.session.execute(statement.execution_options(populate_existing=True))
+        return result.scalar_one()
+
+    async def delete_description(self, tenant_id: str, conversation_id: str) -> int:
+        result = await self.session.execute(
+            delete(Conversation).where(
+                Conversation.tenant_id == tenant_id, Conversation.conversation_id == conversation_id
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def delete_descriptions_of_user(self, tenant_id: str, user_id: str) -> int:
+        """The metadata of every conversation in which a message carries the user's id (run
+        before those messages go)."""
+        named_in = select(Message.conversation_id).where(
+            Message.tenant_id == tenant_id, Message.user_id == user_id
+        )
+        result = await self.session.execute(
+            delete(Conversation).where(
+                Conversation.tenant_id == tenant_id, Conversation.conversation_id.in_(named_in)
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def delete(self, tenant_id: str, conversation_id: str) -> int:
         """Hard delete of every message of the conversation (archived ones too)."""

@@ -30,8 +30,17 @@ from memory_layer.conversations.repository import (
 )
 from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import DomainError, InvalidInput, NotFound, PreconditionFailed
-from memory_layer.kit.pagination import CursorCodec, Page, PageRequest, Scope, SortOrder, paginate
+from memory_layer.kit.pagination import (
+    CursorCodec,
+    Page,
+    PageRequest,
+    Scope,
+    ScopeValue,
+    SortOrder,
+    paginate,
+)
 from memory_layer.models.audit import AuditAction
+from memory_layer.models.conversation import Conversation
 from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.message import Kind, Message, Role
 from memory_layer.models.policy import PiiKind
@@ -44,6 +53,8 @@ class ConversationQuery:
 
     user_id: str | None = None
     since: datetime | None = None
+    until: datetime | None = None
+    tag: str | None = None
     limit: int = 50
     cursor: str | None = None
 
@@ -72,12 +83,17 @@ async def list_conversations(
     session: AsyncSession, tenant_id: str, query: ConversationQuery, *, cursors: CursorCodec
 ) -> Page[ConversationSummary]:
     """The tenant's conversations, most recently active first."""
-    scope: Scope = {
+    scope: dict[str, ScopeValue] = {
         "tenant_id": tenant_id,
         "listing": "conversations",
         "user_id": query.user_id,
         "since": query.since.astimezone(UTC).isoformat() if query.since is not None else None,
     }
+    # Added only when used, so cursors of listings without them keep their scope.
+    if query.until is not None:
+        scope["until"] = query.until.astimezone(UTC).isoformat()
+    if query.tag is not None:
+        scope["tag"] = query.tag
     repository = ConversationRepository(session)
     page = await paginate(
         session,
@@ -86,6 +102,8 @@ async def list_conversations(
             user_id=query.user_id,
             since=query.since,
             as_of=position.as_of if position is not None else None,
+            until=query.until,
+            tag=query.tag,
         ),
         pagination=PageRequest(query.limit, query.cursor),
         keyset=SUMMARIES,
@@ -145,14 +163,57 @@ async def list_conversation_messages(
     )
 
 
+@dataclass(frozen=True)
+class Description:
+    """What to set on a conversation's own metadata; a field left None stays as it is, except
+    `title` when `clear_title` (PATCH with `"title": null`)."""
+
+    title: str | None = None
+    clear_title: bool = False
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+async def describe_conversation(
+    session: AsyncSession,
+    tenant_id: str,
+    conversation_id: str,
+    change: Description,
+    *,
+    max_metadata_bytes: int,
+) -> Conversation:
+    """Set the conversation's title, tags or metadata (created on first use, even before its
+    first message); the stored description."""
+    values: dict[str, Any] = {}
+    if change.title is not None or change.clear_title:
+        values["title"] = change.title
+    if change.tags is not None:
+        values["tags"] = list(dict.fromkeys(change.tags))  # each tag once, in the order given
+    if change.metadata is not None:
+        size = len(json.dumps(change.metadata, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > max_metadata_bytes:
+            raise InvalidInput(
+                f"metadata is {size} bytes as JSON; the limit is {max_metadata_bytes} "
+                "(MEMORY_MAX_METADATA_BYTES)",
+                code="metadata_too_large",
+            )
+        values["metadata_"] = change.metadata
+    repository = ConversationRepository(session)
+    if not values:
+        raise InvalidInput("nothing to change: send title, tags or metadata", code="invalid_input")
+    return await repository.describe(tenant_id, conversation_id, values)
+
+
 async def delete_conversation(
     session: AsyncSession, tenant_id: str, conversation_id: str, *, actor: audit.Actor
 ) -> int:
-    """Hard delete of every message of the conversation, and of its state; 404 when there was
-    no message. Audited (`conversation.deleted`)."""
-    deleted = await ConversationRepository(session).delete(tenant_id, conversation_id)
+    """Hard delete of every message of the conversation, its state and its metadata; 404 when
+    there was no message. Audited (`conversation.deleted`)."""
+    repository = ConversationRepository(session)
+    deleted = await repository.delete(tenant_id, conversation_id)
     if deleted == 0:
         raise _not_found(tenant_id, conversation_id)
+    await repository.delete_description(tenant_id, conversation_id)
     states = await ConversationStateRepository(session).delete(tenant_id, conversation_id)
     await audit.record(
         session,
@@ -368,6 +429,12 @@ async def delete_state(
         tenant_id=tenant_id,
         target=f"conversation:{conversation_id}",
     )
+
+
+async def delete_user_descriptions(session: AsyncSession, tenant_id: str, user_id: str) -> int:
+    """Delete the metadata (title, tags) of the user's conversations, for an erasure: call it
+    before the user's messages are deleted, as it finds conversations through them."""
+    return await ConversationRepository(session).delete_descriptions_of_user(tenant_id, user_id)
 
 
 async def delete_user_states(session: AsyncSession, tenant_id: str, user_id: str) -> int:

@@ -29,12 +29,14 @@ async def erase_user(
     include_unattributed: bool = True,
     tenant_sizes: TenantSizes | None = None,
 ) -> Erasure:
-    """Delete every message of the user in the tenant, and the states of their conversations,
-    and record the erasure (in `erasures` and the audit log), in one transaction; the record."""
+    """Delete every message of the user in the tenant, and the states and descriptions (title,
+    tags) of their conversations, and record the erasure (in `erasures` and the audit log), in
+    one transaction; the record."""
     async with sessionmaker.begin() as session:
         repository = ErasureRepository(session)
         # First: the conversations are found through the messages about to go.
         states = await conversations.delete_user_states(session, tenant_id, user_id)
+        described = await conversations.delete_user_descriptions(session, tenant_id, user_id)
         erased = await repository.delete_user_messages(
             tenant_id, user_id, include_unattributed=include_unattributed
         )
@@ -44,6 +46,7 @@ async def erase_user(
             "unattributed_messages": erased.unattributed_messages,
             "conversations": erased.conversations,
             "conversation_states": states,
+            "conversation_descriptions": described,
         }
         # Sessions do not expire objects on commit: the record stays readable after it.
         record = await repository.record(tenant_id, user_id, actor.label, counts)
