@@ -93,9 +93,10 @@ async def test_until_lists_conversations_last_active_by_then_on_every_page(
 
 
 async def test_bad_descriptions_are_422(client: httpx.AsyncClient, tenant: str) -> None:
-    for body in ({}, {"tags": "travel"}, {"tags": [""]}, {"tags": None}, {"title": ""},
+    bodies: list[dict[str, Any]] = [{}, {"tags": "travel"}, {"tags": [""]}, {"tags": None}, {"title": ""},
                  {"title": 5}, {"metadata": []}, {"metadata": None}, {"colour": "red"},
-                 {"tags": [f"t{n}" for n in range(51)]}, {"title": "a\u0000b"}):
+                 {"tags": [f"t{n}" for n in range(51)]}, {"title": "a\u0000b"}]
+    for body in bodies:
         response = await client.patch(
             "/v1/conversations/c", params={"tenant_id": tenant}, json=body
         )
