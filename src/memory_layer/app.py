@@ -179,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         messages_endpoints.router,
         search_endpoints.router,
+        search_endpoints.messages_router,
         conversations_endpoints.router,
         stats_endpoints.router,
         erasure_endpoints.router,

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import Float, TextClause, TextualSelect, text
+from sqlalchemy import Float, String, TextClause, TextualSelect, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.db.vectors import vector_param
@@ -295,6 +295,26 @@ class SearchRepository:
         )
         return {row.question_id: {k: v for k, v in row._mapping.items() if k != "question_id"}
                 for row in result}
+
+    async def stored_vector(
+        self, tenant_id: str, message_id: uuid.UUID
+    ) -> tuple[str, str | None, list[float] | None] | None:
+        """A live message's embedding status, model and vector; None when there is no such
+        message (or it has expired)."""
+        result = await self.session.execute(
+            text(
+                "SELECT embedding_status, embedding_model, embedding FROM messages "
+                f"WHERE tenant_id = :tenant_id AND id = :id AND {UNEXPIRED_SQL}"
+            ).columns(embedding_status=String(), embedding_model=String(), embedding=Vector()),
+            {"tenant_id": tenant_id, "id": message_id},
+        )
+        row = result.one_or_none()
+        if row is None:
+            return None
+        vector = row.embedding
+        return row.embedding_status, row.embedding_model, (
+            [float(x) for x in vector] if vector is not None else None
+        )
 
     async def tenant_size(self, tenant_id: str, cap: int) -> int:
         """The tenant's message count, counted no further than `cap` + 1 (cheap for big tenants)."""

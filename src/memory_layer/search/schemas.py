@@ -210,3 +210,20 @@ class SearchResponse(BaseModel):
         "failed); the reason.",
     )
     embedding_model: str
+
+
+class RelatedRequest(SearchFilterFields):
+    """How many related messages, and which may be (query string): the filters of search."""
+
+    tenant_id: Identifier | None = Field(
+        default=None, description="Required unless the API key is bound to a tenant."
+    )
+    top_k: int = Field(default=5, ge=1, le=100)
+
+
+class RelatedResponse(BaseModel):
+    """The messages nearest to a stored one, best first, the message itself left out."""
+
+    total: int
+    items: list[SearchItem]
+    embedding_model: str
