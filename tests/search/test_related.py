@@ -77,13 +77,13 @@ async def test_each_tenant_key_relates_only_its_own_messages(
     for tenant in tenants:
         key = await tenant_key(db_engine, tenant)
         async with running_client(settings, headers={"X-API-Key": key}) as http:
-            mine = []
+            written: list[str] = []
             for content in ("apple pie recipe", "apple crumble recipe", "river stones"):
                 response = await http.post("/v1/messages", json={
                     "conversation_id": "shared", "role": "user", "content": content})
                 assert response.status_code == 200, response.text
-                mine.append(response.json()["message_id"])
-            ids.append(mine)
+                written.append(response.json()["message_id"])
+            ids.append(written)
     for mine, other in ((0, 1), (1, 0)):
         key = await tenant_key(db_engine, tenants[mine])
         async with running_client(settings, headers={"X-API-Key": key}) as http:
