@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import BaseModel
 
 from memory_layer.auth.deps import READ, WRITE, Caller, CallerDep
@@ -29,6 +29,7 @@ from memory_layer.messages.schemas import (
     MessageListResponse,
     MessageRead,
     MessageUpdate,
+    UsageCreate,
     status_url,
 )
 from memory_layer.models.message import EmbeddingStatus
@@ -206,6 +207,29 @@ async def read_message(
 ) -> MessageRead:
     """One stored message, with its embedding status."""
     message = await service.get_message(caller.session, caller.tenant(tenant_id), message_id)
+    return MessageRead.model_validate(message)
+
+
+@router.post(
+    "/{message_id}/usage",
+    response_model=MessageRead,
+    responses=errors(400, 401, 403, 404, 422),
+    dependencies=[WRITE],
+)
+async def record_message_usage(
+    message_id: uuid.UUID,
+    caller: CallerDep,
+    body: Annotated[UsageCreate | None, Body()] = None,
+    tenant_id: TenantQuery = None,
+) -> MessageRead:
+    """Record that a memory was used, optionally with its outcome (success or failure): the
+    counts and last_used_at it answers with rank it in search."""
+    message = await service.record_usage(
+        caller.session,
+        caller.tenant(tenant_id),
+        message_id,
+        body.outcome if body is not None else None,
+    )
     return MessageRead.model_validate(message)
 
 

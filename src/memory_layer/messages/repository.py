@@ -295,6 +295,25 @@ class MessageRepository:
         )
         return result.scalar_one()
 
+    async def record_usage(
+        self, tenant_id: str, message_id: uuid.UUID, *, success: bool, failure: bool
+    ) -> Message | None:
+        """Count one use (and its outcome) in one statement, so concurrent uses all count; the
+        message as it now is, or None when the tenant has no such live message."""
+        result = await self.session.execute(
+            update(Message)
+            .where(Message.tenant_id == tenant_id, Message.id == message_id, live())
+            .values(
+                use_count=Message.use_count + 1,
+                success_count=Message.success_count + int(success),
+                failure_count=Message.failure_count + int(failure),
+                last_used_at=func.now(),
+            )
+            .returning(Message)
+            .execution_options(populate_existing=True)
+        )
+        return result.scalar_one_or_none()
+
     async def delete(self, tenant_id: str, message_id: uuid.UUID) -> int:
         result = await self.session.execute(
             delete(Message)

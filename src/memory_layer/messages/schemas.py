@@ -20,7 +20,7 @@ from memory_layer.kit.schemas import (
     Timestamp,
     json_integer,
 )
-from memory_layer.messages.service import MessageSort, MetadataMode
+from memory_layer.messages.service import MessageSort, MetadataMode, UsageOutcome
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.search.schemas import SearchFilterFields
 
@@ -109,6 +109,10 @@ class MessageRead(BaseModel):
         description="Kinds of personal data found in the content (PII mode detect or redact): "
         "email, phone, payment_card, iban, ip_address, us_ssn."
     )
+    use_count: int = Field(default=0, description="Recorded uses (POST /v1/messages/{id}/usage).")
+    success_count: int = Field(default=0, description="Uses recorded with outcome success.")
+    failure_count: int = Field(default=0, description="Uses recorded with outcome failure.")
+    last_used_at: datetime | None = Field(default=None, description="The last recorded use.")
 
     @computed_field(  # type: ignore[prop-decorator]
         description="This message's URL (with its tenant_id): poll it for the embedding status; "
@@ -214,3 +218,13 @@ class MessageListRequest(SearchFilterFields):
 
 class MessageListResponse(CursorPage[MessageRead]):
     """One page of the tenant's messages."""
+
+
+class UsageCreate(JSONBody):
+    """One use of a memory (say, a procedure an agent followed), and how it went."""
+
+    outcome: Annotated[UsageOutcome, Strict(False)] | None = Field(
+        default=None,
+        description="success or failure; left out when the use has no verdict. Failures lower "
+        "the memory's score in search (MEMORY_SEARCH_FAILURE_PENALTY).",
+    )

@@ -510,6 +510,29 @@ async def list_messages(
     )
 
 
+class UsageOutcome(StrEnum):
+    success = "success"
+    failure = "failure"
+
+
+async def record_usage(
+    session: AsyncSession, tenant_id: str, message_id: uuid.UUID, outcome: UsageOutcome | None
+) -> Message:
+    """Record that a memory was used (with its outcome, if any): its counts and last_used_at
+    change, and with them its rank in search; 404 without such a message."""
+    message = await MessageRepository(session).record_usage(
+        tenant_id,
+        message_id,
+        success=outcome is UsageOutcome.success,
+        failure=outcome is UsageOutcome.failure,
+    )
+    if message is None:
+        raise _not_found(tenant_id, message_id)
+    # The ranking changed: cached searches of the tenant must not outlive this commit.
+    note_write(session, tenant_id)
+    return message
+
+
 async def get_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> Message:
     """One message of the tenant, or 404."""
     message = await MessageRepository(session).get(tenant_id, message_id)

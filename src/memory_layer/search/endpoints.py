@@ -67,7 +67,12 @@ def _to_item(row: ScoredRow) -> SearchItem:
             importance=row.importance,
             recency=row.recency,
             mmr_rank=row.mmr_rank,
+            feedback=row.feedback,
         ),
+        use_count=row.use_count,
+        success_count=row.success_count,
+        failure_count=row.failure_count,
+        last_used_at=row.last_used_at,
     )
 
 

@@ -170,6 +170,9 @@ class Explanation(BaseModel):
     recency: float
     mmr_rank: int | None = Field(default=None, description="Position chosen by diversity "
                                  "re-ranking, when `diversity` > 0.")
+    feedback: float = Field(default=1.0, description="The factor usage outcomes put on every part "
+                            "of the score: 1 - MEMORY_SEARCH_FAILURE_PENALTY * failures / "
+                            "(successes + failures + 2); 1 without failures.")
 
 
 class SearchItem(BaseModel):
@@ -192,10 +195,19 @@ class SearchItem(BaseModel):
     importance: float
     recency: float = Field(
         description="0.5 ** (age / half-life of the message's kind), in [0, 1] "
-        "(MEMORY_KIND_HALF_LIFE_HOURS, else MEMORY_RECENCY_HALF_LIFE_HOURS)."
+        "(MEMORY_KIND_HALF_LIFE_HOURS, else MEMORY_RECENCY_HALF_LIFE_HOURS); the age counts "
+        "from the last use when later (MEMORY_RECENCY_FROM_LAST_USE)."
     )
     score_parts: ScoreParts
     explanation: Explanation
+    use_count: int = Field(default=0, description="Recorded uses (POST /v1/messages/{id}/usage).")
+    success_count: int = Field(default=0, description="Uses recorded with outcome success.")
+    failure_count: int = Field(default=0, description="Uses recorded with outcome failure.")
+    last_used_at: datetime | None = Field(
+        default=None,
+        description="The last recorded use; recency counts from it when it is later than "
+        "created_at (MEMORY_RECENCY_FROM_LAST_USE).",
+    )
 
 
 class SearchResponse(BaseModel):
