@@ -70,7 +70,8 @@ async def test_uses_and_outcomes_are_counted_and_shown_on_reads(
 
 async def test_bad_usage_is_refused(client: httpx.AsyncClient, tenant: str) -> None:
     message_id = await remember(client, tenant, "a memory")
-    for body in ({"outcome": "maybe"}, {"outcome": 1}, {"verdict": "success"}, []):
+    bodies: list[Any] = [{"outcome": "maybe"}, {"outcome": 1}, {"verdict": "success"}, []]
+    for body in bodies:
         response = await client.post(
             f"/v1/messages/{message_id}/usage", params={"tenant_id": tenant}, json=body
         )
