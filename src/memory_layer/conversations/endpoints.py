@@ -304,8 +304,8 @@ async def describe_conversation(
         service.Description(
             title=body.title,
             clear_title="title" in body.model_fields_set and body.title is None,
-            tags=body.tags,
-            metadata=body.metadata,
+            tags=body.tags if "tags" in body.model_fields_set else None,
+            metadata=body.metadata if "metadata" in body.model_fields_set else None,
         ),
         max_metadata_bytes=settings.max_metadata_bytes,
     )

@@ -129,12 +129,12 @@ class ConversationPatch(JSONBody):
     title: Annotated[str, Field(min_length=1, max_length=500, pattern=NO_NUL_PATTERN)] | None = Field(
         default=None, description="A name for the conversation; null removes it."
     )
-    tags: list[Tag] | None = Field(
-        default=None, max_length=MAX_TAGS,
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=MAX_TAGS,
         description=f"Replaces the tags (at most {MAX_TAGS}); the listing filters on them (`tag`).",
     )
-    metadata: Metadata | None = Field(
-        default=None,
+    metadata: Metadata = Field(
+        default_factory=dict,
         description="Replaces the conversation's metadata. " + METADATA_DESCRIPTION,
     )
 
@@ -142,10 +142,6 @@ class ConversationPatch(JSONBody):
     def _something(self) -> ConversationPatch:
         if not self.model_fields_set:
             raise ValueError("nothing to change: send title, tags or metadata")
-        if self.tags is None and "tags" in self.model_fields_set:
-            raise ValueError("tags must be a list ([] removes every tag)")
-        if self.metadata is None and "metadata" in self.model_fields_set:
-            raise ValueError("metadata must be an object ({} removes it)")
         return self
 
 
