@@ -250,6 +250,12 @@ class Settings(BaseSettings):
             Kind.event: 720.0,
         }
     )
+    # Usage feedback (POST /v1/messages/{id}/usage). Recency counts from the later of a
+    # memory's creation and its last use, so a memory in use stays fresh; false: from creation.
+    recency_from_last_use: bool = True
+    # A memory's score is multiplied by 1 - penalty * failures / (successes + failures + 2):
+    # procedures that keep failing rank below ones that work; 0 turns it off.
+    search_failure_penalty: float = Field(default=0.5, ge=0.0, le=1.0)
     search_candidate_multiplier: int = Field(default=4, ge=1, le=50)
     # Reciprocal rank fusion constant: fused = 1/(k + vector rank) + 1/(k + keyword rank).
     search_rrf_k: int = Field(default=60, ge=1, le=1000)

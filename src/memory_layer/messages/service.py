@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,12 +19,23 @@ from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
 from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import Conflict, InvalidInput, NotFound
 from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.kit.pagination import (
+    CursorCodec,
+    Keyset,
+    Page,
+    PageRequest,
+    Scope,
+    ScopeValue,
+    SortOrder,
+    paginate,
+)
 from memory_layer.messages.importance import importance_for
-from memory_layer.messages.repository import MessageRepository
+from memory_layer.messages.repository import BY_IMPORTANCE, BY_TIME, MessageRepository
 from memory_layer.messages.repository import NewRow as NewRow  # for insert_rows' callers
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
 from memory_layer.pii.service import screen_all
 from memory_layer.policies.service import EffectivePolicy, check_usage, lock_usage, quota_guard
+from memory_layer.search.plan import SearchFilters
 
 # Client clocks drift; anything further ahead than this is a bug on their side, not an import.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -446,6 +457,80 @@ async def insert_rows(
     if stored:
         note_write(session, tenant_id)
     return stored
+
+
+class MessageSort(StrEnum):
+    created_at = "created_at"
+    importance = "importance"
+
+
+@dataclass(frozen=True)
+class MessageListing:
+    """Which of the tenant's messages to list, in which order, and which page."""
+
+    filters: SearchFilters = field(default_factory=SearchFilters)
+    sort: MessageSort = MessageSort.created_at
+    order: SortOrder = SortOrder.desc
+    limit: int = 50
+    cursor: str | None = None
+
+
+def _scope_value(value: object) -> ScopeValue:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    # The metadata filter: canonical JSON, so equal objects make equal scopes.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+async def list_messages(
+    session: AsyncSession, tenant_id: str, listing: MessageListing, *, cursors: CursorCodec
+) -> Page[Message]:
+    """The tenant's messages across conversations, filtered, newest first (or by importance)."""
+    scope: Scope = {
+        "tenant_id": tenant_id,
+        "listing": "messages",
+        "sort": listing.sort.value,
+        "order": listing.order.value,
+        **{
+            name: _scope_value(getattr(listing.filters, name))
+            for name in (item.name for item in fields(SearchFilters))
+        },
+    }
+    by_importance = listing.sort is MessageSort.importance
+    keysets: Mapping[SortOrder, Keyset[Any]] = BY_IMPORTANCE if by_importance else BY_TIME
+    return await paginate(
+        session,
+        MessageRepository(session).listing(tenant_id, listing.filters),
+        pagination=PageRequest(listing.limit, listing.cursor),
+        keyset=keysets[listing.order],
+        codec=cursors,
+        scope=scope,
+    )
+
+
+class UsageOutcome(StrEnum):
+    success = "success"
+    failure = "failure"
+
+
+async def record_usage(
+    session: AsyncSession, tenant_id: str, message_id: uuid.UUID, outcome: UsageOutcome | None
+) -> Message:
+    """Record that a memory was used (with its outcome, if any): its counts and last_used_at
+    change, and with them its rank in search; 404 without such a message."""
+    message = await MessageRepository(session).record_usage(
+        tenant_id,
+        message_id,
+        success=outcome is UsageOutcome.success,
+        failure=outcome is UsageOutcome.failure,
+    )
+    if message is None:
+        raise _not_found(tenant_id, message_id)
+    # The ranking changed: cached searches of the tenant must not outlive this commit.
+    note_write(session, tenant_id)
+    return message
 
 
 async def get_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> Message:

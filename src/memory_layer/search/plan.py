@@ -111,3 +111,9 @@ class ScoredRow:
     mmr_rank: int | None = None
     # When the message expires (its TTL): a cached result holding it must not outlive it.
     expires_at: datetime | None = None
+    # Usage feedback (POST /v1/messages/{id}/usage) and the factor it puts on the score.
+    use_count: int = 0
+    success_count: int = 0
+    failure_count: int = 0
+    last_used_at: datetime | None = None
+    feedback: float = 1.0

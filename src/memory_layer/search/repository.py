@@ -8,13 +8,19 @@ from functools import lru_cache
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import Float, TextClause, TextualSelect, text
+from sqlalchemy import Float, String, TextClause, TextualSelect, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.db.vectors import vector_param
 from memory_layer.models.message import UNEXPIRED_SQL, EmbeddingStatus
 from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
-from memory_layer.search.scoring import RECENCY_SQL, SCORED_SQL, relevance_sql
+from memory_layer.search.scoring import (
+    FEEDBACK_SQL,
+    FRESH_SINCE_SQL,
+    RECENCY_SQL,
+    SCORED_SQL,
+    relevance_sql,
+)
 
 READY = f"'{EmbeddingStatus.ready.value}'"
 
@@ -95,9 +101,10 @@ fused AS (
 ), hits AS (
     SELECT m.id, m.conversation_id, m.user_id, m.role, m.kind, m.content, m.metadata, m.importance,
            m.created_at, m.expires_at, m.embedding_status,{embedding}
+           m.use_count, m.success_count, m.failure_count, m.last_used_at,
            f.vector_rank, {similarity} AS similarity,
            f.keyword_rank, f.keyword_score, f.fused,
-           {recency} AS recency
+           {recency} AS recency, {feedback} AS feedback
     FROM fused f
     JOIN {table} m ON m.tenant_id = f.tenant_id AND m.id = f.id
 ), signals AS (
@@ -213,7 +220,11 @@ def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
         table=plan.table,
         relevance=_relevance_with_cues(plan, params),
         similarity=SIMILARITY_FROM_VECTORS if uses_vectors else NO_SIMILARITY,
-        recency=RECENCY_SQL.format(created_at="m.created_at", kind="m.kind"),
+        recency=RECENCY_SQL.format(
+            created_at=FRESH_SINCE_SQL.format(created_at="m.created_at", last_used_at="m.last_used_at"),
+            kind="m.kind",
+        ),
+        feedback=FEEDBACK_SQL.format(successes="m.success_count", failures="m.failure_count"),
         scored=SCORED_SQL.format(source="signals"),
         embedding="\n           m.embedding," if plan.with_embedding else "",
         min_score="\nWHERE score >= :min_score" if plan.min_score is not None else "",
@@ -239,7 +250,7 @@ def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
 # Read as Python floats: numeric arithmetic (1.0 / (rrf_k + rank), and what is computed from it)
 # would otherwise come back as Decimal.
 SCORE_COLUMNS = (
-    "importance", "similarity", "keyword_score", "fused", "relevance", "recency",
+    "importance", "similarity", "keyword_score", "fused", "relevance", "recency", "feedback",
     "part_relevance", "part_importance", "part_recency", "score",
 )
 
@@ -251,7 +262,7 @@ SELECT q.id AS question_id, a.*
 FROM {table} q
 CROSS JOIN LATERAL (
     SELECT id, conversation_id, user_id, role, kind, content, metadata, importance, created_at,
-           expires_at, embedding_status
+           expires_at, embedding_status, use_count, success_count, failure_count, last_used_at
     FROM {table}
     WHERE tenant_id = q.tenant_id
       AND conversation_id = q.conversation_id
@@ -300,6 +311,26 @@ class SearchRepository:
         )
         return {row.question_id: {k: v for k, v in row._mapping.items() if k != "question_id"}
                 for row in result}
+
+    async def stored_vector(
+        self, tenant_id: str, message_id: uuid.UUID
+    ) -> tuple[str, str | None, list[float] | None] | None:
+        """A live message's embedding status, model and vector; None when there is no such
+        message (or it has expired)."""
+        result = await self.session.execute(
+            text(
+                "SELECT embedding_status, embedding_model, embedding FROM messages "
+                f"WHERE tenant_id = :tenant_id AND id = :id AND {UNEXPIRED_SQL}"
+            ).columns(embedding_status=String(), embedding_model=String(), embedding=Vector()),
+            {"tenant_id": tenant_id, "id": message_id},
+        )
+        row = result.one_or_none()
+        if row is None:
+            return None
+        vector = row.embedding
+        return row.embedding_status, row.embedding_model, (
+            [float(x) for x in vector] if vector is not None else None
+        )
 
     async def tenant_size(self, tenant_id: str, cap: int) -> int:
         """The tenant's message count, counted no further than `cap` + 1 (cheap for big tenants)."""
