@@ -120,7 +120,7 @@ async def test_a_question_hit_brings_its_answer(settings_factory: Callable[..., 
     turns = [
         ("jonas", "2025-05-01T10:00:00Z", "Did you ever make it to Lisbon in the end?"),
         ("maya", "2025-05-01T10:01:00Z", "Yes, last April! The food alone was worth it."),
-        ("jonas", "2025-05-01T10:02:00Z", "Lisbon is on my list too, maybe next year when flights are cheap."),
+        ("jonas", "2025-05-01T10:02:00Z", "Lisbon is on my list, maybe next year when flights are cheap."),
         ("maya", "2025-05-01T10:03:00Z", "You should go."),
     ]
     plain = settings_factory(search_answer_expansion=False)
