@@ -32,11 +32,11 @@ def load_memorybank(source: Path = DEFAULT_SOURCE, labels: Path = LABELS) -> dic
     for line in (source / "probing_questions_en.jsonl").read_text().splitlines():
         if line.strip():
             probes.update({name.strip(): texts for name, texts in json.loads(line).items()})
-    conversations = []
+    conversations: list[dict[str, Any]] = []
     for raw_name, chat in chats.items():
         name = raw_name.strip()
         user_id = name.replace(" ", "_")  # a user_id has no spaces
-        turns = []
+        turns: list[dict[str, Any]] = []
         for day_number, (day, exchanges) in enumerate(sorted(chat["history"].items()), start=1):
             start = datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
             start += timedelta(hours=19)
@@ -49,11 +49,11 @@ def load_memorybank(source: Path = DEFAULT_SOURCE, labels: Path = LABELS) -> dic
                 turns.append({"turn_id": f"{base}-a", "session": day_number, "speaker": "companion",
                               "role": "assistant", "text": exchange["response"],
                               "date": (at + timedelta(minutes=2)).isoformat().replace("+00:00", "Z")})
-        conversations.append({"conversation_id": f"mb-{slug(name)}", "speakers": [name, "companion"],
+        conversations.append({"conversation_id": f"mb-{slug(name)}", "speakers": [user_id, "companion"],
                               "turns": turns})
     labelled = json.loads(labels.read_text())
     turn_ids = {t["turn_id"] for c in conversations for t in c["turns"]}
-    questions = []
+    questions: list[dict[str, Any]] = []
     for item in labelled["questions"]:
         missing = set(item["evidence"]) - turn_ids
         if missing:
