@@ -51,6 +51,13 @@ class SearchFusion(StrEnum):
     rrf = "rrf"
 
 
+class KeywordScoring(StrEnum):
+    """How the keyword side of search scores a message (docs/evaluation.md has the measurements)."""
+
+    bm25 = "bm25"
+    cover_density = "cover_density"
+
+
 class RetentionAction(StrEnum):
     archive = "archive"
     delete = "delete"
@@ -264,6 +271,10 @@ class Settings(BaseSettings):
     # rank fusion.
     search_fusion: SearchFusion = SearchFusion.weighted
     search_keyword_weight: float = Field(default=0.5, ge=0.0, le=10.0)
+    # How a message's keyword score is computed; half of it is "every query term matched" either
+    # way. bm25: BM25 in SQL, IDF over the rows searched; cover_density: ts_rank_cd, which has no
+    # IDF (the default before BM25; docs/evaluation.md compares them).
+    search_keyword_scoring: KeywordScoring = KeywordScoring.bm25
     # 200: recall@10 0.98 for a tenant holding half of 1,000,000 rows (docs/benchmarks.md).
     hnsw_ef_search: int = Field(default=200, ge=1, le=1000)
     # Tenants with at most this many messages are searched exactly (every vector compared, via

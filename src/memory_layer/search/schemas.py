@@ -158,7 +158,10 @@ class Explanation(BaseModel):
     similarity: float | None = Field(description="Cosine similarity to the query; null when the "
                                      "message has no vector of the current model yet.")
     keyword_rank: int | None = Field(description="Rank among the full-text matches, from 1.")
-    keyword_score: float | None = Field(description="Full-text score in [0, 1): half cover "
+    keyword_score: float | None = Field(description="Full-text score in [0, 1]: by "
+                                        "MEMORY_SEARCH_KEYWORD_SCORING, BM25 over the rows "
+                                        "searched (sum over query terms of idf x saturated term "
+                                        "frequency, over its maximum; the default), or half cover "
                                         "density ts_rank_cd / (1 + ts_rank_cd), half whether every "
                                         "query term matched.")
     fused_score: float = Field(description="Reciprocal rank fusion: sum of 1 / (k + rank).")

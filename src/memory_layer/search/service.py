@@ -21,7 +21,7 @@ from memory_layer.kit.errors import DomainError, NotFound, ServiceUnavailable
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.models.message import EmbeddingStatus
 from memory_layer.search.answers import expand_answers, questions_among
-from memory_layer.search.cues import named_period, query_words
+from memory_layer.search.cues import named_day, named_period, query_words
 from memory_layer.search.diversity import mmr_order
 from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
 from memory_layer.search.repository import SearchRepository
@@ -79,6 +79,7 @@ def _request_key(query: SearchQuery, settings: Settings, embedder: EmbeddingProv
         settings.search_keyword_weight,
         settings.search_rrf_k,
         settings.search_candidate_multiplier,
+        settings.search_keyword_scoring,
     )
 
 
@@ -213,9 +214,11 @@ async def _search(
         exact=exact,
         table=extent.table,
         period=named_period(query.text) if settings.search_time_boost > 0 else None,
+        day=named_day(query.text) if settings.search_time_boost > 0 else None,
         time_boost=settings.search_time_boost,
         words=tuple(query_words(query.text)) if settings.search_speaker_boost > 0 else (),
         speaker_boost=settings.search_speaker_boost,
+        keyword_scoring=settings.search_keyword_scoring,
     )
     rows = await repository.search(plan)
     if diversify:
