@@ -150,6 +150,7 @@ class ConversationRepository:
         pii_kind: str | None = None,
         after: tuple[datetime, uuid.UUID] | None,
         limit: int,
+        include_superseded: bool = False,
     ) -> list[Message]:
         """One page of the history, in (created_at, id) order; the index on (tenant_id,
         conversation_id, created_at) serves both directions."""
@@ -160,6 +161,8 @@ class ConversationRepository:
             statement = statement.where(Message.pii_kinds.contains([pii_kind]))
         if not include_archived:
             statement = statement.where(Message.archived_at.is_(None))
+        if not include_superseded:
+            statement = statement.where(Message.superseded_by.is_(None))
         if role is not None:
             statement = statement.where(Message.role == role)
         if kind is not None:

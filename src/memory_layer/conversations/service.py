@@ -74,6 +74,7 @@ class HistoryQuery:
     limit: int = 50
     cursor: str | None = None
     include_archived: bool = False
+    include_superseded: bool = False
     role: Role | None = None
     kind: Kind | None = None
     pii_kind: PiiKind | None = None
@@ -151,6 +152,7 @@ async def list_conversation_messages(
         "conversation_id": conversation_id,
         "order": query.order.value,
         "include_archived": query.include_archived,
+        "include_superseded": query.include_superseded,
         "role": query.role.value if query.role is not None else None,
         "kind": query.kind.value if query.kind is not None else None,
         "pii_kind": query.pii_kind.value if query.pii_kind is not None else None,
@@ -163,6 +165,7 @@ async def list_conversation_messages(
         role=query.role.value if query.role is not None else None,
         kind=query.kind.value if query.kind is not None else None,
         include_archived=query.include_archived,
+        include_superseded=query.include_superseded,
         pii_kind=query.pii_kind.value if query.pii_kind is not None else None,
         after=(position.created_at, position.id) if position else None,
         limit=query.limit + 1,

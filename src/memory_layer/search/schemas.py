@@ -73,6 +73,10 @@ class SearchRequest(BaseModel):
         "given as JSON text. No NUL (\\u0000) in any key or string.",
     )
     include_archived: bool = Field(default=False, description="Also search archived messages.")
+    include_superseded: bool = Field(
+        default=False,
+        description="Also search facts a newer fact replaced (superseded_by is set).",
+    )
     min_score: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Drop hits whose final score is lower."
     )
@@ -116,6 +120,7 @@ class SearchRequest(BaseModel):
             until=self.until,
             metadata=self.metadata,
             include_archived=self.include_archived,
+            include_superseded=self.include_superseded,
         )
 
 
