@@ -52,7 +52,8 @@ async def test_an_outage_loses_nothing_and_spends_no_attempt(
         assert (outcome.claimed, outcome.done, outcome.retrying) == (1, 0, 1)
         [(status, attempts, error)] = await queue(db_engine, tenant)
         assert (status, attempts) == ("pending", 0)
-        assert error is not None and error.startswith("unavailable: scripted unavailable")
+        assert error is not None
+        assert error.startswith("unavailable: scripted unavailable")
     assert await facts(client, tenant) == []
 
     provider.failing = False
