@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from memory_layer.consolidation.providers.base import Turn
 from memory_layer.consolidation.providers.extractive import ExtractiveProvider
 from memory_layer.consolidation.rules import extract_facts
-from memory_layer.consolidation.service import Distillers, store_facts
+from memory_layer.consolidation.service import Distillers, Stated, store_facts
 from tests.consolidation.support import facts, say, worker_of
 from tests.fixtures.app import AppClient
 
@@ -105,8 +105,10 @@ async def test_a_late_older_turn_does_not_bring_an_old_value_back(
                  created_at=datetime.fromisoformat(current["stated_at"]).replace(year=2020))
     state = client.app.state
     distillers = Distillers(ExtractiveProvider(), state.embedder, state.settings, state.metrics)
-    [outcome] = await store_facts(state.sessionmaker, tenant, "c1", "ana", older,
-                                  extract_facts(older.content), distillers)
+    [outcome] = await store_facts(
+        state.sessionmaker, tenant, "c1", [Stated(older, "ana", extract_facts(older.content))],
+        distillers,
+    )
     assert outcome.action.value == "none"
     assert [f["content"] for f in await facts(client, tenant)] == ["The user lives in Berlin."]
     assert current["source_message_ids"] == [berlin]

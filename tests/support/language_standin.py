@@ -92,8 +92,7 @@ class Recorded:
         if task == "decide":
             prompt = json.loads(user)
             recorded = self.decide.get(prompt["new_fact"]["statement"])
-            if recorded is None:
-                self.misses.append((task, user))
+            if recorded is None:  # not recorded: the model added it
                 return json.dumps({"event": "ADD", "id": None})
             by_statement = {item["statement"]: item["id"] for item in prompt["existing"]}
             return json.dumps({"event": recorded["event"],

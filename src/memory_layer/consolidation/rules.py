@@ -41,7 +41,7 @@ _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
 _VALUE_END = re.compile(
     r"\s*(?:[,;:]|\s-\s|\b(?:and|but|because|since|so|which|who|where|when|though|although|"
     r"now|anymore|these days|nowadays|at the moment|right now|originally|recently|yesterday|"
-    r"today|ago|last|next|this (?:week|month|year)|a (?:few|couple)|for \d+|since|in \d{4})\b).*$",
+    r"today|ago|still|last|next|this (?:week|month|year)|a (?:few|couple)|for \d+|since|in \d{4})\b).*$",
     re.IGNORECASE,
 )
 # Objects that say nothing on their own ("I like it").

@@ -211,24 +211,50 @@ async def _reconcile(
     return FactOutcome(Action.add, fact_id)
 
 
+@dataclass(frozen=True)
+class Stated:
+    """A turn of one user, and the facts found in it."""
+
+    turn: Turn
+    user_id: str
+    drafts: list[FactDraft]
+
+
 async def store_facts(
     sessionmaker: async_sessionmaker[AsyncSession],
     tenant_id: str,
     conversation_id: str,
-    user_id: str,
-    turn: Turn,
-    drafts: list[FactDraft],
+    stated: list[Stated],
     distillers: Distillers,
 ) -> list[FactOutcome]:
-    """Reconcile a turn's drafts with the user's current facts and store what is new."""
-    if not drafts:
+    """Reconcile the drafts of a conversation's turns (in turn order) with their users' current
+    facts and store what is new. With the rules, one embedding call and one transaction serve
+    them all; a model decides on what search finds, so each turn is written before the next
+    one's candidates are searched."""
+    if not distillers.provider.uses_model:
+        return await _store(sessionmaker, tenant_id, conversation_id, stated, distillers)
+    outcomes: list[FactOutcome] = []
+    for item in stated:
+        outcomes += await _store(sessionmaker, tenant_id, conversation_id, [item], distillers)
+    return outcomes
+
+
+async def _store(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: str,
+    conversation_id: str,
+    stated: list[Stated],
+    distillers: Distillers,
+) -> list[FactOutcome]:
+    pairs = [(item, draft) for item in stated for draft in item.drafts]
+    if not pairs:
         return []
-    vectors = await _vectors(distillers.embedder, [draft.statement for draft in drafts])
+    vectors = await _vectors(distillers.embedder, [draft.statement for _, draft in pairs])
     proposals: list[Decision | None] = []
-    for draft in drafts:
+    for item, draft in pairs:
         if distillers.provider.uses_model:
             candidates = await search_candidates(
-                sessionmaker, tenant_id, user_id, draft, distillers
+                sessionmaker, tenant_id, item.user_id, draft, distillers
             )
             proposals.append(await distillers.provider.decide(draft, candidates))
         else:
@@ -236,11 +262,13 @@ async def store_facts(
     outcomes: list[FactOutcome] = []
     async with sessionmaker.begin() as session:
         repository = ConsolidationRepository(session)
-        await repository.lock(f"facts:{tenant_id}:{user_id}")
-        for draft, vector, proposed in zip(drafts, vectors, proposals, strict=True):
+        # In one order everywhere, so two workers never wait for each other's second lock.
+        for user_id in sorted({item.user_id for item in stated}):
+            await repository.lock(f"facts:{tenant_id}:{user_id}")
+        for (item, draft), vector, proposed in zip(pairs, vectors, proposals, strict=True):
             outcomes.append(
-                await _reconcile(repository, turn, conversation_id, user_id, tenant_id, draft,
-                                 vector, proposed, distillers)
+                await _reconcile(repository, item.turn, conversation_id, item.user_id, tenant_id,
+                                 draft, vector, proposed, distillers)
             )
         if any(outcome.action is not Action.none for outcome in outcomes):
             note_write(session, tenant_id)

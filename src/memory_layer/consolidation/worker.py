@@ -26,7 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.consolidation.providers.base import LanguageError, Turn
 from memory_layer.consolidation.repository import ConsolidationRepository, Failure, Job
-from memory_layer.consolidation.service import Distillers, store_facts, summarize_conversation
+from memory_layer.consolidation.service import (
+    Distillers,
+    Stated,
+    store_facts,
+    summarize_conversation,
+)
 from memory_layer.embeddings.worker import PROVIDER_WIDE_KINDS, backoff_seconds
 from memory_layer.models.message import Kind, Role
 from memory_layer.policies.service import EffectivePolicy, load_policy
@@ -127,15 +132,18 @@ class ConsolidationWorker:
     async def _consolidate(self, group: list[Job], policy: EffectivePolicy) -> None:
         turns = [job for job in group if job.readable and job.kind == Kind.message.value]
         if policy.extract_facts:
+            stated: list[Stated] = []
             for job in turns:
                 if job.role != Role.user.value or job.user_id is None:
                     continue
                 turn = _turn(job)
                 drafts = await self.distillers.provider.extract(turn)
-                await store_facts(
-                    self.sessionmaker, job.tenant_id, job.conversation_id, job.user_id, turn,
-                    drafts, self.distillers,
-                )
+                if drafts:
+                    stated.append(Stated(turn, job.user_id, drafts))
+            await store_facts(
+                self.sessionmaker, group[0].tenant_id, group[0].conversation_id, stated,
+                self.distillers,
+            )
         if policy.summarize and turns:
             await summarize_conversation(
                 self.sessionmaker, group[0].tenant_id, group[0].conversation_id, self.distillers
