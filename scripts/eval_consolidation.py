@@ -139,7 +139,8 @@ def make_provider(name: str, standin: LanguageStandIn | None) -> LanguageProvide
 
 
 async def evaluate(client: httpx.AsyncClient, name: str, dataset: dict[str, Any],
-                   standin: LanguageStandIn | None) -> Score:
+                   standin: LanguageStandIn | None) -> dict[str, Score]:
+    """The provider's score over all users and over each split of the set."""
     state = client.app.state  # type: ignore[attr-defined]
     tenant = f"eval-{uuid.uuid4().hex[:10]}"
     await store(client, tenant, dataset["users"])
@@ -149,39 +150,51 @@ async def evaluate(client: httpx.AsyncClient, name: str, dataset: dict[str, Any]
     )
     await worker.drain(tenant)
     await provider.close()
-    score = Score(provider=name)
+    scores: dict[str, Score] = {}
     for user in dataset["users"]:
         response = await client.get(f"/v1/users/{user['user_id']}/facts",
                                     params={"tenant_id": tenant, "limit": 1000})
         response.raise_for_status()
-        score_user(score, user, [item["content"] for item in response.json()["items"]])
+        current = [item["content"] for item in response.json()["items"]]
         everything = await client.get(f"/v1/users/{user['user_id']}/facts",
                                       params={"tenant_id": tenant, "limit": 1000,
                                               "include_superseded": "true"})
-        score.superseded += sum(1 for item in everything.json()["items"] if item["superseded_by"])
-    return score
+        superseded = sum(1 for item in everything.json()["items"] if item["superseded_by"])
+        for split in ("all", user.get("split", "all")):
+            score = scores.setdefault(split, Score(provider=name))
+            score_user(score, user, current)
+            score.superseded += superseded
+    return scores
 
 
-def report(scores: list[Score], dataset: dict[str, Any], embedding: str) -> str:
+def report(results: list[dict[str, Score]], dataset: dict[str, Any], embedding: str) -> str:
     users = dataset["users"]
     turns = sum(len(c) for u in users for c in u["conversations"])
     user_turns = sum(1 for u in users for c in u["conversations"] for t in c if t[0] == "user")
-    stale = sum(len(u["stale"]) for u in users)
     expected = sum(len(u["expected"]) for u in users)
+    splits: dict[str, int] = {}
+    for user in users:
+        splits[user.get("split", "all")] = splits.get(user.get("split", "all"), 0) + 1
     lines = [
         f"{len(users)} users, {turns} turns ({user_turns} by the users), {expected} "
-        f"expected current facts, {stale} changed values (`tests/data/consolidation_profiles.json`); "
-        f"embeddings: `{embedding}`. `python scripts/eval_consolidation.py --provider all`.",
+        f"expected current facts (`tests/data/consolidation_profiles.json`; users by split: "
+        + ", ".join(f"{name} {n}" for name, n in splits.items())
+        + f"); embeddings: `{embedding}`. `python scripts/eval_consolidation.py --provider all`.",
         "",
-        "| Provider | Current facts | Precision | Recall | Stale (changed, not superseded) | Superseded |",
-        "|---|---|---|---|---|---|",
+        "| Provider | Users | Current facts | Precision | Recall | Stale (changed, not superseded) "
+        "| Superseded |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for s in scores:
-        label = s.provider if s.provider == "extractive" else f"{s.provider} (recorded answers)"
-        lines.append(f"| `{label}` | {s.facts} | {s.precision:.2f} ({s.matched_facts}/{s.facts}) | "
-                     f"{s.recall:.2f} ({s.found}/{s.expected}) | {s.stale} of {stale} | "
-                     f"{s.superseded} |")
-    for s in scores:
+    for result in results:
+        for split, s in result.items():
+            stale = sum(len(u["stale"]) for u in users if split in ("all", u.get("split")))
+            label = s.provider if s.provider == "extractive" else f"{s.provider} (recorded answers)"
+            lines.append(
+                f"| `{label}` | {split} | {s.facts} | {s.precision:.2f} ({s.matched_facts}/{s.facts}) "
+                f"| {s.recall:.2f} ({s.found}/{s.expected}) | {s.stale} of {stale} | "
+                f"{s.superseded} |"
+            )
+    for s in (result["all"] for result in results):
         lines += ["", f"`{s.provider}` missed: " + ("; ".join(s.misses) or "nothing") + ".",
                   f"`{s.provider}` stored beyond the expected profile: "
                   + ("; ".join(s.wrong) or "nothing") + "."]
@@ -203,7 +216,7 @@ async def main() -> None:
             worker_enabled=False, global_rate_limit="off", tenant_rate_limit="off",
         )
         recorded = Recorded(ANSWERS)
-        scores: list[Score] = []
+        scores: list[dict[str, Score]] = []
         with LanguageStandIn(recorded) as standin:
             async with app_client(settings) as client:
                 for name in names:

@@ -24,7 +24,7 @@ async def test_0010_queues_only_new_rows_and_downgrades(db_server: DatabaseServe
         await asyncio.to_thread(command.upgrade, config, "0010")
         async with engine.begin() as connection:
             await connection.execute(insert, {"id": uuid.uuid4(), "content": "after"})
-            rows = dict((await connection.execute(text(
+            rows: dict[str, str | None] = dict((await connection.execute(text(
                 "SELECT content, consolidation_status FROM messages"))).all())
             assert rows == {"before": None, "after": "pending"}
             policy_columns = (await connection.execute(text(
