@@ -124,7 +124,7 @@ def main() -> None:
     if args.write:
         write_block(args.write, f"consolidation-throughput-{args.provider}-{args.embedding_provider}",
                     text, title="Benchmarks",
-                    heading="Consolidation: the worker's throughput")
+                    heading="Consolidation: the worker's throughput (`scripts/bench_consolidation.py`)")
 
 
 if __name__ == "__main__":
