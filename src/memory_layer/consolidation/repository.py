@@ -252,20 +252,6 @@ class ConsolidationRepository:
         result = await self.session.execute(RELEASE_SQL, {"owner": owner})
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    async def queue_counts(self, tenant_id: str | None = None) -> dict[str, int]:
-        """Turns pending and failed (from the pending partial index and the status column)."""
-        statement = (
-            select(Message.consolidation_status, func.count())
-            .where(Message.consolidation_status.in_(("pending", "failed")))
-            .group_by(Message.consolidation_status)
-        )
-        if tenant_id is not None:
-            statement = statement.where(Message.tenant_id == tenant_id)
-        counts = {"pending": 0, "failed": 0}
-        for status, n in (await self.session.execute(statement)).all():
-            counts[str(status)] = int(n)
-        return counts
-
     async def lock(self, key: str) -> None:
         await self.session.execute(LOCK_SQL, {"key": key})
 

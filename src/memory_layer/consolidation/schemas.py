@@ -53,8 +53,8 @@ class FactRead(BaseModel):
     subject: str | None = Field(
         default=None,
         validation_alias=AliasPath("metadata_", "subject"),
-        description="What it is about (residence, name, opinion:coffee, ...): a user has at most "
-        "one current fact per subject.",
+        description="What it is about (residence, name, opinion:coffee, ...): a new value for a "
+        "subject the user has supersedes the old one.",
     )
     value: str | None = Field(default=None, validation_alias=AliasPath("metadata_", "value"))
     confidence: float | None
