@@ -17,6 +17,10 @@ from memory_layer.audit import endpoints as audit_endpoints
 from memory_layer.auth import endpoints as auth_endpoints
 from memory_layer.auth.service import KeyRing
 from memory_layer.config import Settings, check_startup_settings
+from memory_layer.consolidation import endpoints as consolidation_endpoints
+from memory_layer.consolidation.providers import build_language_provider
+from memory_layer.consolidation.service import Distillers
+from memory_layer.consolidation.worker import ConsolidationWorker
 from memory_layer.context import endpoints as context_endpoints
 from memory_layer.conversations import endpoints as conversations_endpoints
 from memory_layer.embeddings import endpoints as embeddings_endpoints
@@ -100,6 +104,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             engine, autocommit=not settings.db_transaction_pooler
         )
         app.state.embedder = embedder
+        language_provider = build_language_provider(settings)
+        stack.push_async_callback(language_provider.close)
+        app.state.language_provider = language_provider
         if settings.worker_enabled:
             worker = EmbeddingWorker(
                 engine, app.state.sessionmaker, embedder, settings, app.state.metrics
@@ -110,6 +117,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # Finish the batch in hand on shutdown; a batch that takes longer is handed back.
             stack.push_async_callback(
                 stop_worker, worker_task, worker_stop, settings.worker_shutdown_grace_seconds
+            )
+        if settings.worker_enabled and settings.consolidation_enabled:
+            consolidation = ConsolidationWorker(
+                app.state.sessionmaker,
+                Distillers(language_provider, embedder, settings, app.state.metrics),
+            )
+            app.state.consolidation_worker = consolidation
+            consolidation_stop = asyncio.Event()
+            consolidation_task = asyncio.create_task(
+                consolidation.run(consolidation_stop), name="consolidation-worker"
+            )
+            stack.push_async_callback(
+                stop_worker, consolidation_task, consolidation_stop,
+                settings.worker_shutdown_grace_seconds,
             )
         if settings.retention_schedule_seconds > 0:
             retention = asyncio.create_task(
@@ -194,6 +215,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         transfer_endpoints.router,
         auth_endpoints.router,
         audit_endpoints.router,
+        consolidation_endpoints.router,
     ):
         app.include_router(router, dependencies=[TenantRateLimit], responses=error_responses(429))
     app.include_router(health_endpoints.router)

@@ -37,6 +37,14 @@ PROVIDER_ALIASES = {
 }
 
 
+class LanguageProviderName(StrEnum):
+    """What distils summaries and facts (consolidation/providers/)."""
+
+    extractive = "extractive"
+    gemini = "gemini"
+    openai_compatible = "openai_compatible"
+
+
 class LocalBackend(StrEnum):
     """The engine that runs the local model (docs/benchmarks.md compares them)."""
 
@@ -209,6 +217,46 @@ class Settings(BaseSettings):
     embedding_max_attempts: int = Field(default=5, ge=1, le=100)
     embedding_retry_base_seconds: float = Field(default=2.0, gt=0)
     embedding_retry_max_seconds: float = Field(default=600.0, gt=0)
+
+    # Consolidation (consolidation/): facts from user turns and a running summary per conversation,
+    # distilled by the worker. extractive: offline rules and the stored embeddings (no model);
+    # gemini: generate_content through google-genai; openai_compatible: any chat-completions
+    # server (Ollama, vLLM, llama.cpp's server) through httpx.
+    language_provider: LanguageProviderName = LanguageProviderName.extractive
+    # The model the LLM providers call (gemini: a Gemini model; openai_compatible: the server's).
+    language_model: str | None = None
+    # gemini: unset is Google's endpoint; openai_compatible: required, e.g.
+    # http://127.0.0.1:11434/v1 (the path that /chat/completions is under).
+    language_base_url: str | None = None
+    # gemini: unset falls back to MEMORY_GEMINI_API_KEY; openai_compatible: sent as a bearer token
+    # when set.
+    language_api_key: SecretStr | None = None
+    language_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Retries of one call on 429/5xx/timeouts (Retry-After honoured), before the worker's own.
+    language_max_retries: int = Field(default=3, ge=0, le=20)
+    language_retry_max_seconds: float = Field(default=60.0, gt=0)
+    # Run the consolidation loop beside the embedding worker (in `serve` with
+    # MEMORY_WORKER_ENABLED, and in `memory-layer worker`).
+    consolidation_enabled: bool = True
+    # The tenant policy's defaults (a tenant overrides them in its policy).
+    extract_facts: bool = True
+    summarize: bool = True
+    # A conversation's summary is made again after this many new turns.
+    summary_every_turns: int = Field(default=20, ge=1, le=10_000)
+    # The most recent turns a summary is made from (with the previous summary, for LLMs).
+    summary_window_turns: int = Field(default=200, ge=1, le=5_000)
+    # extractive: turns quoted in a summary.
+    summary_turns: int = Field(default=5, ge=1, le=50)
+    # A new fact at least this similar (cosine) to a current fact of the user, with no subject
+    # the rules know, is a duplicate and is not stored.
+    fact_duplicate_similarity: float = Field(default=0.92, ge=0.0, le=1.0)
+    # Existing facts shown to an LLM to decide add / update / none on a new one.
+    fact_candidates: int = Field(default=5, ge=1, le=50)
+    consolidation_batch_size: int = Field(default=32, ge=1, le=1024)
+    consolidation_poll_seconds: float = Field(default=2.0, gt=0)
+    consolidation_max_attempts: int = Field(default=5, ge=1, le=100)
+    consolidation_retry_base_seconds: float = Field(default=5.0, gt=0)
+    consolidation_retry_max_seconds: float = Field(default=900.0, gt=0)
 
     # Auth.
     api_keys: CsvSecrets = Field(default_factory=list)
@@ -406,5 +454,21 @@ def check_startup_settings(settings: Settings) -> list[str]:
     ):
         raise ConfigurationError(
             "MEMORY_EMBEDDING_PROVIDER=google_gemini requires MEMORY_GEMINI_API_KEY."
+        )
+    if settings.language_provider is LanguageProviderName.openai_compatible and not (
+        settings.language_base_url and settings.language_model
+    ):
+        raise ConfigurationError(
+            "MEMORY_LANGUAGE_PROVIDER=openai_compatible requires MEMORY_LANGUAGE_BASE_URL and "
+            "MEMORY_LANGUAGE_MODEL."
+        )
+    if (
+        settings.language_provider is LanguageProviderName.gemini
+        and settings.language_api_key is None
+        and settings.gemini_api_key is None
+    ):
+        raise ConfigurationError(
+            "MEMORY_LANGUAGE_PROVIDER=gemini requires MEMORY_LANGUAGE_API_KEY (or "
+            "MEMORY_GEMINI_API_KEY)."
         )
     return warnings

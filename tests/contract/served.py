@@ -52,10 +52,16 @@ def bound_key(database_url: str, tenant: str) -> str:
 
 
 def serve_env(database_url: str, **extra: str) -> dict[str, str]:
+    values = {
+        # The test database is shared: a consolidation loop would distil every earlier test's
+        # turns (tests/consolidation runs its own against a database of its own).
+        "MEMORY_CONSOLIDATION_ENABLED": "false",
+        **extra,
+    }
     return base_env(
         MEMORY_DATABASE_URL=database_url, MEMORY_EMBEDDING_PROVIDER="fake",
         MEMORY_API_KEYS=SERVICE, MEMORY_ADMIN_API_KEYS=ADMIN, MEMORY_LOG_LEVEL="warning",
-        MEMORY_GLOBAL_RATE_LIMIT=UNLIMITED, MEMORY_TENANT_RATE_LIMIT=UNLIMITED, **extra,
+        MEMORY_GLOBAL_RATE_LIMIT=UNLIMITED, MEMORY_TENANT_RATE_LIMIT=UNLIMITED, **values,
     )
 
 

@@ -199,6 +199,7 @@ class ConversationRepository:
         kind: str | None,
         include_archived: bool,
         pii_kind: str | None = None,
+        include_superseded: bool = False,
     ) -> Select[Message]:
         """A conversation's messages, to page in HISTORY order (the index on (tenant_id,
         conversation_id, created_at) serves both directions)."""
@@ -209,6 +210,8 @@ class ConversationRepository:
             statement = statement.where(Message.pii_kinds.contains([pii_kind]))
         if not include_archived:
             statement = statement.where(Message.archived_at.is_(None))
+        if not include_superseded:
+            statement = statement.where(Message.superseded_by.is_(None))
         if role is not None:
             statement = statement.where(Message.role == role)
         if kind is not None:

@@ -102,6 +102,9 @@ class ConversationMessagesRequest(BaseModel):
     limit: int = Field(default=50, ge=1, le=1000, description=LIMIT_DESCRIPTION)
     cursor: str | None = Field(default=None, description=CURSOR_DESCRIPTION)
     include_archived: bool = Field(default=False, description="Also list archived messages.")
+    include_superseded: bool = Field(
+        default=False, description="Also list facts a newer fact replaced (superseded_by is set)."
+    )
     role: Role | None = None
     kind: Kind | None = None
     pii_kind: PiiKind | None = Field(

@@ -67,6 +67,7 @@ class HistoryQuery:
     limit: int = 50
     cursor: str | None = None
     include_archived: bool = False
+    include_superseded: bool = False
     role: Role | None = None
     kind: Kind | None = None
     pii_kind: PiiKind | None = None
@@ -142,6 +143,7 @@ async def list_conversation_messages(
         "conversation_id": conversation_id,
         "order": query.order.value,
         "include_archived": query.include_archived,
+        "include_superseded": query.include_superseded,
         "role": query.role.value if query.role is not None else None,
         "kind": query.kind.value if query.kind is not None else None,
         "pii_kind": query.pii_kind.value if query.pii_kind is not None else None,
@@ -154,6 +156,7 @@ async def list_conversation_messages(
             role=query.role.value if query.role is not None else None,
             kind=query.kind.value if query.kind is not None else None,
             include_archived=query.include_archived,
+            include_superseded=query.include_superseded,
             pii_kind=query.pii_kind.value if query.pii_kind is not None else None,
         ),
         pagination=PageRequest(query.limit, query.cursor),

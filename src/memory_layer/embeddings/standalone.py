@@ -1,4 +1,5 @@
-"""`memory-layer worker`: the embedding worker as its own process (production deployments).
+"""`memory-layer worker`: the embedding worker (and the consolidation loop beside it, unless
+MEMORY_CONSOLIDATION_ENABLED=false) as its own process (production deployments).
 
 SIGTERM or SIGINT stops it gracefully: the batch in hand is finished (or, after
 MEMORY_WORKER_SHUTDOWN_GRACE_SECONDS, handed back to the queue) before the process exits.
@@ -12,6 +13,9 @@ import logging
 import signal
 
 from memory_layer.config import Settings
+from memory_layer.consolidation.providers import build_language_provider
+from memory_layer.consolidation.service import Distillers
+from memory_layer.consolidation.worker import ConsolidationWorker
 from memory_layer.embeddings.providers import build_provider
 from memory_layer.embeddings.worker import EmbeddingWorker, stop_worker
 from memory_layer.kit.cache import build_caches, session_info
@@ -49,9 +53,19 @@ async def run_worker(
             engine, session_info(build_caches(settings, redis, metrics)[1])
         )
         worker = EmbeddingWorker(engine, sessionmaker, embedder, settings, metrics)
+        consolidation: ConsolidationWorker | None = None
+        if settings.consolidation_enabled:
+            language = build_language_provider(settings)
+            stack.push_async_callback(language.close)
+            consolidation = ConsolidationWorker(
+                sessionmaker, Distillers(language, embedder, settings, metrics)
+            )
         if drain:
             ready = await worker.drain()
             logger.info("embedding worker drained the queue: %d messages embedded", ready)
+            if consolidation is not None:
+                done = await consolidation.drain()
+                logger.info("consolidation drained the queue: %d turns consolidated", done)
             return 0
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -62,9 +76,15 @@ async def run_worker(
             embedder.model_name, settings.worker_batch_size,
         )
         task = asyncio.create_task(worker.run(stop), name="embedding-worker")
+        consolidating = (
+            asyncio.create_task(consolidation.run(stop), name="consolidation-worker")
+            if consolidation is not None else None
+        )
         await stop.wait()
         logger.info("embedding worker stopping: finishing the batch in hand")
         await stop_worker(task, stop, settings.worker_shutdown_grace_seconds)
+        if consolidating is not None:
+            await stop_worker(consolidating, stop, settings.worker_shutdown_grace_seconds)
         return 0
     finally:
         await stack.aclose()

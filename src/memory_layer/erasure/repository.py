@@ -31,7 +31,9 @@ NEWEST_FIRST = Keyset(
 # carries this user_id or none (the assistant's replies, system and tool turns usually carry
 # none). With `include_unattributed`, those unnamed messages go too: they are part of this
 # person's conversation and often repeat what the person said. Conversations that name other
-# users too keep everything but this user's own messages.
+# users too keep everything but this user's own messages. Distilled memories go with the turns
+# they came from: facts carry the user's id, and any fact or summary made from one of the user's
+# turns (a summary of a conversation they shared) is deleted too.
 ERASE_SQL = """
 WITH named_in AS (
     SELECT DISTINCT conversation_id FROM messages
@@ -42,10 +44,15 @@ WITH named_in AS (
     WHERE m.tenant_id = :tenant_id
     GROUP BY m.conversation_id
     HAVING count(DISTINCT m.user_id) = 1
+), theirs AS (
+    SELECT coalesce(array_agg(id), '{{}}') AS ids FROM messages
+    WHERE tenant_id = :tenant_id AND user_id = :user_id AND kind = 'message'
 ), gone AS (
     DELETE FROM messages
     WHERE tenant_id = :tenant_id
-      AND (user_id = :user_id{unattributed})
+      AND (user_id = :user_id{unattributed}
+           OR (kind IN ('fact', 'preference', 'summary')
+               AND source_message_ids && (SELECT ids FROM theirs)))
     RETURNING user_id IS NOT NULL AS named, conversation_id
 )
 SELECT count(*) FILTER (WHERE named) AS user_messages,

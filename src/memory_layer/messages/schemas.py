@@ -113,6 +113,19 @@ class MessageRead(BaseModel):
     success_count: int = Field(default=0, description="Uses recorded with outcome success.")
     failure_count: int = Field(default=0, description="Uses recorded with outcome failure.")
     last_used_at: datetime | None = Field(default=None, description="The last recorded use.")
+    source_message_ids: list[uuid.UUID] | None = Field(
+        default=None, description="A distilled memory (fact, summary): the turns it came from."
+    )
+    confidence: float | None = Field(default=None, description="A fact: how sure extraction was.")
+    superseded_by: uuid.UUID | None = Field(
+        default=None, description="A fact a newer one replaced: that fact's id."
+    )
+    valid_until: datetime | None = Field(
+        default=None, description="A superseded fact: when the newer value was stated."
+    )
+    covers_through: datetime | None = Field(
+        default=None, description="A summary: created_at of the last turn it covers."
+    )
 
     @computed_field(  # type: ignore[prop-decorator]
         description="This message's URL (with its tenant_id): poll it for the embedding status; "

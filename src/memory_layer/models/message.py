@@ -67,6 +67,10 @@ class Message(Base):
         CheckConstraint(
             "kind IN ('message', 'fact', 'preference', 'procedure', 'summary', 'event')", name="kind"
         ),
+        CheckConstraint(
+            "consolidation_status IN ('pending', 'done', 'failed')", name="consolidation_status"
+        ),
+        CheckConstraint("confidence >= 0 AND confidence <= 1", name="confidence_range"),
         Index("ix_messages_tenant_conversation_created", "tenant_id", "conversation_id", "created_at"),
         Index("ix_messages_tenant_created", "tenant_id", "created_at"),
         Index("ix_messages_tenant_user", "tenant_id", "user_id"),
@@ -106,6 +110,12 @@ class Message(Base):
         ),
         # GET /v1/messages?sort=importance pages the tenant's rows in this order.
         Index("ix_messages_tenant_importance", "tenant_id", "importance", "created_at"),
+        # The consolidation queue (consolidation/repository.py), claimed oldest turn first.
+        Index(
+            "ix_messages_consolidation_pending",
+            "created_at",
+            postgresql_where=text("consolidation_status = 'pending'"),
+        ),
         # 16 partitions, messages_p00 … messages_p15 (migration 0008): a tenant's rows and its
         # own HNSW graph share a partition with about a sixteenth of the other tenants.
         {"postgresql_partition_by": "HASH (tenant_id)"},
@@ -153,6 +163,24 @@ class Message(Base):
     success_count: Mapped[int] = mapped_column(Integer, server_default="0")
     failure_count: Mapped[int] = mapped_column(Integer, server_default="0")
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Derived memories (consolidation/): the turns a fact or summary was distilled from, how sure
+    # the extraction was, and, once a newer fact replaced it, which one and from when.
+    source_message_ids: Mapped[list[uuid.UUID] | None] = mapped_column(ARRAY(UUID(as_uuid=True)))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    superseded_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A summary: the created_at of the last turn it covers.
+    covers_through: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The consolidation queue: new rows are pending (the column's default), rows stored before
+    # migration 0010 and derived rows NULL (nothing to do). Claimed like the embedding queue.
+    consolidation_status: Mapped[str | None] = mapped_column(String(16), server_default="pending")
+    consolidation_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    consolidation_next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consolidation_lease_owner: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    consolidation_lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True)
+    )
+    consolidation_error: Mapped[str | None] = mapped_column(Text)
     content_tsv: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed("to_tsvector('english'::regconfig, content)", persisted=True),
@@ -169,3 +197,13 @@ UNEXPIRED_SQL = "(expires_at IS NULL OR expires_at > now())"
 def unexpired() -> ColumnElement[bool]:
     """UNEXPIRED_SQL as an expression on Message."""
     return or_(Message.expires_at.is_(None), Message.expires_at > func.now())
+
+
+# Current: not replaced by a newer fact. Default reads (search, listings, the profile) carry it;
+# `include_superseded=true` drops it.
+CURRENT_SQL = "superseded_by IS NULL"
+
+
+def current() -> ColumnElement[bool]:
+    """CURRENT_SQL as an expression on Message."""
+    return Message.superseded_by.is_(None)

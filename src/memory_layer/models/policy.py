@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Float, String, func, text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, Float, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -54,6 +54,9 @@ class TenantPolicy(Base):
     max_state_bytes: Mapped[int | None] = mapped_column(BigInteger)
     rate_limit: Mapped[str | None] = mapped_column(String(64))
     pii_mode: Mapped[str | None] = mapped_column(String(16))
+    # Consolidation (consolidation/): facts from user turns, running conversation summaries.
+    extract_facts: Mapped[bool | None] = mapped_column(Boolean)
+    summarize: Mapped[bool | None] = mapped_column(Boolean)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

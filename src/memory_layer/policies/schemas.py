@@ -72,6 +72,16 @@ class PolicyFields(BaseModel):
         description="off; detect (record the kinds found in `pii_kinds`); redact (replace each "
         "finding with a placeholder such as [EMAIL] before storing or embedding); reject (422).",
     )
+    extract_facts: bool | None = Field(
+        default=None,
+        description="The worker distils facts and preferences from the tenant's user turns "
+        "(MEMORY_EXTRACT_FACTS).",
+    )
+    summarize: bool | None = Field(
+        default=None,
+        description="The worker keeps a running summary of each conversation "
+        "(MEMORY_SUMMARIZE).",
+    )
 
 
 class PolicyUpdate(PolicyFields):
@@ -91,6 +101,8 @@ class EffectivePolicyRead(PolicyFields):
     max_state_bytes: int
     rate_limit: str
     pii_mode: PiiMode
+    extract_facts: bool
+    summarize: bool
 
 
 class PolicyRead(BaseModel):

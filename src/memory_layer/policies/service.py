@@ -55,6 +55,8 @@ class PolicyOverrides:
     max_state_bytes: int | None = None
     rate_limit: str | None = None
     pii_mode: PiiMode | None = None
+    extract_facts: bool | None = None
+    summarize: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class EffectivePolicy:
     rate_limit: str  # slowapi syntax; "": no tenant limit
     pii_mode: PiiMode
     pii_phone_region: str
+    extract_facts: bool = True  # the worker distils facts from the tenant's user turns
+    summarize: bool = True  # and keeps a running summary of each conversation
 
     def retention_of(self, kind: Kind) -> tuple[float, float]:
         """(archive after days, delete after days) for messages of this kind; 0 means never."""
@@ -121,6 +125,8 @@ def _overrides(row: TenantPolicy | None) -> PolicyOverrides:
         max_state_bytes=row.max_state_bytes,
         rate_limit=row.rate_limit,
         pii_mode=PiiMode(row.pii_mode) if row.pii_mode is not None else None,
+        extract_facts=row.extract_facts,
+        summarize=row.summarize,
     )
 
 
@@ -153,6 +159,8 @@ def resolve(tenant_id: str, overrides: PolicyOverrides, settings: Settings) -> E
         rate_limit=_pick(overrides.rate_limit, settings.tenant_rate_limit),
         pii_mode=_pick(overrides.pii_mode, settings.pii_mode),
         pii_phone_region=settings.pii_phone_region,
+        extract_facts=_pick(overrides.extract_facts, settings.extract_facts),
+        summarize=_pick(overrides.summarize, settings.summarize),
     )
 
 

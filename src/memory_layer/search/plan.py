@@ -37,6 +37,8 @@ class SearchFilters:
     until: datetime | None = None
     metadata: dict[str, Any] | None = None
     include_archived: bool = False
+    # Facts a newer one replaced (consolidation/) are left out unless asked for.
+    include_superseded: bool = False
 
 
 # Queries that use websearch operators (quotes, OR, -word) keep their strict meaning.

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.config import KeywordScoring
 from memory_layer.kit.db.vectors import vector_param
-from memory_layer.models.message import UNEXPIRED_SQL, EmbeddingStatus
+from memory_layer.models.message import CURRENT_SQL, UNEXPIRED_SQL, EmbeddingStatus
 from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
 from memory_layer.search.scoring import (
     FEEDBACK_SQL,
@@ -216,6 +216,8 @@ def _filter_sql(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {}
     if not filters.include_archived:
         fragments.append("archived_at IS NULL")
+    if not filters.include_superseded:
+        fragments.append(CURRENT_SQL)
     for name, fragment in _FILTERS.items():
         value = getattr(filters, name)
         if value is not None:

@@ -63,6 +63,10 @@ class SearchFilterFields(BaseModel):
         'given as JSON text, e.g. `{"tags":["travel"]}`. No NUL (\\u0000) in any key or string.',
     )
     include_archived: bool = Field(default=False, description="Also include archived messages.")
+    include_superseded: bool = Field(
+        default=False,
+        description="Also include facts a newer fact replaced (superseded_by is set).",
+    )
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -96,6 +100,7 @@ class SearchFilterFields(BaseModel):
             until=self.until,
             metadata=self.metadata,
             include_archived=self.include_archived,
+            include_superseded=self.include_superseded,
         )
 
 

@@ -83,6 +83,30 @@ class Metrics:
             "Messages that used up MEMORY_EMBEDDING_MAX_ATTEMPTS and were marked failed.",
             registry=self.registry,
         )
+        self.consolidation_facts = Counter(
+            "memory_consolidation_facts_total",
+            "Facts extracted by consolidation, by what reconciliation did with them (add, update: "
+            "superseded an older fact, none: already known).",
+            ["action"],
+            registry=self.registry,
+        )
+        self.consolidation_summaries = Counter(
+            "memory_consolidation_summaries_total",
+            "Conversation summaries made or replaced.",
+            registry=self.registry,
+        )
+        self.consolidation_errors = Counter(
+            "memory_consolidation_errors_total",
+            "Failed language-provider calls of consolidation, by provider and kind; the turns stay "
+            "queued and are tried again.",
+            ["provider", "kind"],
+            registry=self.registry,
+        )
+        self.consolidation_failed_rows = Counter(
+            "memory_consolidation_messages_failed_total",
+            "Turns that used up MEMORY_CONSOLIDATION_MAX_ATTEMPTS and were marked failed.",
+            registry=self.registry,
+        )
 
         self.readiness = Gauge(
             "memory_readiness_check_up",

@@ -1,0 +1,1 @@
+"""Consolidation: summaries and facts the service distils from conversations itself."""
