@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from memory_layer.kit.pagination import SortOrder
-from memory_layer.kit.schemas import CursorPage, Identifier, Timestamp
+from memory_layer.kit.schemas import CursorPage, Identifier, Timestamp, json_integer_or_null
 from memory_layer.messages.schemas import MessageRead
 from memory_layer.models.message import Kind, Role
 from memory_layer.models.policy import PiiKind
@@ -120,6 +120,9 @@ class ConversationStatePut(BaseModel):
         default=None,
         description="The person the conversation belongs to: erasing them erases this state.",
     )
+
+    # JSON's types: `true` is no number of seconds.
+    _integers = field_validator("ttl_seconds", mode="before")(json_integer_or_null)
 
 
 class ConversationStatePatchRequest(BaseModel):
