@@ -58,7 +58,6 @@ SEMANTIC_MESSAGES = (
     "nothing to change",  # PATCH with every field null
     "since must not be after until",
     "send ttl_seconds or expires_at, not both",
-    "must be a JSON object",  # GET search's metadata: JSON text, documented as a string
     "must not contain NUL",  # NUL nested in a metadata filter's values (any depth)
 )
 
