@@ -357,7 +357,7 @@ async def patch_state(
     max_bytes: int,
     quota_bytes: int = 0,
 ) -> ConversationState:
-    """Apply a JSON merge patch (RFC 7386) to the live state: a new version. 404 without a
+    """Apply a JSON merge patch (RFC 7396) to the live state: a new version. 404 without a
     state, 412 when a precondition fails, 413 when the result exceeds `max_bytes`, 409 when it
     exceeds the tenant's state quota; `ttl_seconds` renews the expiry, kept otherwise."""
     repository = ConversationStateRepository(session)
