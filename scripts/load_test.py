@@ -77,6 +77,7 @@ def plan(requests: int, mix: tuple[int, int], rng: random.Random) -> list[str]:
 async def one(client: httpx.AsyncClient, operation: str, tenant: str, rng: random.Random,
               results: Results, max_retries: int = 5) -> None:
     topic = rng.choice(TOPICS)
+    body: dict[str, object]
     if operation == "write":
         tag = uuid.uuid4().hex
         url, body = "/v1/messages", {

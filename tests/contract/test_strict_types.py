@@ -144,11 +144,11 @@ async def test_every_timestamp_refuses_a_number(
             ):
                 continue
             name = parameter["name"]
-            for probe in ("0.5", "1700000000"):
+            for text in ("0.5", "1700000000"):
                 response = await client.request(
-                    method, _url(path), params={"tenant_id": TENANT, name: probe}
+                    method, _url(path), params={"tenant_id": TENANT, name: text}
                 )
-                checked.append(f"{method} {path}?{name}={probe}")
+                checked.append(f"{method} {path}?{name}={text}")
                 if not _refused_at(response, ["query", name]):
                     accepted.append(f"{checked[-1]} -> {response.status_code} {response.text[:200]}")
         content = operation.get("requestBody", {}).get("content", {})

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from limits.aio.storage import MemoryStorage
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -320,7 +321,9 @@ async def test_development_never_throttles_a_local_script(
 
 
 def test_production_defaults_are_sized_for_a_backend_and_a_set_value_wins() -> None:
-    production = {"environment": "production", "api_keys": "k", "redis_url": "redis://r:6379/0"}
+    production: dict[str, Any] = {
+        "environment": "production", "api_keys": "k", "redis_url": "redis://r:6379/0"
+    }
     defaults = Settings(_env_file=None, **production)
     assert defaults.global_rate_limit == PRODUCTION_RATE_LIMITS["global_rate_limit"]
     assert defaults.tenant_rate_limit == PRODUCTION_RATE_LIMITS["tenant_rate_limit"]
