@@ -5,7 +5,7 @@ POST /v1/messages, waits until every message is embedded, then asks each questio
 POST /v1/memory/search in each mode, restricted to the question's conversation, and reports
 Recall@k: the share of the question's evidence turns found in the top k, averaged over questions.
 A `429` (rate limit) or `503` is waited out as its Retry-After says and the request sent again
-(scripts/clientkit.py), so a tenant limit slows a run down instead of failing it.
+(memory_layer/kit/client.py), so a tenant limit slows a run down instead of failing it.
 
 Usage:
   python scripts/eval_retrieval.py --base-url http://127.0.0.1:8000 [--api-key KEY]
@@ -28,11 +28,12 @@ from typing import Any
 
 import httpx
 
+from memory_layer.kit.client import send
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchkit import write_block  # noqa: E402
-from clientkit import send  # noqa: E402
 
 DEFAULT_DATASET = ROOT / "scripts" / "data" / "eval_conversations.json"
 MODES = ("hybrid", "vector", "keyword")

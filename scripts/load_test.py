@@ -35,10 +35,11 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from memory_layer.kit.client import RetryCount, send
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchkit import write_block  # noqa: E402
-from clientkit import RetryCount, send  # noqa: E402
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 

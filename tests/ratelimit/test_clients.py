@@ -1,17 +1,23 @@
-"""The project's own clients (scripts/load_test.py, scripts/eval_retrieval.py, through
-scripts/clientkit.py) wait out a 429 as its Retry-After says and send again, instead of failing."""
+"""The project's own clients (scripts/load_test.py, scripts/eval_retrieval.py, `memory-layer
+import --url`, through kit/client.py) wait out a 429 as its Retry-After says and send again,
+instead of failing."""
 
 from __future__ import annotations
 
 import importlib.util
+import io
+import json
 import random
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+from memory_layer.cli.transfer import import_over_http
 from memory_layer.config import Settings
-from tests.fixtures.app import SERVICE_KEY, running_client
+from memory_layer.kit.client import RetryCount, send
+from tests.fixtures.app import ADMIN_KEY, SERVICE_KEY, running_client
 from tests.fixtures.tenants import new_tenant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +36,6 @@ def load_script(name: str) -> ModuleType:
 async def test_send_waits_as_long_as_retry_after_says_then_gives_the_last_answer(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    clientkit = load_script("clientkit")
     waits: list[float] = []
 
     async def recorded(seconds: float) -> None:
@@ -40,9 +45,9 @@ async def test_send_waits_as_long_as_retry_after_says_then_gives_the_last_answer
     settings = settings_factory(tenant_rate_limit="2/minute")
     async with running_client(settings, headers={"X-API-Key": SERVICE_KEY}) as client:
         params = {"tenant_id": tenant}
-        first = [await clientkit.send(client, "GET", "/v1/stats", params=params) for _ in range(2)]
-        count = clientkit.RetryCount()
-        last = await clientkit.send(
+        first = [await send(client, "GET", "/v1/stats", params=params) for _ in range(2)]
+        count = RetryCount()
+        last = await send(
             client, "GET", "/v1/stats", params=params, attempts=3, count=count, sleep=recorded,
             max_wait=90,
         )
@@ -51,9 +56,9 @@ async def test_send_waits_as_long_as_retry_after_says_then_gives_the_last_answer
         async def recorded_capped(seconds: float) -> None:
             capped.append(seconds)
 
-        await clientkit.send(
+        await send(
             client, "GET", "/v1/stats", params=params, attempts=2, sleep=recorded_capped,
-            max_wait=5,
+            max_wait=0.5,
         )
 
     assert [r.status_code for r in first] == [200, 200]
@@ -63,7 +68,7 @@ async def test_send_waits_as_long_as_retry_after_says_then_gives_the_last_answer
     # The waits are the service's Retry-After (up to a minute for a per-minute limit) ...
     assert all(1 <= wait <= 60 for wait in waits)
     # ... capped by max_wait.
-    assert capped == [5.0]
+    assert capped == [0.5]
 
 
 async def test_the_load_test_waits_out_the_tenant_limit_and_every_request_succeeds(
@@ -77,7 +82,7 @@ async def test_the_load_test_waits_out_the_tenant_limit_and_every_request_succee
     async with running_client(settings, headers={"X-API-Key": SERVICE_KEY}) as client:
         for operation in ["write", "search"] * 6:
             await load_test.one(client, operation, tenant, rng, results, max_retries=10)
-        stats = (await client.get("/v1/stats", params={"tenant_id": tenant})).json()
+        stats = (await send(client, "GET", "/v1/stats", params={"tenant_id": tenant})).json()
 
     assert {op: dict(codes) for op, codes in results.statuses.items()} == {
         "write": {200: 6}, "search": {200: 6}
@@ -103,8 +108,46 @@ async def test_the_evaluation_loads_and_asks_through_a_tenant_limit(
     async with running_client(settings, headers={"X-API-Key": SERVICE_KEY}) as client:
         stored = await harness.ingest(client, data, tenant, concurrency=4)
         report = await harness.evaluate(client, data, tenant, modes=("keyword", "vector"))
-        stats = (await client.get("/v1/stats", params={"tenant_id": tenant})).json()
+        stats = (await send(client, "GET", "/v1/stats", params={"tenant_id": tenant})).json()
 
     assert stored == len(turns) >= 10
     assert stats["messages"] == stored
     assert report.questions == len(data["questions"])
+
+
+async def test_an_import_over_http_waits_out_a_429_and_sends_the_whole_file_again(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """`memory-layer import --url`'s request: refused while the tenant is over its limit, sent
+    again after the Retry-After wait, from the first line."""
+    tenant = new_tenant()
+    body = b"".join(
+        json.dumps({
+            "message_id": str(uuid.uuid4()), "conversation_id": "c", "role": "user",
+            "content": f"line {n}", "importance": 0.5, "created_at": "2026-01-31T12:00:00Z",
+        }).encode() + b"\n"
+        for n in range(4)
+    )
+    waits: list[float] = []
+    settings = settings_factory(tenant_rate_limit="off")
+    async with running_client(settings, headers={"X-API-Key": SERVICE_KEY}) as client:
+        admin = {"X-API-Key": ADMIN_KEY}
+        policy = f"/v1/admin/tenants/{tenant}/policy"
+        assert (await client.put(policy, json={"rate_limit": "1/minute"}, headers=admin)).is_success
+        used = await client.get("/v1/stats", params={"tenant_id": tenant})
+
+        async def wait_then_lift(seconds: float) -> None:
+            # The wait the service asked for; meanwhile an operator lifts the tenant's limit.
+            waits.append(seconds)
+            await client.put(policy, json={"rate_limit": ""}, headers=admin)
+
+        report = await import_over_http(client, tenant, io.BytesIO(body), sleep=wait_then_lift)
+        stats = (await send(client, "GET", "/v1/stats", params={"tenant_id": tenant})).json()
+
+    assert used.status_code == 200
+    assert stats.get("messages") == 4, stats
+    assert len(waits) == 1
+    assert 1 <= waits[0] <= 60
+    assert report["lines_read"] == 4
+    assert report["stored"] == 4
+    assert stats["messages"] == 4

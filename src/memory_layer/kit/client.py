@@ -1,11 +1,13 @@
-"""What the project's own HTTP clients share: a request that waits out `429` and `503` answers.
+"""What the project's own HTTP clients share (the load test, the retrieval evaluation, `memory-layer
+import --url`): a request that waits out `429` and `503` answers.
 
 A `429 rate_limited` (and a `503` such as `database_unavailable`) carries `Retry-After`: the
 client waits that many seconds (at most `max_wait`) and sends the request again, up to
 `attempts` times in all; without the header it backs off exponentially with jitter. The last
 answer is returned whatever it is, so a caller still sees a 429 that outlasted its patience.
 Writes are safe to send again when they carry a `client_message_id` (the service answers the
-first message); searches and reads always are.
+first message), imports always are (lines already stored are skipped), and so are searches and
+reads.
 """
 
 from __future__ import annotations
@@ -69,6 +71,22 @@ async def send(
     **kwargs: Any,
 ) -> httpx.Response:
     """`client.request(method, url, **kwargs)`, sent again after a 429 or 503 as Retry-After says."""
+    return await call(
+        lambda: client.request(method, url, **kwargs),
+        attempts=attempts, max_wait=max_wait, count=count, sleep=sleep,
+    )
+
+
+async def call(
+    request: Callable[[], Awaitable[httpx.Response]],
+    *,
+    attempts: int = 8,
+    max_wait: float = 60.0,
+    count: RetryCount | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> httpx.Response:
+    """`await request()`, called again after a 429 or 503 as Retry-After says: a request whose
+    body must be made anew for each attempt (a streamed file) is sent this way."""
 
     def note(state: RetryCallState) -> None:
         if count is not None and state.outcome is not None and not state.outcome.failed:
@@ -82,5 +100,8 @@ async def send(
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         sleep=sleep,
     )
-    response: httpx.Response = await retrying(client.request, method, url, **kwargs)
+    async def attempt() -> httpx.Response:
+        return await request()
+
+    response: httpx.Response = await retrying(attempt)
     return response
