@@ -221,6 +221,8 @@ async def test_a_service_key_counts_against_the_tenant_it_names_wherever_it_name
         elsewhere = await client.get("/v1/stats", params={"tenant_id": other})
         # A request that names no tenant is refused by the route (422), not counted anywhere.
         unnamed = await client.get("/v1/stats")
+        empty = await client.post("/v1/messages", content=b"")
+        not_an_object = await client.post("/v1/memory/search", json=[tenant])
 
     statuses = [answer.status_code for answer in answers]
     assert statuses == [200] * 10 + [429, 429]
@@ -234,6 +236,7 @@ async def test_a_service_key_counts_against_the_tenant_it_names_wherever_it_name
     assert elsewhere.headers["X-RateLimit-Remaining"] == "9"
     assert unnamed.status_code == 422
     assert unnamed.json()["error"] == "tenant_required"
+    assert (empty.status_code, not_an_object.status_code) == (422, 422)
 
 
 async def test_a_policy_rate_limit_applies_to_a_service_key_and_admin_routes_stay_open(

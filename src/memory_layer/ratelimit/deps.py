@@ -37,6 +37,7 @@ async def named_tenant(request: Request) -> str | None:
             isinstance(route, APIRoute)
             and route.body_field is not None
             and is_json(request.headers.get("content-type"))
+            and await request.body()  # kept by FastAPI; an empty body is the route's 422
         ):
             body = await request.json()
             if isinstance(body, dict):
