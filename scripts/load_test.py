@@ -196,7 +196,8 @@ def record(path: Path, label: str, rows: list[str], command: str) -> None:
     )
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; with none, `make run`'s address and a tenant of the run's own."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help="default: %(default)s")
     parser.add_argument("--api-key", default=None, help="a key acting for --tenant-id")
@@ -212,10 +213,15 @@ def main() -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--write", type=Path, default=None, help="record the table in this file")
     parser.add_argument("--label", default="run", help="the run's name in the recorded table")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.tenant_id is None:
         args.tenant_id = f"load-{uuid.uuid4().hex[:8]}"
-        print(f"tenant: {args.tenant_id}", file=sys.stderr)
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    print(f"{args.base_url}, tenant {args.tenant_id}", file=sys.stderr)
     results, elapsed = asyncio.run(run(args))
     text, rows = summary(results, elapsed, args.label)
     print(text)

@@ -151,3 +151,14 @@ async def test_an_import_over_http_waits_out_a_429_and_sends_the_whole_file_agai
     assert report["lines_read"] == 4
     assert report["stored"] == 4
     assert stats["messages"] == 4
+
+
+def test_the_load_test_runs_with_no_options_against_make_run_in_a_tenant_of_its_own() -> None:
+    load_test = load_script("load_test")
+    first, second = load_test.parse_args([]), load_test.parse_args([])
+    assert first.base_url == "http://127.0.0.1:8000"
+    assert first.tenant_id.startswith("load-")
+    assert first.tenant_id != second.tenant_id
+    assert first.max_retries == 5
+    chosen = load_test.parse_args(["--base-url", "http://h:1", "--tenant-id", "t", "--max-retries", "0"])
+    assert (chosen.base_url, chosen.tenant_id, chosen.max_retries) == ("http://h:1", "t", 0)
