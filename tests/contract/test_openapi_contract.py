@@ -62,6 +62,7 @@ SEMANTIC_MESSAGES = (
     "since must not be after until",
     "send ttl_seconds or expires_at, not both",
     "must not contain NUL",  # NUL nested in a metadata filter's values (any depth)
+    "must be in the future",  # a key's expires_at already past (the clock, not the schema)
 )
 
 

@@ -250,3 +250,17 @@ async def test_retention_runs_with_no_body_by_the_tenants_policies(client: AppCl
     with_body = await client.post("/v1/admin/retention/run", json={"dry_run": True})
     assert with_body.status_code == 200
     assert with_body.json()["dry_run"] is True
+
+
+async def test_a_merge_patch_that_is_no_object_is_422_whatever_the_preconditions(
+    client: AppClient,
+) -> None:
+    """The document declares the patch an object: `0.6` is refused as such, before `If-Match`
+    is compared with a state that may not exist (found with more generated examples)."""
+    for headers in ({}, {"If-Match": "null"}):
+        response = await client.patch(
+            "/v1/conversations/no-state/state", params={"tenant_id": TENANT}, content=b"0.6",
+            headers={"Content-Type": "application/merge-patch+json", **headers},
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "invalid_state"
