@@ -11,7 +11,7 @@ TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint typecheck bench clean
+.PHONY: run test coverage install lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python scripts/run_tests.py
 
+## The same checks, with the suite's coverage of src/memory_layer: a summary on the terminal and
+## an HTML report in htmlcov/index.html. No floor: coverage is read, never enforced.
+coverage: $(STAMP)
+	rm -rf htmlcov .coverage .coverage.*
+	$(BIN)/python scripts/run_tests.py --cov --cov-report=term --cov-report=html
+
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_api.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache htmlcov .coverage .coverage.*

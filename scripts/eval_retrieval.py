@@ -4,6 +4,8 @@ Loads every turn of the dataset (docs/evaluation.md describes the format) into a
 POST /v1/messages, waits until every message is embedded, then asks each question with
 POST /v1/memory/search in each mode, restricted to the question's conversation, and reports
 Recall@k: the share of the question's evidence turns found in the top k, averaged over questions.
+A `429` (rate limit) or `503` is waited out as its Retry-After says and the request sent again
+(memory_layer/kit/client.py), so a tenant limit slows a run down instead of failing it.
 
 Usage:
   python scripts/eval_retrieval.py --base-url http://127.0.0.1:8000 [--api-key KEY]
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from memory_layer.kit.client import send
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -87,7 +91,11 @@ async def ingest(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
     async def post_all() -> None:
         while not queue.empty():
             conversation_id, turn = queue.get_nowait()
-            response = await client.post(
+            # A 429 (rate limit) or 503 is waited out as Retry-After says, then sent again;
+            # client_message_id makes the second send answer the first message.
+            response = await send(
+                client,
+                "POST",
                 "/v1/messages",
                 json={
                     "tenant_id": tenant,
@@ -107,7 +115,7 @@ async def ingest(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
     await asyncio.gather(*(post_all() for _ in range(concurrency)))
     for url in pending:
         for _ in range(1200):
-            status = (await client.get(url, params={"tenant_id": tenant})).json()
+            status = (await send(client, "GET", url, params={"tenant_id": tenant})).json()
             if status["embedding_status"] == "ready":
                 break
             if status["embedding_status"] == "failed":
@@ -136,7 +144,9 @@ async def evaluate(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
         evidence = set(question["evidence"])
         for position, mode in enumerate(modes):
             started = time.perf_counter()
-            response = await client.post(
+            response = await send(
+                client,
+                "POST",
                 "/v1/memory/search",
                 json={"tenant_id": tenant, "query": question["question"], "mode": mode,
                       "top_k": top_k, "conversation_id": question["conversation_id"]},

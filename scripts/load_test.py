@@ -1,14 +1,19 @@
 """Load test of any running deployment: writes and searches of one tenant, at a fixed concurrency.
 
-    python scripts/load_test.py --base-url http://127.0.0.1:8000 --api-key KEY --tenant-id T \\
-        [--requests 2000] [--concurrency 16] [--mix 1:4] [--write docs/benchmarks.md --label NAME]
+    python scripts/load_test.py [--base-url http://127.0.0.1:8000] [--api-key KEY] [--tenant-id T]
+        [--requests 2000] [--concurrency 16] [--mix 1:4] [--max-retries 5]
+        [--write docs/benchmarks.md --label NAME]
 
-`--mix write:search` is the ratio of `POST /v1/messages` to `POST /v1/memory/search` (1:4 is one
-write for four searches); the operations are shuffled (fixed seed), and `--concurrency` clients
-send them back to back. Search queries come from a small vocabulary, so repeated queries meet the
-caches as a chatbot's would. Prints the success rate, the 429s (rate limits) and p50/p95/p99 per
-operation; with `--write`, also puts the table in that Markdown file (block `load_test`, one line
-per `--label`, so runs of several configurations sit side by side).
+With no options it loads `make run` on http://127.0.0.1:8000, in a tenant of its own
+(`load-<random>`, so it never mixes with real data). `--mix write:search` is the ratio of
+`POST /v1/messages` to `POST /v1/memory/search` (1:4 is one write for four searches); the
+operations are shuffled (fixed seed), and `--concurrency` clients send them back to back. Search
+queries come from a small vocabulary, so repeated queries meet the caches as a chatbot's would.
+A `429` (or `503`) is waited out as its Retry-After says and sent again, up to `--max-retries`
+times (writes carry a client_message_id, so a retry never stores twice); the time of a request
+includes its waits. Prints the success rate, the 429s met and those left after the retries, and
+p50/p95/p99 per operation; with `--write`, also puts the table in that Markdown file (block
+`load_test`, one line per `--label`, so runs of several configurations sit side by side).
 """
 
 from __future__ import annotations
@@ -30,9 +35,13 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from memory_layer.kit.client import RetryCount, send
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchkit import write_block  # noqa: E402
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 TOPICS = ["parrot", "garden", "invoice", "birthday", "allergy", "holiday", "python", "coffee",
           "marathon", "piano", "mortgage", "dentist"]
@@ -47,6 +56,8 @@ class Results:
         default_factory=lambda: defaultdict(lambda: defaultdict(int))
     )
     failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Answers waited out and sent again (429 and 503), per operation.
+    retried: dict[str, RetryCount] = field(default_factory=lambda: defaultdict(RetryCount))
 
 
 def parse_mix(text: str) -> tuple[int, int]:
@@ -65,20 +76,26 @@ def plan(requests: int, mix: tuple[int, int], rng: random.Random) -> list[str]:
 
 
 async def one(client: httpx.AsyncClient, operation: str, tenant: str, rng: random.Random,
-              results: Results) -> None:
+              results: Results, max_retries: int = 5) -> None:
     topic = rng.choice(TOPICS)
+    body: dict[str, object]
     if operation == "write":
-        request = client.post("/v1/messages", json={
+        tag = uuid.uuid4().hex
+        url, body = "/v1/messages", {
             "tenant_id": tenant, "conversation_id": f"load-{rng.randrange(20)}", "role": "user",
-            "content": rng.choice(PHRASES).format(t=topic) + f" ({uuid.uuid4().hex[:8]})",
-        })
+            "content": rng.choice(PHRASES).format(t=topic) + f" ({tag[:8]})",
+            "client_message_id": f"load-{tag}",
+        }
     else:
-        request = client.post("/v1/memory/search", json={
+        url, body = "/v1/memory/search", {
             "tenant_id": tenant, "query": f"what about my {topic}?", "top_k": 5,
-        })
+        }
     started = time.perf_counter()
     try:
-        response = await request
+        response = await send(
+            client, "POST", url, json=body, attempts=max_retries + 1,
+            count=results.retried[operation],
+        )
     except httpx.HTTPError:
         results.failures[operation] += 1
         return
@@ -103,7 +120,8 @@ async def run(args: argparse.Namespace) -> tuple[Results, float]:
         async def worker(seed: int) -> None:
             local = random.Random(seed)
             while not queue.empty():
-                await one(client, queue.get_nowait(), args.tenant_id, local, results)
+                await one(client, queue.get_nowait(), args.tenant_id, local, results,
+                          args.max_retries)
                 bar.update()
 
         started = time.perf_counter()
@@ -126,8 +144,10 @@ def summary(results: Results, elapsed: float, label: str) -> tuple[str, list[str
     total += sum(results.failures.values())
     ok = sum(n for codes in results.statuses.values() for code, n in codes.items() if code < 300)
     limited = sum(codes.get(429, 0) for codes in results.statuses.values())
+    waited = sum(count.waited.get(429, 0) for count in results.retried.values())
     lines.append(f"{total} requests in {elapsed:.1f} s ({total / elapsed:.0f}/s): "
-                 f"{100 * ok / max(total, 1):.1f}% succeeded, {limited} answered 429")
+                 f"{100 * ok / max(total, 1):.1f}% succeeded, {waited} answers 429 waited out "
+                 f"and retried, {limited} still 429 after the retries")
     for operation in ("write", "search"):
         codes = results.statuses.get(operation, {})
         count = sum(codes.values()) + results.failures.get(operation, 0)
@@ -140,7 +160,8 @@ def summary(results: Results, elapsed: float, label: str) -> tuple[str, list[str
         others = {code: n for code, n in sorted(codes.items()) if code >= 300 and code != 429}
         lines.append(
             f"  {operation:6} {count:6} sent, {100 * succeeded / count:5.1f}% ok, "
-            f"{codes.get(429, 0)} x 429, other {others or 'none'}, "
+            f"{results.retried[operation].waited.get(429, 0)} x 429 waited out, "
+            f"{codes.get(429, 0)} x 429 in the end, other {others or 'none'}, "
             f"{results.failures.get(operation, 0)} connection errors; "
             f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms"
         )
@@ -175,11 +196,15 @@ def record(path: Path, label: str, rows: list[str], command: str) -> None:
     )
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; with none, `make run`'s address and a tenant of the run's own."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help="default: %(default)s")
     parser.add_argument("--api-key", default=None, help="a key acting for --tenant-id")
-    parser.add_argument("--tenant-id", required=True)
+    parser.add_argument("--tenant-id", default=None,
+                        help="default: a tenant of its own for the run, load-<random>")
+    parser.add_argument("--max-retries", type=int, default=5,
+                        help="sends again after a 429 or 503, as Retry-After says (0: none)")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--mix", type=parse_mix, default=(1, 4), help="write:search, e.g. 1:4")
@@ -188,7 +213,15 @@ def main() -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--write", type=Path, default=None, help="record the table in this file")
     parser.add_argument("--label", default="run", help="the run's name in the recorded table")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.tenant_id is None:
+        args.tenant_id = f"load-{uuid.uuid4().hex[:8]}"
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    print(f"{args.base_url}, tenant {args.tenant_id}", file=sys.stderr)
     results, elapsed = asyncio.run(run(args))
     text, rows = summary(results, elapsed, args.label)
     print(text)

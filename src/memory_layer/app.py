@@ -200,7 +200,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     # Every route but the probes and /metrics is rate limited: per client address (middleware
-    # below) and, for tenant-bound keys, per tenant (this dependency).
+    # below) and, outside /v1/admin, per tenant the request acts for, whatever the key (this
+    # dependency).
     for router in (
         messages_endpoints.router,
         search_endpoints.router,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import platformdirs
-from pydantic import Field, PositiveFloat, SecretStr, field_validator
+from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memory_layer.models.message import Kind
@@ -107,6 +107,12 @@ CsvList = Annotated[list[str], NoDecode]
 # Values that turn a rate limit off (an empty environment variable means "the default", as for
 # every setting, so `off` is the way to disable one from the environment).
 RATE_LIMIT_OFF = frozenset({"", "off", "none", "0"})
+# What the rate limits are in production unless set. A chatbot backend is one client address
+# serving many people: 12000 a minute (200/s) from one address is about 2,000 people chatting at
+# once (a turn every 30 s, three requests each), more than one 2-core replica embeds; 3000 a
+# minute (50/s) per tenant stops a runaway loop of one tenant long before it takes the service.
+# In development both are off: a local script is never throttled. docs/operations.md sizes them.
+PRODUCTION_RATE_LIMITS = {"global_rate_limit": "12000/minute", "tenant_rate_limit": "3000/minute"}
 CsvSecrets = Annotated[list[SecretStr], NoDecode]
 
 
@@ -269,10 +275,12 @@ class Settings(BaseSettings):
     cursor_secret: SecretStr | None = None
 
     # Rate limits (slowapi's syntax, e.g. "600/minute" or "10/second;600/minute"); "off" disables.
-    # Global: per client address; tenant: per tenant of a tenant-bound key. Counted in Redis when
-    # MEMORY_REDIS_URL is set (shared by every replica), in the process otherwise.
-    global_rate_limit: str = "200/minute"
-    tenant_rate_limit: str = "120/minute"
+    # Global: per client address; tenant: per tenant a request acts for (whatever the key; routes
+    # under /v1/admin count against the global limit only). Counted in Redis when MEMORY_REDIS_URL
+    # is set (shared by every replica), in the process otherwise. Unset, they depend on the
+    # environment (_rate_limit_defaults): off in development, PRODUCTION_RATE_LIMITS in production.
+    global_rate_limit: str = ""
+    tenant_rate_limit: str = ""
     # Redis unreachable: serve the request uncounted (true) or answer 503 (false).
     rate_limit_fail_open: bool = True
 
@@ -382,6 +390,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return PROVIDER_ALIASES.get(value.strip().lower(), value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rate_limit_defaults(cls, data: Any) -> Any:
+        """Unset rate limits: PRODUCTION_RATE_LIMITS in production, off in development."""
+        if not isinstance(data, dict):
+            return data
+        production = str(data.get("environment", "")).strip().lower() == Environment.production
+        unset = {
+            name: default if production else "off"
+            for name, default in PRODUCTION_RATE_LIMITS.items()
+            if data.get(name) is None
+        }
+        return {**data, **unset} if unset else data
 
     @field_validator("global_rate_limit", "tenant_rate_limit")
     @classmethod

@@ -61,11 +61,20 @@ def test_development_without_keys_starts_open_with_a_warning() -> None:
     assert "open" in warnings[0]
 
 
-def test_rate_limits_default_on_read_slowapi_syntax_and_turn_off(
+def test_rate_limits_default_by_environment_read_slowapi_syntax_and_turn_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    defaults = settings(api_keys="k")
-    assert (defaults.global_rate_limit, defaults.tenant_rate_limit) == ("200/minute", "120/minute")
+    development = settings(api_keys="k")
+    assert (development.global_rate_limit, development.tenant_rate_limit) == ("", "")
+    monkeypatch.setenv("MEMORY_ENVIRONMENT", "production")
+    production = settings(api_keys="k", redis_url="redis://r:6379/0")
+    assert (production.global_rate_limit, production.tenant_rate_limit) == (
+        "12000/minute", "3000/minute"
+    )
+    monkeypatch.setenv("MEMORY_TENANT_RATE_LIMIT", "off")
+    assert settings(api_keys="k", redis_url="redis://r:6379/0").tenant_rate_limit == ""
+    monkeypatch.delenv("MEMORY_ENVIRONMENT")
+    monkeypatch.delenv("MEMORY_TENANT_RATE_LIMIT")
     assert check_startup_settings(settings(api_keys="k", tenant_rate_limit="60/minute")) == []
     assert settings(tenant_rate_limit="10/second;600/minute").tenant_rate_limit == (
         "10/second;600/minute"

@@ -6,6 +6,7 @@ import json
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -97,3 +98,33 @@ async def test_a_large_export_streams_through_uvicorn(served: str, db_engine: As
             async for chunk in response.aiter_raw():
                 received += chunk.count(b"\n")
     assert received == 5_000
+
+
+async def test_the_import_cli_sends_a_file_to_a_running_service(
+    served: str, db_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """`memory-layer import --url`: the file goes through POST /v1/import (no database access);
+    again, it stores nothing new; a bad line is named with what was committed."""
+    tenant = new_tenant()
+    file = tmp_path / "lines.ndjson"
+    file.write_bytes(b"\n".join(lines(5)) + b"\n")
+    # No database in the CLI's environment: everything goes over HTTP.
+    env = base_env(MEMORY_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    command = [CLI, "import", "--tenant", tenant, "--url", served, "--api-key", KEY, str(file)]
+
+    first = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    file.write_bytes(b'{"message_id": "not-a-uuid"}\n')
+    broken = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    assert first.returncode == 0, first.stderr
+    assert f"imported into tenant '{tenant}' through {served}: 5 lines read, 5 stored" in first.stderr
+    assert again.returncode == 0, again.stderr
+    assert "5 lines read, 0 stored, 5 already present" in again.stderr
+    assert broken.returncode == 1
+    assert "422 invalid_line" in broken.stderr
+    async with db_engine.connect() as connection:
+        stored = await connection.scalar(
+            text("SELECT count(*) FROM messages WHERE tenant_id = :t"), {"t": tenant}
+        )
+    assert stored == 5

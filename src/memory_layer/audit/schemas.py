@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from memory_layer.kit.schemas import CursorPage, Identifier
+from memory_layer.kit.schemas import CursorPage, Identifier, Timestamp
 from memory_layer.models.audit import AuditAction
 
 
@@ -18,8 +18,8 @@ class AuditListRequest(BaseModel):
 
     tenant_id: Identifier | None = Field(default=None, description="Only this tenant's entries.")
     action: AuditAction | None = Field(default=None, description="Only this action.")
-    since: AwareDatetime | None = Field(
-        default=None, description="Only entries at or after this time."
+    since: Timestamp | None = Field(
+        default=None, description="Only entries at or after this time (RFC 3339)."
     )
     limit: int = Field(default=50, ge=1, le=1000, description="Items per page.")
     cursor: str | None = Field(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from memory_layer.kit.schemas import CursorPage, Identifier
+from memory_layer.kit.schemas import CursorPage, Identifier, Timestamp
 from memory_layer.models.api_key import KeyScope
 
 
@@ -25,7 +25,7 @@ class ApiKeyCreate(BaseModel):
     scopes: list[KeyScope] = Field(
         default=[KeyScope.read, KeyScope.write], min_length=1, description="What the key may do."
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Timestamp | None = Field(
         default=None,
         description="From this time the key is refused (401 `expired_api_key`); in the future.",
     )

@@ -1,20 +1,27 @@
 """`memory-layer export | import`: a tenant's messages to and from an NDJSON file.
 
 They call the transfer service on the database directly (no HTTP, no API key): the same line
-format as GET /v1/export and POST /v1/import. FILE `-` means stdout or stdin. A progress bar
-shows on a terminal; one summary line goes to stderr at the end.
+format as GET /v1/export and POST /v1/import. `import --url` sends the file to a running service's
+POST /v1/import instead (with `--api-key`), and waits out a `429` or `503` as its Retry-After
+says before sending it again (an import is idempotent: lines already stored are skipped).
+FILE `-` means stdout or stdin. A progress bar shows on a terminal; one summary line goes to
+stderr at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import IO, Annotated
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import IO, Annotated, Any
 
+import httpx
 import typer
 
 from memory_layer.audit import service as audit
@@ -149,12 +156,117 @@ def _summary(report: service.ImportReport) -> str:
     )
 
 
+class ImportRefused(Exception):
+    """The service answered an import with an error (after any waits for 429 and 503)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = {"error": f"http_{response.status_code}", "detail": response.text[:500]}
+        self.code = str(body.get("error", f"http_{response.status_code}"))
+        self.detail: Any = body.get("detail")
+        detail = self.detail
+        if isinstance(detail, dict) and "message" in detail:
+            # A line that stopped the import: what it says, and what is committed before it.
+            detail = (
+                f"{detail['message']} (lines 1-{detail.get('stored_through_line', 0)} are "
+                "committed; fix the line and import again, present lines are skipped)"
+            )
+        super().__init__(f"{self.status} {self.code}: {detail}")
+
+
+async def import_over_http(
+    client: httpx.AsyncClient,
+    tenant: str,
+    source: IO[bytes],
+    *,
+    attempts: int = 9,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> dict[str, Any]:
+    """POST `source` (seekable NDJSON) to the client's service as `tenant`'s import, sent again
+    from its first byte after a 429 or 503, as Retry-After says; the import's report."""
+    from memory_layer.kit.client import call
+
+    async def blocks() -> AsyncIterator[bytes]:
+        source.seek(0)
+        while block := source.read(READ_BLOCK):
+            yield block
+
+    def request() -> Awaitable[httpx.Response]:
+        return client.post(
+            "/v1/import", params={"tenant_id": tenant}, content=blocks(),
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+
+    response = await call(request, attempts=attempts, sleep=sleep)
+    if response.status_code != 200:
+        raise ImportRefused(response)
+    report: dict[str, Any] = response.json()
+    return report
+
+
+@contextlib.contextmanager
+def _seekable(path: str) -> Iterator[IO[bytes]]:
+    """FILE, or stdin copied to a temporary file, so a retry can send it again."""
+    if path != "-":
+        with open(path, "rb") as handle:
+            yield handle
+        return
+    with tempfile.TemporaryFile() as spool:
+        shutil.copyfileobj(sys.stdin.buffer, spool)
+        yield spool
+
+
+def _import_to_service(url: str, api_key: str | None, tenant: str, file: str, attempts: int) -> int:
+    async def run(source: IO[bytes]) -> dict[str, Any]:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        # No read deadline: the service answers when the last line is committed.
+        timeout = httpx.Timeout(30.0, read=None)
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout) as client:
+            return await import_over_http(client, tenant, source, attempts=attempts)
+
+    started = time.monotonic()
+    with _seekable(file) as source:
+        try:
+            report = asyncio.run(run(source))
+        except ImportRefused as exc:
+            typer.echo(f"memory-layer: the service refused the import: {exc}", err=True)
+            return 1
+        except httpx.HTTPError as exc:
+            typer.echo(f"memory-layer: could not reach {url}: {exc}", err=True)
+            return 1
+    summary = service.ImportReport(
+        **{item.name: report[item.name] for item in dataclasses.fields(service.ImportReport)}
+    )
+    typer.echo(
+        f"imported into tenant {tenant!r} through {url}: {_summary(summary)}, in "
+        f"{time.monotonic() - started:.1f} s",
+        err=True,
+    )
+    return 0
+
+
 def import_command(
     file: Annotated[str, typer.Argument(metavar="FILE", help="NDJSON to read; - for stdin")],
     tenant: Annotated[str, typer.Option(help="the tenant to import into")],
+    url: Annotated[
+        str | None,
+        typer.Option(help="a running service (e.g. http://127.0.0.1:8000) to import through "
+                     "POST /v1/import, instead of writing to the database"),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="with --url: a key that may write the tenant")
+    ] = None,
+    max_retries: Annotated[
+        int, typer.Option(help="with --url: sends again after a 429 or 503, as Retry-After says")
+    ] = 8,
 ) -> int:
     """Import FILE (NDJSON in the export's format) into a tenant; running it again stores nothing
     new."""
+    if url is not None:
+        return _import_to_service(url, api_key, tenant, file, max_retries + 1)
     settings = load_settings()
     started = time.monotonic()
     with open_database(settings) as database, _input(file) as (source, size):

@@ -198,7 +198,7 @@ async def put_conversation_state(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "description": "A JSON merge patch (RFC 7386) of the state document: members set "
+            "description": "A JSON merge patch (RFC 7396) of the state document: members set "
             "to null are removed, objects are merged, anything else replaces.",
             "content": {
                 media_type: {"schema": {"type": "object", "additionalProperties": True}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from memory_layer.kit.pagination import SortOrder
 from memory_layer.kit.schemas import (
@@ -16,6 +16,7 @@ from memory_layer.kit.schemas import (
     JSONBody,
     Metadata,
     Timestamp,
+    json_integer_or_null,
 )
 from memory_layer.messages.schemas import MessageRead
 from memory_layer.models.message import Kind, Role
@@ -186,6 +187,9 @@ class ConversationStatePut(BaseModel):
         default=None,
         description="The person the conversation belongs to: erasing them erases this state.",
     )
+
+    # JSON's types: `true` is no number of seconds.
+    _integers = field_validator("ttl_seconds", mode="before")(json_integer_or_null)
 
 
 class ConversationStatePatchRequest(BaseModel):

@@ -390,9 +390,15 @@ async def patch_state(
     max_bytes: int,
     quota_bytes: int = 0,
 ) -> ConversationState:
-    """Apply a JSON merge patch (RFC 7386) to the live state: a new version. 404 without a
+    """Apply a JSON merge patch (RFC 7396) to the live state: a new version. 404 without a
     state, 412 when a precondition fails, 413 when the result exceeds `max_bytes`, 409 when it
-    exceeds the tenant's state quota; `ttl_seconds` renews the expiry, kept otherwise."""
+    exceeds the tenant's state quota; `ttl_seconds` renews the expiry, kept otherwise. A patch
+    that is not an object (which would replace the whole state by it) is 422 before anything is
+    read."""
+    if not isinstance(patch, dict):
+        raise InvalidInput(
+            "the merge patch must be a JSON object (the state is one)", code="invalid_state"
+        )
     repository = ConversationStateRepository(session)
     current = await repository.get(tenant_id, conversation_id, for_update=True)
     preconditions.check(current)

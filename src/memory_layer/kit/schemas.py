@@ -93,6 +93,23 @@ def json_integer(value: object) -> object:
     return value
 
 
+def json_number(value: object) -> object:
+    """A number in JSON: never `true` or `"0.5"` (a non-strict float field would read both)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+def json_integer_or_null(value: object) -> object:
+    """json_integer for an optional field (a `field_validator(..., mode="before")`)."""
+    return value if value is None else json_integer(value)
+
+
+def json_number_or_null(value: object) -> object:
+    """json_number for an optional field (a `field_validator(..., mode="before")`)."""
+    return value if value is None else json_number(value)
+
+
 # An integer in a JSON body. With bounds, write them before the validator so the document shows
 # them as minimum/maximum: Annotated[int, Field(ge=1), Strict(False), BeforeValidator(json_integer)].
 JSONInt = Annotated[int, Strict(False), BeforeValidator(json_integer)]

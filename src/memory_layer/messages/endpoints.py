@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import BaseModel
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from memory_layer.auth.deps import READ, WRITE, Caller, CallerDep
 from memory_layer.config import Settings
@@ -39,6 +40,18 @@ from memory_layer.policies.service import EffectivePolicy, RequestPolicies
 PREFIX = "/v1/messages"
 # The batch route takes far larger bodies than the others: create_app gives this path its own limit.
 BATCH_PATH = f"{PREFIX}/batch"
+
+
+class MessageIdConvertor(StringConvertor):
+    """A path segment that is not `batch`: `PATCH /v1/messages/batch` is then the batch route's
+    path with a method it does not take (405, `Allow: POST`), not a message id to validate."""
+
+    regex = r"(?!batch$)[^/]+"
+
+
+register_url_convertor("message_id", MessageIdConvertor())
+# Every route of one message; the document and the metrics show it as /v1/messages/{message_id}.
+ONE_MESSAGE = "/{message_id:message_id}"
 
 router = APIRouter(prefix=PREFIX, tags=["messages"])
 
@@ -197,7 +210,7 @@ async def list_messages(
 
 
 @router.get(
-    "/{message_id}",
+    ONE_MESSAGE,
     response_model=MessageRead,
     responses=errors(401, 403, 404, 422),
     dependencies=[READ],
@@ -240,7 +253,7 @@ EDIT_QUEUED = (
 
 
 @router.patch(
-    "/{message_id}",
+    ONE_MESSAGE,
     response_model=MessageRead,
     responses=_writes(MessageRead, EDIT_QUEUED, 401, 403, 404, 409, 413, 422),
     dependencies=[WRITE],
@@ -270,7 +283,7 @@ async def update_message(
 
 
 @router.delete(
-    "/{message_id}",
+    ONE_MESSAGE,
     response_model=MessageDeleteResponse,
     responses=errors(401, 403, 404, 422),
     dependencies=[WRITE],

@@ -15,7 +15,8 @@ from memory_layer.policies.service import RequestPolicies
 def policies_of(request: Request) -> RequestPolicies:
     """The request's RequestPolicies, made on first use and kept on the request's state, so the
     tenant rate limit and the route share one read of each policy. A plain function: the limiter
-    calls it only for tenant-bound keys, and the writer without a dependency node of its own."""
+    calls it only for requests that name a tenant, and the writer without a dependency node of
+    its own."""
     policies: RequestPolicies | None = getattr(request.state, "tenant_policies", None)
     if policies is None:
         policies = RequestPolicies(read_sessionmaker_of(request), settings_of(request))

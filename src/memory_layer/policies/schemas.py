@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from memory_layer.kit.schemas import json_integer_or_null, json_number_or_null
 from memory_layer.models.message import Kind
 from memory_layer.models.policy import PiiMode
 
@@ -26,6 +27,11 @@ class KindRetentionFields(BaseModel):
 
     archive_after_days: float | None = Field(default=None, ge=0, le=MAX_DAYS, description=DAYS)
     delete_after_days: float | None = Field(default=None, ge=0, le=MAX_DAYS, description=DAYS)
+
+    # JSON's types: `true` is no number of days, `"5"` none either.
+    _numbers = field_validator("archive_after_days", "delete_after_days", mode="before")(
+        json_number_or_null
+    )
 
 
 class PolicyFields(BaseModel):
@@ -82,6 +88,14 @@ class PolicyFields(BaseModel):
         description="The worker keeps a running summary of each conversation "
         "(MEMORY_SUMMARIZE).",
     )
+
+    # JSON's types: `"max_state_bytes": false` is no quota of 0 bytes, `"0.5"` no share.
+    _integers = field_validator(
+        "default_ttl_seconds", "max_messages", "max_content_bytes", "max_state_bytes", mode="before"
+    )(json_integer_or_null)
+    _numbers = field_validator(
+        "archive_after_days", "delete_after_days", "retention_importance_below", mode="before"
+    )(json_number_or_null)
 
 
 class PolicyUpdate(PolicyFields):

@@ -52,11 +52,15 @@ class SearchFilterFields(BaseModel):
     since: Timestamp | None = Field(default=None, description="Only messages written at or after this time.")
     until: Timestamp | None = Field(default=None, description="Only messages written at or before this time.")
     # In a query string an object is JSON text (not spread over parameters, as OpenAPI's default
-    # form style would): documented as a string here, as an object in SearchBody.
+    # form style would): a string of JSON holding an object here (kit/http/openapi.py declares the
+    # parameter as `content: application/json` with that object's schema), an object in SearchBody.
     metadata: Annotated[
         dict[str, Any] | None,
-        WithJsonSchema({"anyOf": [{"type": "string", "contentMediaType": "application/json"},
-                                  {"type": "null"}]}),
+        WithJsonSchema({"anyOf": [
+            {"type": "string", "contentMediaType": "application/json", "contentSchema": {
+                "type": "object", "propertyNames": {"pattern": NO_NUL_PATTERN}}},
+            {"type": "null"},
+        ]}),
     ] = Field(
         default=None,
         description="Only messages whose metadata contains this JSON object (PostgreSQL @>), "

@@ -36,6 +36,31 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": ERROR_REF}}}
 
 
+def _json_text_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema of the JSON a string parameter carries (`contentMediaType: application/json`
+    with a `contentSchema`, possibly as the non-null branch of an anyOf), or None."""
+    for branch in [schema, *schema.get("anyOf", [])]:
+        if branch.get("contentMediaType") == "application/json" and "contentSchema" in branch:
+            content_schema: dict[str, Any] = branch["contentSchema"]
+            return content_schema
+    return None
+
+
+def declare_json_parameters(document: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter given as JSON text (GET /v1/memory/search's `metadata`) is declared
+    with `content: application/json` and the schema of the JSON, as OpenAPI writes a parameter
+    serialised as JSON, instead of as a plain string: clients then send JSON, and a generated
+    client encodes an object."""
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                inner = _json_text_schema(parameter.get("schema", {}))
+                if inner is not None:
+                    del parameter["schema"]
+                    parameter["content"] = {"application/json": {"schema": inner}}
+    return document
+
+
 def complete_responses(document: dict[str, Any]) -> dict[str, Any]:
     """Add the plumbing's statuses to every operation, and make every 422 an ErrorResponse."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -63,6 +88,6 @@ def install_openapi(app: FastAPI) -> None:
     generate: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
-        return complete_responses(generate())
+        return complete_responses(declare_json_parameters(generate()))
 
     app.openapi = openapi  # type: ignore[method-assign]

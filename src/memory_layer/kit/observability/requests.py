@@ -47,7 +47,8 @@ class RequestObservationMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             seconds = time.perf_counter() - started
-            template = getattr(scope.get("route"), "path", None) or "unmatched"
+            # path_format: the template without convertors (`{tenant_id}`, not `{tenant_id:path}`).
+            template = getattr(scope.get("route"), "path_format", None) or "unmatched"
             method = scope.get("method", "GET")
             self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
             self.metrics.request_seconds.labels(method=method, route=template).observe(seconds)
