@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import Select, Table, func, literal, select, text, tuple_, update
+from sqlalchemy import Select, Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.consolidation.providers.base import KnownFact, Turn
@@ -361,27 +361,14 @@ class ConsolidationRepository:
             statement = statement.where(Message.superseded_by.is_(None))
         return statement
 
-    async def list_facts(
-        self,
-        tenant_id: str,
-        user_id: str,
-        *,
-        include_superseded: bool,
-        kind: str | None,
-        after: tuple[datetime, uuid.UUID] | None,
-        limit: int,
-    ) -> list[Message]:
-        """A page of the user's facts, newest first in (created_at, id) order."""
+    def facts_listing(
+        self, tenant_id: str, user_id: str, *, include_superseded: bool, kind: str | None
+    ) -> Select[Message]:
+        """The user's facts, to page newest first in (created_at, id) order."""
         statement = self._facts_select(tenant_id, user_id, include_superseded)
         if kind is not None:
             statement = statement.where(Message.kind == kind)
-        if after is not None:
-            statement = statement.where(
-                tuple_(Message.created_at, Message.id)
-                < tuple_(literal(after[0], Message.created_at.type), literal(after[1], Message.id.type))
-            )
-        statement = statement.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
-        return list((await self.session.execute(statement)).scalars())
+        return statement
 
     # --- summaries -----------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProv
 from memory_layer.kit.cache import note_write, publish_writes
 from memory_layer.kit.errors import Conflict, NotFound, ServiceUnavailable
 from memory_layer.kit.observability.metrics import Metrics
-from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
+from memory_layer.kit.pagination import CursorCodec, Keyset, Page, PageRequest, Scope, SortOrder, paginate
 from memory_layer.models.message import Kind, Message
 from memory_layer.policies.service import load_policy
 from memory_layer.search.plan import SearchFilters, SearchMode
@@ -412,6 +412,9 @@ class FactPosition(BaseModel):
     id: uuid.UUID
 
 
+FACTS = Keyset(FactPosition, {"created_at": Message.created_at, "id": Message.id}, order=SortOrder.desc)
+
+
 @dataclass(frozen=True)
 class FactQuery:
     include_superseded: bool = False
@@ -437,19 +440,16 @@ async def list_user_facts(
         "include_superseded": query.include_superseded,
         "kind": query.kind.value if query.kind is not None else None,
     }
-    position = cursors.decode(query.cursor, scope, FactPosition) if query.cursor else None
-    rows = await ConsolidationRepository(session).list_facts(
-        tenant_id,
-        user_id,
-        include_superseded=query.include_superseded,
-        kind=query.kind.value if query.kind is not None else None,
-        after=(position.created_at, position.id) if position else None,
-        limit=query.limit + 1,
-    )
-    return paginate(
-        rows,
-        query.limit,
+    return await paginate(
+        session,
+        ConsolidationRepository(session).facts_listing(
+            tenant_id,
+            user_id,
+            include_superseded=query.include_superseded,
+            kind=query.kind.value if query.kind is not None else None,
+        ),
+        pagination=PageRequest(query.limit, query.cursor),
+        keyset=FACTS,
         codec=cursors,
         scope=scope,
-        position_of=lambda row: FactPosition(created_at=row.created_at, id=row.id),
     )
