@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     # calls of this many: 16 pads little and ran 1.8x the texts/s of one 64-text call
     # (docs/benchmarks.md, "The local model's engines").
     embedding_batch_size: int = Field(default=16, ge=1, le=1024)
+    # Dynamic batching of the in-process model (local, fake): concurrent calls of fewer than
+    # embed_batch_max texts (inline writes, search queries) share one model call; a call waits at
+    # most embed_batch_wait_ms for others, then only for the model. embed_batch_max 1 disables it.
+    embed_batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    embed_batch_max: int = Field(default=32, ge=1, le=1024)
     # Query vectors kept in memory (LRU, per process); 0 disables the cache.
     query_cache_size: int = Field(default=1024, ge=0)
     # Query vectors shared by every replica in Redis (with MEMORY_REDIS_URL); 0 disables.
