@@ -126,6 +126,14 @@ class Settings(BaseSettings):
     # most 20, and keeps them.
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
+    # The pool against the embedded PostgreSQL (no MEMORY_DATABASE_URL), which shares a small
+    # machine with the service: every connection is a backend of ~10 MiB PSS (catalog caches of
+    # the 16 partitions, prepared statements), and 16 clients on 2 cores were served as fast with 4
+    # (docs/benchmarks.md, "Memory of the embedded PostgreSQL"). db_pool_size is for external ones.
+    embedded_db_pool_size: int = Field(default=6, ge=1)
+    # shared_buffers of the embedded PostgreSQL: pages it has touched count in its PSS; past it,
+    # the operating system's page cache (shared, reclaimable) serves reads.
+    embedded_shared_buffers: str = Field(default="32MB", pattern=r"^[1-9][0-9]*(kB|MB|GB)$")
     # Off by default: a dropped connection costs one 503 (and the pool is refreshed) instead of
     # an extra round trip on every request. Turn on behind proxies that drop idle connections.
     db_pool_pre_ping: bool = False
@@ -342,6 +350,12 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return self.database_url is None
+
+    @property
+    def pool_size(self) -> int:
+        """Connections kept per process: MEMORY_EMBEDDED_DB_POOL_SIZE on the embedded server,
+        MEMORY_DB_POOL_SIZE on an external one."""
+        return self.embedded_db_pool_size if self.uses_embedded_database else self.db_pool_size
 
     @property
     def max_body_bytes(self) -> int:
