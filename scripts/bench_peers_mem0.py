@@ -56,6 +56,9 @@ def main() -> None:
     load_seconds = time.perf_counter() - started
     result: dict[str, object] = {"load_seconds": load_seconds}
 
+    # One warm-up write: mem0 creates its collection on first use.
+    memory.add([{"role": "user", "content": "warm up"}], user_id="peers-warm-up", infer=False)
+
     # Single messages from `clients` threads, like clients posting one message each.
     texts: list[str] = work["single_texts"]
     clients = int(work["clients"])
