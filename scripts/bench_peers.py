@@ -174,6 +174,7 @@ async def run_ours(args: argparse.Namespace, work: dict[str, Any]) -> Figures:
     # Defaults, but for an API key and no rate limit (16 clients on one address).
     env.update(MEMORY_DATA_DIR=str(data_dir), MEMORY_API_KEYS=API_KEY, MEMORY_LOG_LEVEL="warning",
                MEMORY_GLOBAL_RATE_LIMIT="off", MEMORY_TENANT_RATE_LIMIT="off")
+    env.update(item.split("=", 1) for item in args.ours_env)  # e.g. MEMORY_EMBED_BATCH_MAX=1
     port = free_port()
     server = subprocess.Popen([cli, "serve", "--port", str(port)], env=env, cwd=ROOT)
     figures = Figures("memory-layer")
@@ -386,6 +387,8 @@ def main() -> None:
     parser.add_argument("--mem0-first", action="store_true", help="mem0 runs first in round 1")
     parser.add_argument("--mem0-threads", type=int, default=0,
                         help="torch threads of mem0 (OMP_NUM_THREADS); 0: its default")
+    parser.add_argument("--ours-env", action="append", default=[], metavar="MEMORY_X=value",
+                        help="a setting of ours (repeatable), to compare a change against mem0")
     parser.add_argument("--write", type=Path, default=None, help="put the table at its top")
     args = parser.parse_args()
     if args.install_mem0:
