@@ -127,9 +127,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
     # The pool against the embedded PostgreSQL (no MEMORY_DATABASE_URL), which shares a small
-    # machine with the service: every connection is a backend of ~10 MiB PSS (catalog caches of
-    # the 16 partitions, prepared statements), and 16 clients on 2 cores were served as fast with 4
-    # (docs/benchmarks.md, "Memory of the embedded PostgreSQL"). db_pool_size is for external ones.
+    # machine with the service: every connection is a backend of 8-13 MiB PSS (caches over the 16
+    # partitions, its heap, touched buffers), and 16 clients on 2 cores were served as fast with 4
+    # to 8 as with 20 (docs/benchmarks.md, "Memory of the embedded PostgreSQL"). db_pool_size is
+    # for an external database.
     embedded_db_pool_size: int = Field(default=6, ge=1)
     # shared_buffers of the embedded PostgreSQL: pages it has touched count in its PSS; past it,
     # the operating system's page cache (shared, reclaimable) serves reads.
