@@ -164,7 +164,9 @@ class Settings(BaseSettings):
     # Dynamic batching of the in-process model (local, fake): concurrent calls of fewer than
     # embed_batch_max texts (inline writes, search queries) share one model call; a call waits at
     # most embed_batch_wait_ms for others, then only for the model. embed_batch_max 1 disables it.
-    embed_batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    # 0: no wait of its own; the calls that arrive while the model is busy share its next call
+    # (a lone search on an idle model would otherwise pay the whole wait).
+    embed_batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
     embed_batch_max: int = Field(default=32, ge=1, le=1024)
     # Query vectors kept in memory (LRU, per process); 0 disables the cache.
     query_cache_size: int = Field(default=1024, ge=0)

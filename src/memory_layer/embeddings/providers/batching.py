@@ -4,8 +4,8 @@ Sixteen clients each posting one message would otherwise make sixteen model call
 where one call of sixteen does the same work for less (the local model runs on one thread, so the
 calls queue there anyway). A call of fewer than `max_texts` texts waits in a queue; the queue is
 sent to the model as one call when it holds `max_texts` texts, or when its oldest call has waited
-`wait_seconds` (MEMORY_EMBED_BATCH_WAIT_MS), whichever comes first, and only when the model is
-free: while it works on one call, the next calls gather behind it. No call waits longer than
+`wait_seconds` (MEMORY_EMBED_BATCH_WAIT_MS, default 0), whichever comes first, and only when the
+model is free: while it works on one call, the next calls gather behind it. No call waits longer than
 `wait_seconds` for others; past that it waits only for the model. A call of `max_texts` texts or
 more (a worker batch) goes to the model as it is.
 
