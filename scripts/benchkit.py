@@ -62,3 +62,45 @@ def write_block(path: Path, name: str, report: str, *, title: str, heading: str)
     else:
         text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
     path.write_text(text)
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of one process (kB, /proc/<pid>/smaps_rollup): its private pages
+    plus its share of each page it shares; 0 for a process that is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (children of children included), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def postmaster_pid(pgdata: Path) -> int:
+    """The PostgreSQL server's pid, from the first line of `<pgdata>/postmaster.pid`."""
+    return int((pgdata / "postmaster.pid").read_text().split()[0])
+
+
+def tree_pss_mib(pid: int) -> float:
+    """PSS of `pid` and all its descendants, summed (MiB): what they hold together."""
+    return sum(pss_kib(p) for p in process_tree(pid)) / 1024

@@ -77,7 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = await stack.enter_async_context(open_database_async(settings))
         engine = create_engine(
             database.url,
-            pool_size=settings.db_pool_size,
+            pool_size=settings.pool_size,
             max_overflow=settings.db_max_overflow,
             hnsw_ef_search=settings.hnsw_ef_search,
             pool_pre_ping=settings.db_pool_pre_ping,

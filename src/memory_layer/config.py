@@ -147,6 +147,15 @@ class Settings(BaseSettings):
     # most 20, and keeps them.
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
+    # The pool against the embedded PostgreSQL (no MEMORY_DATABASE_URL), which shares a small
+    # machine with the service: every connection is a backend of 8-13 MiB PSS (caches over the 16
+    # partitions, its heap, touched buffers), and 16 clients on 2 cores were served as fast with 4
+    # to 8 as with 20 (docs/benchmarks.md, "Memory of the embedded PostgreSQL"). db_pool_size is
+    # for an external database.
+    embedded_db_pool_size: int = Field(default=6, ge=1)
+    # shared_buffers of the embedded PostgreSQL: pages it has touched count in its PSS; past it,
+    # the operating system's page cache (shared, reclaimable) serves reads.
+    embedded_shared_buffers: str = Field(default="32MB", pattern=r"^[1-9][0-9]*(kB|MB|GB)$")
     # Off by default: a dropped connection costs one 503 (and the pool is refreshed) instead of
     # an extra round trip on every request. Turn on behind proxies that drop idle connections.
     db_pool_pre_ping: bool = False
@@ -173,6 +182,13 @@ class Settings(BaseSettings):
     # calls of this many: 16 pads little and ran 1.8x the texts/s of one 64-text call
     # (docs/benchmarks.md, "The local model's engines").
     embedding_batch_size: int = Field(default=16, ge=1, le=1024)
+    # Dynamic batching of the in-process model (local, fake): concurrent calls of fewer than
+    # embed_batch_max texts (inline writes, search queries) share one model call; a call waits at
+    # most embed_batch_wait_ms for others, then only for the model. embed_batch_max 1 disables it.
+    # 0: no wait of its own; the calls that arrive while the model is busy share its next call
+    # (a lone search on an idle model would otherwise pay the whole wait).
+    embed_batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    embed_batch_max: int = Field(default=32, ge=1, le=1024)
     # Query vectors kept in memory (LRU, per process); 0 disables the cache.
     query_cache_size: int = Field(default=1024, ge=0)
     # Query vectors shared by every replica in Redis (with MEMORY_REDIS_URL); 0 disables.
@@ -424,6 +440,12 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return self.database_url is None
+
+    @property
+    def pool_size(self) -> int:
+        """Connections kept per process: MEMORY_EMBEDDED_DB_POOL_SIZE on the embedded server,
+        MEMORY_DB_POOL_SIZE on an external one."""
+        return self.embedded_db_pool_size if self.uses_embedded_database else self.db_pool_size
 
     @property
     def max_body_bytes(self) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import pytest
 from numpy.typing import NDArray
 
 from memory_layer.config import LocalBackend, Settings
+from memory_layer.embeddings.providers.base import EmbeddingError
 from memory_layer.embeddings.providers.local import LocalEmbeddingProvider, bundled_model_path
 from memory_layer.embeddings.providers.onnx_export import onnx_model_file
 from tests.fixtures.app import TEST_DATA_DIR
@@ -151,3 +154,47 @@ async def test_model_thread_runs_at_the_configured_niceness() -> None:
         assert comm == "embed-local"
     finally:
         await provider.close()
+
+
+# Loads the provider on ONNX in a fresh interpreter, embeds a short and a long text (the long one
+# goes through the tokenizer's windows), and prints which heavy modules that interpreter holds.
+SERVING_PROCESS = """
+import json, sys
+from pathlib import Path
+from memory_layer.config import LocalBackend
+from memory_layer.embeddings.providers.local import LocalEmbeddingProvider
+provider = LocalEmbeddingProvider.load(backend=LocalBackend.onnx_int8, cache_dir=Path(sys.argv[1]))
+vectors = provider.embed_blocking(["a short line", "the quarterly report covers revenue. " * 60])
+heavy = sorted(m for m in ("torch", "transformers", "sentence_transformers", "onnx") if m in sys.modules)
+print(json.dumps({"heavy": heavy, "vectors": len(vectors), "dimensions": len(vectors[0])}))
+"""
+
+
+@pytest.mark.parametrize("first_use", [True, False], ids=["exporting", "exported"])
+def test_onnx_serving_process_never_loads_torch(tmp_path: Path, first_use: bool) -> None:
+    """The export runs in a child process: the process that serves on ONNX holds neither torch nor
+    transformers, whether it exported the files itself or found them (#27)."""
+    cache = tmp_path if first_use else CACHE
+    finished = subprocess.run(
+        [sys.executable, "-c", SERVING_PROCESS, str(cache)],
+        capture_output=True, text=True, check=False, timeout=900,
+    )
+    assert finished.returncode == 0, finished.stderr
+    report = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert report == {"heavy": [], "vectors": 2, "dimensions": 384}
+    if first_use:
+        (folder,) = tmp_path.iterdir()
+        names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+        assert names == ["model-int8.onnx", "model.onnx"]
+
+
+def test_failed_export_reports_the_child_error(tmp_path: Path) -> None:
+    """A child that cannot export fails the load with its own message, and leaves no file."""
+    broken = tmp_path / "model"
+    broken.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (broken / name).write_text("not a model")
+    with pytest.raises(EmbeddingError, match="could not export the local model to ONNX"):
+        onnx_model_file(broken, tmp_path / "cache", int8=True, model_name="m")
+    (folder,) = (tmp_path / "cache").iterdir()
+    assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == []

@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
+from memory_layer.embeddings.providers.batching import BatchingProvider
 from memory_layer.embeddings.providers.cache import QueryCachingProvider
 from memory_layer.embeddings.providers.local import LocalEmbeddingProvider
 from tests.fixtures.app import ADMIN_KEY, AppClient, make_settings, running_client
@@ -54,7 +55,9 @@ async def test_paraphrase_is_found_first(local_client: httpx.AsyncClient) -> Non
 async def test_long_text_is_embedded_whole_not_truncated(local_client: AppClient) -> None:
     cached = local_client.embedder
     assert isinstance(cached, QueryCachingProvider)
-    provider = cached.inner
+    batcher = cached.inner
+    assert isinstance(batcher, BatchingProvider)
+    provider = batcher.inner
     assert isinstance(provider, LocalEmbeddingProvider)
     head = "The quarterly report covers revenue and costs. " * 40  # well past 256 word pieces
     tail = "Finally, the cat adopted by the office is named Pixel."

@@ -143,3 +143,17 @@ def test_log_format_is_json_or_console(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMORY_LOG_FORMAT", "xml")
     with pytest.raises(ValueError, match="log_format"):
         Settings(_env_file=None)
+
+
+def test_the_embedded_server_has_its_own_pool_size_and_shared_buffers() -> None:
+    embedded = Settings(_env_file=None, embedded_db_pool_size=5, db_pool_size=30)
+    assert embedded.pool_size == 5
+    external = Settings(
+        _env_file=None, database_url="postgresql://x@db/y", embedded_db_pool_size=5, db_pool_size=30
+    )
+    assert external.pool_size == 30
+    assert Settings(_env_file=None).pool_size == 6
+    assert Settings(_env_file=None).embedded_shared_buffers == "32MB"
+    for bad in ("32", "32 MB", "0MB", "32MB'; DROP TABLE messages; --"):
+        with pytest.raises(ValidationError):
+            Settings(_env_file=None, embedded_shared_buffers=bad)

@@ -24,7 +24,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from memory_layer.config import Settings
-from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
+from memory_layer.embeddings.providers.base import PER_TEXT_KINDS, EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.repository import CHANNEL, EmbeddingJobRepository, Failure, Job
 from memory_layer.embeddings.service import refresh_queue_depth
 from memory_layer.kit.cache import note_write, publish_writes
@@ -36,8 +36,6 @@ logger = logging.getLogger(__name__)
 
 # Errors that describe the provider, not the texts: back off the whole batch, spend no attempt.
 PROVIDER_WIDE_KINDS = frozenset({"rate_limited", "unavailable"})
-# Errors a single text can cause: embed the failed batch's texts one by one to find the culprit.
-PER_TEXT_KINDS = frozenset({"invalid_input", "bad_response", "model"})
 
 
 def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random) -> float:

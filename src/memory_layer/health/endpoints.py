@@ -67,7 +67,7 @@ metrics_router = APIRouter()
 async def prometheus_metrics(request: Request, metrics: MetricsDep, settings: SettingsDep) -> Response:
     """Prometheus text format; no key, so scrapers need no secret."""
     metrics.observe_pool(
-        request.app.state.engine.pool, settings.db_pool_size + settings.db_max_overflow
+        request.app.state.engine.pool, settings.pool_size + settings.db_max_overflow
     )
     # Readiness as a series, for the "not ready" alert (the embedder probe is left to the route).
     try:

@@ -6,16 +6,22 @@ import asyncio
 
 from memory_layer.config import ConfigurationError, EmbeddingProviderName, Settings
 from memory_layer.embeddings.providers.base import EmbeddingProvider
+from memory_layer.embeddings.providers.batching import BatchingProvider
 from memory_layer.embeddings.providers.cache import QueryCachingProvider
 from memory_layer.embeddings.providers.fake import FakeEmbeddingProvider
 from memory_layer.kit.cache import QueryVectorCache
+
+# In-process models, whose calls queue on one thread: concurrent calls share one model call
+# (batching.py). A remote API is called as requests come.
+BATCHED_PROVIDERS = frozenset({EmbeddingProviderName.local, EmbeddingProviderName.fake})
 
 
 async def build_provider(
     settings: Settings, shared_queries: QueryVectorCache | None = None
 ) -> EmbeddingProvider:
-    """Create the provider named by MEMORY_EMBEDDING_PROVIDER and check its dimension; query
-    vectors cached in the process (MEMORY_QUERY_CACHE_SIZE) and in `shared_queries`."""
+    """Create the provider named by MEMORY_EMBEDDING_PROVIDER and check its dimension; concurrent
+    calls of an in-process model batched (MEMORY_EMBED_BATCH_*); query vectors cached in the
+    process (MEMORY_QUERY_CACHE_SIZE) and in `shared_queries`."""
     provider: EmbeddingProvider
     if settings.embedding_provider is EmbeddingProviderName.fake:
         provider = FakeEmbeddingProvider(
@@ -39,6 +45,15 @@ async def build_provider(
         raise ConfigurationError(
             f"unknown embedding provider {settings.embedding_provider.value!r}; "
             "use 'local', 'google_gemini' or 'fake'."
+        )
+    if settings.embed_batch_max > 1 and settings.embedding_provider in BATCHED_PROVIDERS:
+        provider = BatchingProvider(
+            provider,
+            wait_seconds=settings.embed_batch_wait_ms / 1000,
+            max_texts=settings.embed_batch_max,
+            # The local model's query vector is its document vector; the fake one's queries skip
+            # its simulated latency, as they did before batching.
+            queries_are_documents=settings.embedding_provider is EmbeddingProviderName.local,
         )
     if provider.dimensions != settings.embedding_dimensions:
         await provider.close()

@@ -20,6 +20,11 @@ class EmbeddingError(RuntimeError):
         self.retryable = retryable
 
 
+# Errors a single text can cause: a call of many texts that fails with one of these is tried
+# again text by text (the worker) or caller by caller (the batcher), so one text fails alone.
+PER_TEXT_KINDS = frozenset({"invalid_input", "bad_response", "model"})
+
+
 @runtime_checkable
 class EmbeddingProvider(Protocol):
     """Turns texts into unit-length vectors of `dimensions` floats."""

