@@ -47,6 +47,9 @@ from memory_layer.kit.observability.requests import RequestObservationMiddleware
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
 from memory_layer.kit.schemas import error_responses
+from memory_layer.mcp import http as mcp_http
+from memory_layer.mcp.runtime import app_runtime
+from memory_layer.mcp.server import build_server as build_mcp_server
 from memory_layer.messages import endpoints as messages_endpoints
 from memory_layer.policies import endpoints as policies_endpoints
 from memory_layer.ratelimit.deps import TenantRateLimit
@@ -114,6 +117,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 retention_loop(app.state.sessionmaker, settings), name="scheduled-retention"
             )
             stack.push_async_callback(_cancel, retention)
+        # The MCP server (streamable HTTP at /mcp) over the same clients; its session manager's
+        # task group lives inside this lifespan and ends before the clients close.
+        app.state.mcp_sessions = await stack.enter_async_context(
+            mcp_http.serving(build_mcp_server(app_runtime(app.state)), settings)
+        )
         logger.info(
             "memory-layer ready: %s embeddings (%d dims), %s database",
             embedder.model_name,
@@ -191,6 +199,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router, dependencies=[TenantRateLimit], responses=error_responses(429))
     app.include_router(health_endpoints.router)
+    # MCP over streamable HTTP: authenticated and rate limited like the routes (mcp/http.py).
+    app.router.add_route(mcp_http.PATH, mcp_http.McpEndpoint(), include_in_schema=False)
     app.include_router(health_endpoints.metrics_router)
 
     # Inside the body limit (which bounds what it buffers): repeated keys (in JSON bodies and query
@@ -221,7 +231,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.allowed_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["X-API-Key", "Content-Type", "If-Match", "If-None-Match", REQUEST_ID_HEADER],
+            allow_headers=[
+                "X-API-Key", "Content-Type", "If-Match", "If-None-Match", REQUEST_ID_HEADER,
+                # MCP clients in a browser: a bearer key and the protocol's own headers.
+                "Authorization", "Mcp-Protocol-Version", "Mcp-Session-Id",
+            ],
             expose_headers=EXPOSED_HEADERS,
         )
     return app

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pgvector import Vector as VectorValue
-from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy import Table, delete, func, literal, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -243,3 +243,34 @@ class MessageRepository:
             .returning(Message.id)
         )
         return len(result.all())
+
+    async def page(
+        self,
+        tenant_id: str,
+        *,
+        user_id: str | None,
+        conversation_id: str | None,
+        kinds: Sequence[str],
+        include_archived: bool,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Message]:
+        """Live messages of the tenant, newest first, in (created_at, id) order; `kinds` empty
+        means every kind."""
+        statement = select(Message).where(Message.tenant_id == tenant_id, live())
+        if user_id is not None:
+            statement = statement.where(Message.user_id == user_id)
+        if conversation_id is not None:
+            statement = statement.where(Message.conversation_id == conversation_id)
+        if kinds:
+            statement = statement.where(Message.kind.in_(list(kinds)))
+        if not include_archived:
+            statement = statement.where(Message.archived_at.is_(None))
+        if after is not None:
+            statement = statement.where(
+                tuple_(Message.created_at, Message.id)
+                < tuple_(literal(after[0], Message.created_at.type), literal(after[1], Message.id.type))
+            )
+        statement = statement.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
+        result = await self.session.execute(statement)
+        return list(result.scalars())

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.audit import service as audit
@@ -19,6 +20,7 @@ from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
 from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import Conflict, InvalidInput, NotFound
 from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
 from memory_layer.messages.importance import importance_for
 from memory_layer.messages.repository import MessageRepository
 from memory_layer.messages.repository import NewRow as NewRow  # for insert_rows' callers
@@ -454,6 +456,60 @@ async def get_message(session: AsyncSession, tenant_id: str, message_id: uuid.UU
     if message is None:
         raise _not_found(tenant_id, message_id)
     return message
+
+
+@dataclass(frozen=True)
+class MessageQuery:
+    """Which of the tenant's messages to list (newest first), and which page."""
+
+    user_id: str | None = None
+    conversation_id: str | None = None
+    kinds: tuple[Kind, ...] = ()
+    include_archived: bool = False
+    limit: int = 50
+    cursor: str | None = None
+
+
+class MessagePosition(BaseModel):
+    """Where a page of a message listing ends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    created_at: AwareDatetime
+    id: uuid.UUID
+
+
+async def list_messages(
+    session: AsyncSession, tenant_id: str, query: MessageQuery, *, cursors: CursorCodec
+) -> Page[Message]:
+    """The tenant's live messages, newest first, filtered by user, conversation and kinds (a
+    user's facts and preferences, say), a page at a time."""
+    kinds = sorted({kind.value for kind in query.kinds})
+    scope: Scope = {
+        "tenant_id": tenant_id,
+        "listing": "messages",
+        "user_id": query.user_id,
+        "conversation_id": query.conversation_id,
+        "kinds": ",".join(kinds),
+        "include_archived": query.include_archived,
+    }
+    position = cursors.decode(query.cursor, scope, MessagePosition) if query.cursor else None
+    rows = await MessageRepository(session).page(
+        tenant_id,
+        user_id=query.user_id,
+        conversation_id=query.conversation_id,
+        kinds=kinds,
+        include_archived=query.include_archived,
+        after=(position.created_at, position.id) if position else None,
+        limit=query.limit + 1,
+    )
+    return paginate(
+        rows,
+        query.limit,
+        codec=cursors,
+        scope=scope,
+        position_of=lambda message: MessagePosition(created_at=message.created_at, id=message.id),
+    )
 
 
 def _not_found(tenant_id: str, message_id: uuid.UUID) -> NotFound:
