@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
@@ -52,3 +53,24 @@ async def answer(work: Awaitable[BaseModel | dict[str, Any]]) -> CallToolResult:
         return _result(error_of(exc), is_error=True)
     body = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
     return _result(body)
+
+
+async def rest_coded_errors(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Server middleware: a tool error the SDK made itself (arguments that fail the tool's input
+    schema, an unknown tool) carries the REST code of a request that fails its schema,
+    validation_error, like the tools' own errors. The result is in its wire form here."""
+    result = await call_next(ctx)
+    if (
+        ctx.method == "tools/call"
+        and isinstance(result, dict)
+        and result.get("isError")
+        and "structuredContent" not in result
+    ):
+        detail = " ".join(
+            str(block.get("text", "")) for block in result.get("content", []) if isinstance(block, dict)
+        )
+        coded = failure("validation_error", detail).model_dump(
+            mode="json", by_alias=True, exclude_none=True, include={"content", "structured_content"}
+        )
+        return {**result, **coded}
+    return result

@@ -21,8 +21,8 @@ from pydantic import Field
 from memory_layer import __version__
 from memory_layer.conversations import service as conversations
 from memory_layer.kit.pagination import SortOrder
-from memory_layer.kit.schemas import IDENTIFIER_PATTERN
-from memory_layer.mcp.results import answer, error_of
+from memory_layer.kit.schemas import IDENTIFIER_PATTERN, NonBlankText
+from memory_layer.mcp.results import answer, error_of, rest_coded_errors
 from memory_layer.mcp.runtime import Call, Runtime, RuntimeLifespan
 from memory_layer.mcp.schemas import (
     ConversationPage,
@@ -103,10 +103,11 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
     server: MCPServer[Runtime] = MCPServer(
         NAME, instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan
     )
+    server.middleware.append(rest_coded_errors)
 
     @server.tool(annotations=WRITES)
     async def remember(
-        content: Annotated[str, Field(min_length=1, description="The text to remember.")],
+        content: Annotated[NonBlankText, Field(description="The text to remember.")],
         conversation_id: ConversationId,
         ctx: Context,
         role: Annotated[Role, Field(description="Who said it (a fact you note yourself: "
@@ -147,8 +148,8 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
 
     @server.tool(annotations=READS)
     async def recall(
-        query: Annotated[str, Field(min_length=1, max_length=4096,
-                                    description="What to look for, in plain words.")],
+        query: Annotated[NonBlankText, Field(max_length=4096,
+                                             description="What to look for, in plain words.")],
         ctx: Context,
         top_k: Annotated[int, Field(ge=1, le=100, description="How many memories.")] = 5,
         user_id: UserId = None,
@@ -269,8 +270,7 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
     async def update_memory(
         message_id: MessageId,
         ctx: Context,
-        content: Annotated[str | None, Field(min_length=1, description="New text (embedded "
-                                                                       "again).")] = None,
+        content: Annotated[NonBlankText | None, Field(description="New text (embedded again).")] = None,
         kind: Annotated[Kind | None, Field(description="New kind.")] = None,
         importance: Importance = None,
         metadata: Annotated[dict[str, Any] | None, Field(
