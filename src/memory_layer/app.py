@@ -200,7 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=[TenantRateLimit], responses=error_responses(429))
     app.include_router(health_endpoints.router)
     # MCP over streamable HTTP: authenticated and rate limited like the routes (mcp/http.py).
-    app.router.add_route(mcp_http.PATH, mcp_http.McpEndpoint(), include_in_schema=False)
+    app.router.routes.append(mcp_http.route())
     app.include_router(health_endpoints.metrics_router)
 
     # Inside the body limit (which bounds what it buffers): repeated keys (in JSON bodies and query

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 from mcp.shared.exceptions import MCPError
 from mcp.types import TextContent, TextResourceContents
 from sqlalchemy.ext.asyncio import AsyncEngine
-from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Route
 
 from memory_layer.auth.service import create_api_key
@@ -71,8 +71,10 @@ async def test_lists_tools_resources_and_the_prompt(
         assert "ctx" not in tool.input_schema.get("properties", {})
     by_name = {tool.name: tool for tool in tools}
     assert set(by_name["remember"].input_schema["required"]) == {"content", "conversation_id"}
-    assert by_name["forget"].annotations is not None and by_name["forget"].annotations.destructive_hint
-    assert by_name["recall"].annotations is not None and by_name["recall"].annotations.read_only_hint
+    assert by_name["forget"].annotations is not None
+    assert by_name["forget"].annotations.destructive_hint
+    assert by_name["recall"].annotations is not None
+    assert by_name["recall"].annotations.read_only_hint
     assert {template.uri_template for template in templates} == {
         "memory://conversations/{conversation_id}/history{?tenant_id}",
         "memory://users/{user_id}/facts{?tenant_id}",
@@ -95,16 +97,20 @@ async def test_every_tool_resource_and_the_prompt(
             "content": "We talked about walks in the park", "conversation_id": "c1",
             "user_id": "u1", "client_message_id": "turn-1",
         }))
-        assert turn["kind"] == "message" and turn["role"] == "user" and not turn["replayed"]
+        assert turn["kind"] == "message"
+        assert turn["role"] == "user"
+        assert not turn["replayed"]
         replay = ok(await session.call_tool("remember", {
             "content": "We talked about walks in the park", "conversation_id": "c1",
             "user_id": "u1", "client_message_id": "turn-1",
         }))
-        assert replay["message_id"] == turn["message_id"] and replay["replayed"]
+        assert replay["message_id"] == turn["message_id"]
+        assert replay["replayed"]
 
         found = ok(await session.call_tool("recall", {"query": "dog called Biscuit", "kind": "fact"}))
         assert [item["message_id"] for item in found["items"]] == [fact["message_id"]]
-        assert found["total"] == 1 and found["items"][0]["score"] > 0
+        assert found["total"] == 1
+        assert found["items"][0]["score"] > 0
 
         turns = ok(await session.call_tool("history", {"conversation_id": "c1"}))
         assert [item["message_id"] for item in turns["items"]] == [fact["message_id"], turn["message_id"]]
@@ -115,7 +121,9 @@ async def test_every_tool_resource_and_the_prompt(
         ))
         assert [item["message_id"] for item in earlier["items"]] == [fact["message_id"]]
 
-        facts = ok(await session.call_tool("list_memories", {"user_id": "u1", "kinds": ["fact", "preference"]}))
+        facts = ok(await session.call_tool(
+            "list_memories", {"user_id": "u1", "kinds": ["fact", "preference"]}
+        ))
         assert [item["message_id"] for item in facts["items"]] == [fact["message_id"]]
         everything = ok(await session.call_tool("list_memories", {"user_id": "u1"}))
         assert len(everything["items"]) == 2
@@ -158,7 +166,8 @@ async def test_every_tool_resource_and_the_prompt(
         prompt = await session.get_prompt("use_memory", {"user_id": "u1"})
         [message] = prompt.messages
         assert isinstance(message.content, TextContent)
-        assert "`u1`" in message.content.text and "recall" in message.content.text
+        assert "`u1`" in message.content.text
+        assert "recall" in message.content.text
 
         assert ok(await session.call_tool("forget", {"message_id": fact["message_id"]})) == {"deleted": 1}
         assert error(await session.call_tool("forget", {"message_id": fact["message_id"]})) == (
@@ -172,7 +181,8 @@ async def test_bad_arguments_are_validation_errors(
     settings_factory: Callable[..., Settings], db_engine: AsyncEngine
 ) -> None:
     key = await tenant_key(db_engine, new_tenant())
-    async with running_client(settings_factory(max_content_chars=100)) as served, mcp_client(served.app, key) as session:
+    settings = settings_factory(max_content_chars=100)
+    async with running_client(settings) as served, mcp_client(served.app, key) as session:
         assert error(await session.call_tool("forget", {"message_id": "not-a-uuid"})) == "validation_error"
         assert error(await session.call_tool("remember", {"content": "x"})) == "validation_error"
         assert error(await session.call_tool("recall", {"query": "x", "top_k": 1000})) == "validation_error"
@@ -233,7 +243,8 @@ async def test_a_tenant_bound_key_cannot_reach_another_tenants_data(
             assert ok(await a.call_tool("get_memory", {"message_id": message_id}))["content"] == (
                 "tenant A's secret plan"
             )
-            assert ok(await a.call_tool("get_state", {"conversation_id": "shared"}))["state"] == {"owner": "a"}
+            state = ok(await a.call_tool("get_state", {"conversation_id": "shared"}))
+            assert state["state"] == {"owner": "a"}
 
 
 async def test_a_read_only_key_cannot_write(
@@ -318,11 +329,14 @@ async def test_the_mcp_surface_adds_no_route_that_bypasses_authentication(
         ]
         assert [type(route) for route in plain] == [Route]
         [endpoint] = plain
-        assert isinstance(endpoint, Route) and endpoint.path == "/mcp"
+        assert isinstance(endpoint, Route)
+        assert endpoint.path == "/mcp"
         assert isinstance(endpoint.app, McpEndpoint)
         for method in ("GET", "POST", "DELETE", "PUT", "PATCH"):
             for path in ("/mcp", "/mcp/"):
-                response = await served.request(method, path, headers=ACCEPT, json=LIST_TOOLS, follow_redirects=True)
+                response = await served.request(
+                    method, path, headers=ACCEPT, json=LIST_TOOLS, follow_redirects=True
+                )
                 assert response.status_code == 401, (method, path, response.status_code)
             # Nothing is served below /mcp, with a key or without.
             for headers in ({}, {"X-API-Key": ADMIN_KEY}):

@@ -20,6 +20,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from memory_layer.auth.deps import get_principal
@@ -70,3 +71,8 @@ class McpEndpoint:
         setattr(request.state, PRINCIPAL, principal)
         manager: StreamableHTTPSessionManager = request.app.state.mcp_sessions
         await manager.handle_request(scope, receive, send)
+
+
+def route() -> Route:
+    """The application's route to /mcp (every method: the SDK answers those it does not serve)."""
+    return Route(PATH, McpEndpoint(), include_in_schema=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import UserMessage
@@ -93,7 +93,7 @@ def _resource_error(exc: Exception) -> MCPError:
 
 def call(ctx: Context, scope: KeyScope) -> Call:
     """The tool call of `ctx`, by a key that holds `scope`."""
-    runtime: Runtime = ctx.request_context.lifespan_context
+    runtime = cast(Runtime, ctx.request_context.lifespan_context)
     return runtime.call(ctx.request_context.request, scope)
 
 
@@ -255,7 +255,9 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
         return await answer(work())
 
     @server.tool(annotations=READS)
-    async def get_memory(message_id: MessageId, ctx: Context, tenant_id: TenantId = None) -> CallToolResult:
+    async def get_memory(
+        message_id: MessageId, ctx: Context, tenant_id: TenantId = None
+    ) -> CallToolResult:
         """One stored memory by its message_id."""
 
         async def work() -> StoredMemory:
@@ -297,7 +299,9 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
         return await answer(work())
 
     @server.tool(annotations=DELETES)
-    async def forget(message_id: MessageId, ctx: Context, tenant_id: TenantId = None) -> CallToolResult:
+    async def forget(
+        message_id: MessageId, ctx: Context, tenant_id: TenantId = None
+    ) -> CallToolResult:
         """Delete a memory for good (its text, metadata and vector)."""
 
         async def work() -> Deleted:
@@ -351,7 +355,9 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
         return await answer(work())
 
     @server.tool(annotations=READS)
-    async def get_state(conversation_id: ConversationId, ctx: Context, tenant_id: TenantId = None) -> CallToolResult:
+    async def get_state(
+        conversation_id: ConversationId, ctx: Context, tenant_id: TenantId = None
+    ) -> CallToolResult:
         """A conversation's working memory (a JSON object) with its version and etag; error
         state_not_found when it has none."""
 
