@@ -17,12 +17,14 @@ from memory_layer.audit import endpoints as audit_endpoints
 from memory_layer.auth import endpoints as auth_endpoints
 from memory_layer.auth.service import KeyRing
 from memory_layer.config import Settings, check_startup_settings
+from memory_layer.context import endpoints as context_endpoints
 from memory_layer.conversations import endpoints as conversations_endpoints
 from memory_layer.embeddings import endpoints as embeddings_endpoints
 from memory_layer.embeddings.providers import build_provider
 from memory_layer.embeddings.worker import EmbeddingWorker, stop_worker
 from memory_layer.erasure import endpoints as erasure_endpoints
 from memory_layer.health import endpoints as health_endpoints
+from memory_layer.kit import tokens
 from memory_layer.kit.cache import build_caches, session_info
 from memory_layer.kit.db.database import open_database_async
 from memory_layer.kit.db.engine import (
@@ -117,6 +119,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 retention_loop(app.state.sessionmaker, settings), name="scheduled-retention"
             )
             stack.push_async_callback(_cancel, retention)
+        # The context's tokenizer table (about a second to load): here, not in the first request.
+        await asyncio.to_thread(tokens.encoding)
         # The MCP server (streamable HTTP at /mcp) over the same clients; its session manager's
         # task group lives inside this lifespan and ends before the clients close.
         app.state.mcp_sessions = await stack.enter_async_context(
@@ -187,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         messages_endpoints.router,
         search_endpoints.router,
+        context_endpoints.router,
         conversations_endpoints.router,
         stats_endpoints.router,
         erasure_endpoints.router,

@@ -1,6 +1,6 @@
 """Tenant isolation as a property: random sequences of writes, reads, searches, edits, deletes,
-listings and exports by two tenant-bound keys, against `memory-layer serve`. Neither ever sees or
-changes the other's data, and each always sees exactly its own."""
+listings, prompt contexts and exports by two tenant-bound keys, against `memory-layer serve`.
+Neither ever sees or changes the other's data, and each always sees exactly its own."""
 
 from __future__ import annotations
 
@@ -128,6 +128,22 @@ class Wall(RuleBasedStateMachine):
         assert response.status_code == 200, response.text
         listed = {item["message_id"]: item["content"] for item in response.json()["items"]}
         assert listed == self.model[actor]
+
+    @rule(actor=ACTORS, word=WORDS)
+    def context(self, actor: int, word: str) -> None:
+        response = self.http[actor].post("/v1/context", json={
+            "conversation_id": self.conversation, "query": word, "max_turns": 200,
+            "budget_tokens": 100_000,
+        })
+        assert response.status_code == 200, response.text
+        body = response.json()
+        turns = {item["message_id"]: item["content"] for item in body["turns"]["items"]}
+        assert turns == self.model[actor]
+        assert {item["message_id"] for item in body["memories"]["items"]} <= set(self.model[actor])
+        response = self.http[actor].post("/v1/context", json={
+            "tenant_id": self.tenants[1 - actor], "conversation_id": self.conversation,
+        })
+        assert response.status_code == 403, response.text
 
     @rule(actor=ACTORS)
     def export(self, actor: int) -> None:

@@ -28,7 +28,7 @@ from tests.mcp.conftest import error, mcp_client, ok
 
 TOOLS = {
     "remember", "recall", "history", "list_memories", "get_memory", "update_memory", "forget",
-    "forget_conversation", "list_conversations", "get_state", "set_state",
+    "forget_conversation", "list_conversations", "get_state", "set_state", "context",
 }
 # A JSON-RPC request as a client posts it, for the checks below the SDK's client.
 LIST_TOOLS = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -158,6 +158,14 @@ async def test_every_tool_resource_and_the_prompt(
         state = ok(await session.call_tool("get_state", {"conversation_id": "c1"}))
         assert (state["state"], state["etag"]) == ({"step": 2}, second["etag"])
 
+        built = ok(await session.call_tool("context", {
+            "conversation_id": "c1", "query": "what is the dog called", "budget_tokens": 500,
+        }))
+        assert [item["message_id"] for item in built["memories"]] == [fact["message_id"]]
+        assert "Pepper" in built["text"]
+        assert '"step":2' in built["text"].replace(" ", "")
+        assert built["total_tokens"] <= built["budget_tokens"] == 500
+
         history = resource_json((await session.read_resource("memory://conversations/c1/history")).contents)
         assert [item["message_id"] for item in history["items"]] == [fact["message_id"], turn["message_id"]]
         user_facts = resource_json((await session.read_resource("memory://users/u1/facts")).contents)
@@ -218,6 +226,9 @@ async def test_a_tenant_bound_key_cannot_reach_another_tenants_data(
             assert ok(await b.call_tool("history", {"conversation_id": "shared"}))["items"] == []
             assert ok(await b.call_tool("list_memories", {"user_id": "u1"}))["items"] == []
             assert ok(await b.call_tool("list_conversations", {}))["items"] == []
+            nothing = ok(await b.call_tool("context", {"conversation_id": "shared", "query": "secret plan"}))
+            assert nothing["memories"] == []
+            assert "secret" not in nothing["text"]
             assert error(await b.call_tool("get_state", {"conversation_id": "shared"})) == "state_not_found"
             assert error(await b.call_tool(
                 "forget_conversation", {"conversation_id": "shared"}
@@ -225,6 +236,7 @@ async def test_a_tenant_bound_key_cannot_reach_another_tenants_data(
             # Naming the other tenant is refused, not ignored.
             for tool, arguments in [
                 ("recall", {"query": "secret plan"}),
+                ("context", {"conversation_id": "shared"}),
                 ("get_memory", {"message_id": message_id}),
                 ("forget", {"message_id": message_id}),
                 ("remember", {"content": "planted", "conversation_id": "shared"}),

@@ -13,8 +13,10 @@ answers any request and a session can never be taken over with another key.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -43,8 +45,13 @@ def presented_key(request: Request) -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def serving(server: MCPServer, settings: Settings) -> AsyncIterator[StreamableHTTPSessionManager]:
-    """The SDK's session manager for `server`, running (enter it in the application's lifespan)."""
+async def serving(server: MCPServer[Any], settings: Settings) -> AsyncIterator[StreamableHTTPSessionManager]:
+    """The SDK's session manager for `server`, running (enter it in the application's lifespan).
+
+    The manager holds an anyio task group, which must end in the task that started it: it runs
+    in a task of its own, so the lifespan may be entered and left by different tasks (as test
+    fixtures do) and the manager still stops cleanly.
+    """
     server.streamable_http_app(
         streamable_http_path=PATH,
         stateless_http=True,
@@ -55,8 +62,24 @@ async def serving(server: MCPServer, settings: Settings) -> AsyncIterator[Stream
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
     manager = server.session_manager
-    async with manager.run():
+    running, stop = asyncio.Event(), asyncio.Event()
+
+    async def run() -> None:
+        async with manager.run():
+            running.set()
+            await stop.wait()
+
+    task = asyncio.create_task(run(), name="mcp-session-manager")
+    started = asyncio.create_task(running.wait())
+    await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():  # it failed to start: its error
+        started.cancel()
+        task.result()
+    try:
         yield manager
+    finally:
+        stop.set()
+        await task
 
 
 class McpEndpoint:

@@ -90,3 +90,31 @@ class ConversationPage(BaseModel):
 
 class Deleted(BaseModel):
     deleted: int
+
+
+class ContextMemory(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    message_id: uuid.UUID
+    kind: str
+    content: str
+    score: float
+
+
+class ContextView(BaseModel):
+    """A conversation's prompt context within a token budget: `text` to put in the prompt as
+    it is (or `messages`, the same as chat messages), and the parts it was made of."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    conversation_id: str
+    user_id: str | None
+    query: str | None
+    text: str
+    messages: list[dict[str, str]]
+    memories: list[ContextMemory]
+    memories_omitted: int
+    turns_omitted: int
+    budget_tokens: int
+    total_tokens: int
+    degraded: str | None

@@ -19,12 +19,14 @@ from mcp.types import INVALID_PARAMS, CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from memory_layer import __version__
+from memory_layer.context import service as context
 from memory_layer.conversations import service as conversations
 from memory_layer.kit.pagination import SortOrder
 from memory_layer.kit.schemas import IDENTIFIER_PATTERN, NonBlankText
 from memory_layer.mcp.results import answer, error_of, rest_coded_errors
 from memory_layer.mcp.runtime import Call, Runtime, RuntimeLifespan
 from memory_layer.mcp.schemas import (
+    ContextView,
     ConversationPage,
     ConversationView,
     Deleted,
@@ -44,8 +46,9 @@ from memory_layer.search.plan import SearchFilters, SearchMode
 
 NAME = "memory-layer"
 INSTRUCTIONS = (
-    "Long-term memory for this assistant. Call recall before answering anything that may depend "
-    "on what the user said before; remember durable facts and preferences (kind fact or "
+    "Long-term memory for this assistant. Call context at the start of a turn (what to know, "
+    "within a token budget) and recall before answering anything that may depend on what the "
+    "user said before; remember durable facts and preferences (kind fact or "
     "preference, with the user's user_id) and, if asked, conversation turns; forget what the "
     "user asks you to forget. get_state/set_state keep a small JSON working memory per "
     "conversation (pass the etag you read to set_state so a concurrent change is not lost). "
@@ -190,6 +193,42 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
             items = [RecalledMemory.model_validate(row, from_attributes=True) for row in outcome.rows]
             return Recall(total=len(items), items=items, mode=outcome.mode.value,
                           degraded=outcome.degraded)
+
+        return await answer(work())
+
+    @server.tool(name="context", annotations=READS)
+    async def get_context(
+        conversation_id: ConversationId,
+        ctx: Context,
+        query: Annotated[NonBlankText | None, Field(
+            max_length=4096, description="What the memories must be relevant to (default: the "
+                                         "conversation's newest user turn).")] = None,
+        user_id: Annotated[Identifier | None, Field(
+            description="Whose memories to search across conversations (default: the "
+                        "conversation's user).")] = None,
+        budget_tokens: Annotated[int, Field(
+            ge=32, le=context.MAX_BUDGET_TOKENS,
+            description="The most tokens the context may take.")] = context.DEFAULT_BUDGET_TOKENS,
+        max_turns: Annotated[int, Field(
+            ge=1, le=context.MAX_TURNS, description="The most recent turns to consider.")] = (
+            context.DEFAULT_MAX_TURNS
+        ),
+        tenant_id: TenantId = None,
+    ) -> CallToolResult:
+        """Everything to know before the next reply, in one call and within a token budget:
+        the working state, the summary, the relevant memories and the last turns, as one text."""
+
+        async def work() -> ContextView:
+            act = call(ctx, KeyScope.read)
+            async with act.reading() as session:
+                built = await context.build_context(
+                    session, act.tenant(tenant_id), conversation_id, user_id=user_id, query=query,
+                    budget_tokens=budget_tokens, max_turns=max_turns,
+                    settings=act.runtime.settings, embedder=act.runtime.embedder,
+                    metrics=act.runtime.metrics, tenant_sizes=act.runtime.tenant_sizes,
+                    cache=act.runtime.search_cache,
+                )
+            return ContextView.model_validate(built)
 
         return await answer(work())
 
@@ -466,9 +505,10 @@ def usage_guide(user_id: str | None, conversation_id: str | None) -> str:
 
 Ids: user_id {user}; conversation_id {conversation}.
 
-1. Before answering anything that may depend on the past, call `recall` with the question in
-   plain words (add user_id to stay with this user). Read the few best items; their `score` says
-   how relevant they are. `history` gives the last turns of this conversation, oldest first.
+1. At the start of a turn, `context` gives in one call what to know (working state,
+   summary, relevant memories, last turns) within a token budget. To look for something
+   specific, call `recall` with it in plain words (add user_id to stay with this user); the
+   `score` of each item says how relevant it is. `history` gives the last turns, oldest first.
 2. When the user tells you something that should last (a fact about them, a preference, a
    decision), call `remember` with kind "fact" or "preference", their user_id, and one short
    self-contained sentence ("Prefers replies in French"), not the whole turn. Store conversation

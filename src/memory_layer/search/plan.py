@@ -29,6 +29,8 @@ class SearchFilters:
     user_id: str | None = None
     role: str | None = None
     kind: str | None = None
+    # Any of these kinds (the context asks for facts and preferences apart from the rest).
+    kinds: tuple[str, ...] | None = None
     pii_kind: str | None = None
     importance_min: float | None = None
     since: datetime | None = None

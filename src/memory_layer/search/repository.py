@@ -114,6 +114,7 @@ _FILTERS = {
     "user_id": "user_id = :user_id",
     "role": "role = :role",
     "kind": "kind = :kind",
+    "kinds": "kind = ANY(CAST(:kinds AS text[]))",
     "importance_min": "importance >= :importance_min",
     "since": "created_at >= :since",
     "until": "created_at <= :until",
@@ -146,7 +147,11 @@ def _filter_sql(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
         value = getattr(filters, name)
         if value is not None:
             fragments.append(fragment)
-            params[name] = json.dumps(value) if name == "metadata" else value
+            if name == "metadata":
+                value = json.dumps(value)
+            elif name == "kinds":
+                value = list(value)
+            params[name] = value
     return "".join(f"\n          AND {fragment}" for fragment in fragments), params
 
 

@@ -1,0 +1,1 @@
+"""The context: a budgeted prompt context for a conversation (POST /v1/context)."""
