@@ -368,6 +368,7 @@ async def test_the_tenant_rate_limit_counts_mcp_requests(
         assert statuses == [200, 200, 200, 429]
         assert response.json()["error"] == "rate_limited"
         assert response.headers["X-RateLimit-Limit"] == "3"
+        assert int(response.headers["Retry-After"]) > 0
 
 
 async def test_the_global_rate_limit_counts_mcp_requests(
@@ -392,3 +393,12 @@ async def test_a_tools_list_answer_over_plain_http(
     assert response.headers["content-type"].startswith("application/json")
     assert "mcp-session-id" not in response.headers
     assert {tool["name"] for tool in response.json()["result"]["tools"]} == TOOLS
+    # A tool call needs no handshake either (the curl example of docs/mcp.md).
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "recall", "arguments": {"query": "what is the dog called"}}}
+    async with running_client(settings_factory()) as served:
+        response = await served.post("/mcp", json=call, headers={**ACCEPT, "X-API-Key": key})
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    assert not result["isError"]
+    assert result["structuredContent"]["items"] == []
