@@ -5,6 +5,7 @@ On the test database (MEMORY_DATABASE_URL), and as a proxy to `memory-layer serv
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from tests.fixtures.database import DatabaseServer
 from tests.fixtures.tenants import new_tenant, tenant_key
 from tests.mcp.conftest import error, ok
 from tests.mcp.test_http import TOOLS
-from tests.support.cli import CLI, ROOT
+from tests.support.cli import CLI, ROOT, base_env
 
 
 def database_env(database_url: str) -> dict[str, str]:
@@ -29,6 +30,14 @@ def database_env(database_url: str) -> dict[str, str]:
         "MEMORY_DATA_DIR": str(TEST_DATA_DIR), "MEMORY_WORKER_ENABLED": "false",
         "MEMORY_LOG_LEVEL": "warning",
     }
+
+
+def refused(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`memory-layer mcp ARGS` run to its end, its stdin empty."""
+    return subprocess.run(
+        [CLI, "mcp", *args], env=base_env(**env), cwd=ROOT, input="", capture_output=True,
+        text=True, timeout=120, check=False,
+    )
 
 
 @asynccontextmanager
@@ -124,3 +133,22 @@ async def test_proxy_to_a_running_service(db_server: DatabaseServer) -> None:
             assert error(await session.call_tool("get_memory", {"message_id": stored["message_id"]})) == (
                 "message_not_found"
             )
+        # The service refuses a key that is not valid: the command says so and stops.
+        done = refused("--base-url", served.url, "--api-key", "not-a-key", env={})
+        assert done.returncode == 2
+        assert "memory-layer mcp: the service refused" in done.stderr
+
+
+def test_a_key_that_is_not_valid_stops_the_command(database_url: str) -> None:
+    done = refused("--api-key", "not-a-key", env=database_env(database_url))
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        "memory-layer mcp: invalid_api_key: the API key is not valid (or was revoked)"
+    )
+    assert done.stdout == ""  # nothing but MCP messages ever reaches stdout
+    done = refused("--base-url", "http://127.0.0.1:1", env={})
+    assert done.returncode == 2
+    assert "--base-url needs --api-key" in done.stderr
+    done = refused("--tenant-id", "no spaces", env={})
+    assert done.returncode == 2
+    assert "--tenant-id must match" in done.stderr

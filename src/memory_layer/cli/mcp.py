@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, NoReturn, TypeVar
 
 import anyio
 import typer
+from mcp.shared.exceptions import MCPError
 from starlette.datastructures import State
 
 from memory_layer.cli.common import load_settings
 from memory_layer.config import Settings, check_startup_settings
+from memory_layer.kit.errors import DomainError
 from memory_layer.kit.schemas import IDENTIFIER_PATTERN
 from memory_layer.mcp.server import build_server
 from memory_layer.mcp.stdio import database_runtime, serve_proxy
 
 DEFAULT_TENANT = "default"
+E = TypeVar("E", bound=Exception)
 
 
 def _started_app(settings: Settings) -> contextlib.AbstractAsyncContextManager[State]:
@@ -54,15 +57,38 @@ def mcp(
     MEMORY_DATABASE_URL is set), or forwarded to a running service with --base-url."""
     if base_url is not None:
         if api_key is None:
-            raise typer.BadParameter("--base-url needs --api-key")
+            _usage("--base-url needs --api-key")
         key = api_key
-        anyio.run(lambda: serve_proxy(base_url, key))
+        _run(lambda: serve_proxy(base_url, key))
         return
     if not re.fullmatch(IDENTIFIER_PATTERN, tenant_id):
-        raise typer.BadParameter(f"--tenant-id must match {IDENTIFIER_PATTERN}")
+        _usage(f"--tenant-id must match {IDENTIFIER_PATTERN}")
     settings = load_settings()
     check_startup_settings(settings)
     lifespan = database_runtime(
         lambda: _started_app(settings), api_key=api_key, tenant_id=tenant_id, read_only=read_only
     )
-    anyio.run(build_server(lifespan).run_stdio_async)
+    _run(build_server(lifespan).run_stdio_async)
+
+
+def _usage(problem: str) -> NoReturn:
+    typer.echo(f"memory-layer mcp: {problem}", err=True)
+    raise typer.Exit(2)
+
+
+def _run(serve: Callable[[], Awaitable[None]]) -> None:
+    """Serve until stdin closes; a refused key (here, or by the service) exits 2 with one line."""
+    try:
+        anyio.run(serve)
+    except* DomainError as refused:
+        error = _first(refused)
+        typer.echo(f"memory-layer mcp: {error.code}: {error.detail}", err=True)
+        raise typer.Exit(2) from None
+    except* MCPError as refused:
+        typer.echo(f"memory-layer mcp: the service refused: {_first(refused)}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _first(group: BaseExceptionGroup[E]) -> E:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
