@@ -4,6 +4,7 @@ resources and the prompt; the API keys, scopes, tenant walls and rate limits of 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -12,12 +13,15 @@ from fastapi.routing import APIRoute
 from mcp.shared.exceptions import MCPError
 from mcp.types import TextContent, TextResourceContents
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.datastructures import State
 from starlette.routing import BaseRoute, Route
 
 from memory_layer.auth.service import create_api_key
 from memory_layer.config import Settings
 from memory_layer.kit.db.engine import create_sessionmaker
 from memory_layer.mcp.http import McpEndpoint
+from memory_layer.mcp.runtime import app_runtime
+from memory_layer.mcp.server import build_server
 from memory_layer.models.api_key import KeyScope
 from tests.fixtures.app import ADMIN_KEY, SERVICE_KEY, running_client
 from tests.fixtures.tenants import new_tenant, tenant_key
@@ -402,3 +406,14 @@ async def test_a_tools_list_answer_over_plain_http(
     result = response.json()["result"]
     assert not result["isError"]
     assert result["structuredContent"]["items"] == []
+
+
+def test_building_the_server_leaves_logging_alone() -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    root.handlers.clear()
+    try:
+        build_server(app_runtime(State()))
+        assert (root.handlers, root.level) == ([], level)
+    finally:
+        root.handlers[:] = handlers

@@ -7,8 +7,11 @@ in one unit of work and answers JSON; a failure is a tool error with the REST er
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, cast
 
@@ -94,6 +97,20 @@ def _resource_error(exc: Exception) -> MCPError:
     return MCPError(code=INVALID_PARAMS, message=json.dumps(body), data=body)
 
 
+@contextlib.contextmanager
+def _logging_left_alone() -> Iterator[None]:
+    """The SDK's constructor configures the root logger (logging.basicConfig, its own handler at
+    INFO) when it has no handler yet; logging is the application's (kit/observability/logging.py),
+    so the root logger has one for that moment, which basicConfig takes as configured."""
+    root = logging.getLogger()
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)
+    try:
+        yield
+    finally:
+        root.removeHandler(placeholder)
+
+
 def call(ctx: Context, scope: KeyScope) -> Call:
     """The tool call of `ctx`, by a key that holds `scope`."""
     runtime = cast(Runtime, ctx.request_context.lifespan_context)
@@ -103,9 +120,10 @@ def call(ctx: Context, scope: KeyScope) -> Call:
 def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
     """The MCP server; `lifespan` yields the runtime its calls use (entered once, by the HTTP
     session manager inside the application's lifespan, or by the stdio server)."""
-    server: MCPServer[Runtime] = MCPServer(
-        NAME, instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan
-    )
+    with _logging_left_alone():
+        server: MCPServer[Runtime] = MCPServer(
+            NAME, instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan
+        )
     server.middleware.append(rest_coded_errors)
 
     @server.tool(annotations=WRITES)
