@@ -13,9 +13,9 @@ evaluation questions, interleaved:
   context_default the same without `query`: the conversation's newest user turn is searched
 
 reporting p50 / p95 of each, and the CPU time of serve's event loop per request (its main
-thread's schedstat, as scripts/bench_api.py reads it). Then each path alone for --rounds
-requests, counting the SQL statements it sends: the read routes run without a transaction, so
-each statement is one commit in pg_stat_database.
+thread's schedstat, as scripts/bench_api.py reads it). Then the SQL statements each path sends,
+over --rounds questions: its service called in this process on the same database, counted by
+SQLAlchemy's cursor events.
 
 Usage: python scripts/bench_context.py [--questions 100] [--write docs/benchmarks.md]
 """
@@ -38,16 +38,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
+from cachetools import TTLCache
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from benchkit import free_port, percentile, wait_ready, write_block  # noqa: E402
 
+from memory_layer.config import Settings  # noqa: E402
+from memory_layer.context import service as context_service  # noqa: E402
+from memory_layer.embeddings.providers.fake import FakeEmbeddingProvider  # noqa: E402
+from memory_layer.kit.cache import TenantSizes  # noqa: E402
 from memory_layer.kit.db.embedded import start_embedded  # noqa: E402
-from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
+from memory_layer.kit.db.engine import create_engine, create_read_sessionmaker  # noqa: E402
+from memory_layer.kit.observability.metrics import Metrics  # noqa: E402
+from memory_layer.search import service as search_service  # noqa: E402
+from memory_layer.search.plan import SearchFilters  # noqa: E402
 
 API_KEY = "bench-context-key"
 TENANT = "bench-context"
@@ -98,14 +107,56 @@ def summary(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples) * 1000, percentile(samples, 0.95) * 1000
 
 
-async def statements(connection: asyncpg.Connection, database: str) -> int:
-    # Statistics reach pg_stat_database when a backend is idle for a second or at its exit.
-    await asyncio.sleep(1.5)
-    await connection.execute("SELECT pg_stat_clear_snapshot()")
-    value = await connection.fetchval(
-        "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", database
-    )
-    return int(value)
+async def statement_counts(
+    url: str, sessions: dict[str, tuple[str, str]], questions: list[dict[str, Any]]
+) -> dict[str, float]:
+    """SQL statements per call of each path's service, called in this process on the same
+    database as the routes call them (a tenant's size already known, as in a serving process
+    after its first search), counted by SQLAlchemy's cursor events."""
+    settings = Settings(_env_file=None, database_url=url, embedding_provider="fake")
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    sessionmaker = create_read_sessionmaker(engine)
+    embedder, metrics = FakeEmbeddingProvider(384), Metrics()
+    sizes: TenantSizes = TTLCache(maxsize=10, ttl=600)
+    executed = 0
+
+    def count(*_: object) -> None:
+        nonlocal executed
+        executed += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+
+    async def search(session: AsyncSession, question: dict[str, Any]) -> object:
+        return await search_service.search_memory(
+            session, TENANT, search_service.SearchQuery(
+                text=question["question"], top_k=20,
+                filters=SearchFilters(user_id=sessions[question["conversation_id"]][1])),
+            settings=settings, embedder=embedder, metrics=metrics, tenant_sizes=sizes)
+
+    async def context(session: AsyncSession, question: dict[str, Any], query: bool) -> object:
+        return await context_service.build_context(
+            session, TENANT, sessions[question["conversation_id"]][0],
+            query=question["question"] if query else None, budget_tokens=BUDGET,
+            settings=settings, embedder=embedder, metrics=metrics, tenant_sizes=sizes)
+
+    calls: dict[str, Callable[[AsyncSession, dict[str, Any]], Awaitable[object]]] = {
+        "search": search,
+        "context": lambda session, question: context(session, question, True),
+        "context_default": lambda session, question: context(session, question, False),
+    }
+    counts: dict[str, float] = {}
+    try:
+        async with sessionmaker() as session:
+            await search(session, questions[0])  # the tenant's size, as a serving process keeps it
+        for name, call in calls.items():
+            executed = 0
+            for question in questions:
+                async with sessionmaker() as session:
+                    await call(session, question)
+            counts[name] = executed / len(questions)
+    finally:
+        await engine.dispose()
+    return counts
 
 
 async def run(args: argparse.Namespace) -> str:
@@ -174,15 +225,7 @@ async def run(args: argparse.Namespace) -> str:
                     if name == "context":
                         used.append(response.json()["usage"]["total_tokens"])
 
-            connection = await asyncpg.connect(to_libpq_url(url))
-            per_request: dict[str, float] = {}
-            for name, call in paths.items():
-                before = await statements(connection, "memory_layer")
-                for question in questions[: args.rounds]:
-                    (await call(question)).raise_for_status()
-                per_request[name] = (await statements(connection, "memory_layer") - before) / min(
-                    args.rounds, len(questions))
-            await connection.close()
+            per_request = await statement_counts(url, sessions, questions[: args.rounds])
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -200,7 +243,7 @@ async def run(args: argparse.Namespace) -> str:
         f"{len(questions)} questions, the three paths interleaved per question; budget "
         f"{BUDGET} tokens (the contexts used {statistics.median(used):.0f} tokens at the median).",
         "",
-        "| path | p50 ms | p95 ms | serve's event loop CPU, mean ms | SQL statements a request |",
+        "| path | p50 ms | p95 ms | serve's event loop CPU, mean ms | SQL statements a call |",
         "|---|---:|---:|---:|---:|",
     ]
     for name in paths:

@@ -1,4 +1,4 @@
-"""Time the conversation listings, the history and the stats on a large tenant.
+"""Time the conversation listings, the history, GET /v1/messages and the stats on a large tenant.
 
     python scripts/bench_listings.py [--messages 100000] [--per-conversation 20] [--repeat 7]
 
@@ -27,15 +27,22 @@ from memory_layer.kit.db.embedded import start_embedded
 from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 from memory_layer.kit.db.migrations import upgrade_to_head
 from memory_layer.kit.pagination import CursorCodec, SortOrder
+from memory_layer.messages import service as message_listing
+from memory_layer.search.plan import SearchFilters
 from memory_layer.stats import service as stats
 
 FILL = """
-INSERT INTO messages (tenant_id, id, conversation_id, user_id, role, content, importance,
-                      created_at, embedding_status)
+INSERT INTO messages (tenant_id, id, conversation_id, user_id, role, kind, content, metadata,
+                      importance, created_at, embedding_status)
 SELECT 'big', gen_random_uuid(), 'conv-' || (g % :conversations),
        'user-' || (g % :conversations % 500),
        CASE WHEN g % 2 = 0 THEN 'user' ELSE 'assistant' END,
-       'message number ' || g || ' with some ordinary chat text in it', 0.5,
+       CASE WHEN g % 20 = 0 THEN 'fact' ELSE 'message' END,
+       'message number ' || g || ' with some ordinary chat text in it',
+       -- one message in 10 tagged travel, one in 5,000 tagged rare
+       CASE WHEN g % 5000 = 0 THEN '{"tags": ["rare"]}'::jsonb
+            WHEN g % 10 = 0 THEN '{"tags": ["travel"]}'::jsonb ELSE '{}'::jsonb END,
+       (g % 100) / 100.0,
        timestamptz '2025-01-01' + g * interval '1 second', 'ready'
 FROM generate_series(1, :messages) g
 """
@@ -85,6 +92,26 @@ async def main(messages: int, per_conversation: int, repeat: int) -> None:
         await timed("history, last 10 turns", lambda s: conversations.list_conversation_messages(
             s, "big", "conv-7", conversations.HistoryQuery(order=SortOrder.desc, limit=10),
             cursors=codec))
+        async def listed(session: AsyncSession, **options: Any) -> Any:
+            filters = SearchFilters(**options.pop("filters", {}))
+            return await message_listing.list_messages(
+                session, "big", message_listing.MessageListing(filters=filters, **options), cursors=codec
+            )
+
+        top = await timed("messages, first page of 50", lambda s: listed(s))
+        await timed("messages, next page", lambda s: listed(s, cursor=top.next_cursor))
+        await timed("messages by importance, first page", lambda s: listed(
+            s, sort=message_listing.MessageSort.importance))
+        await timed("facts of one user", lambda s: listed(
+            s, filters={"kind": "fact", "user_id": "user-7"}))
+        await timed("messages tagged travel (1 in 10)", lambda s: listed(
+            s, filters={"metadata": {"tags": ["travel"]}}))
+        await timed("messages tagged rare (1 in 5,000)", lambda s: listed(
+            s, filters={"metadata": {"tags": ["rare"]}}))
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP INDEX ix_messages_metadata"))
+        await timed("messages tagged rare, without the GIN index", lambda s: listed(
+            s, filters={"metadata": {"tags": ["rare"]}}))
         await timed("stats, whole tenant", lambda s: stats.get_stats(s, "big"))
         await timed("stats, one user", lambda s: stats.get_stats(s, "big", user_id="user-7"))
         await timed("stats, one conversation", lambda s: stats.get_stats(

@@ -1,4 +1,5 @@
-"""Search latency with and without the query cues and answer expansion, side by side in one run.
+"""Search latency of two services side by side in one run (by default: without and with the query
+cues and answer expansion; `--labels` names other pairs, such as a release before and after).
 
 Two services on the same database (one started with MEMORY_SEARCH_TIME_BOOST=0
 MEMORY_SEARCH_SPEAKER_BOOST=0 MEMORY_SEARCH_ANSWER_EXPANSION=false, one with the defaults) get
@@ -8,14 +9,14 @@ cached: the time includes embedding the query with the local model.
 
 Usage:
   python scripts/bench_search_cues.py --plain-url http://127.0.0.1:8319 --cued-url http://127.0.0.1:8318
-      --tenant TENANT [--dataset scripts/data/longmem_conversations.json] [--write docs/benchmarks.md]
+      --tenant TENANT [--dataset scripts/data/longmem_conversations.json | memorybank]
+      [--labels BEFORE AFTER] [--block NAME] [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import statistics
 import sys
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchkit import write_block  # noqa: E402
+from eval_retrieval import load_dataset  # noqa: E402
 
 DEFAULT_DATASET = ROOT / "scripts" / "data" / "longmem_conversations.json"
 
@@ -49,7 +51,8 @@ def summary(values: list[float]) -> tuple[float, float]:
 
 
 async def run(args: argparse.Namespace) -> str:
-    questions = json.loads(args.dataset.read_text())["questions"]
+    questions = load_dataset(args.dataset)["questions"]
+    before, after = args.labels
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     lines = [
         f"Run {now} UTC on {platform.machine()}, {len(questions)} questions of `{args.dataset.name}`, "
@@ -71,8 +74,8 @@ async def run(args: argparse.Namespace) -> str:
                     times[name].append(await timed(clients[name], args.tenant, question, mode))
             (p50_plain, p95_plain), (p50_cued, p95_cued) = summary(times["plain"]), summary(times["cued"])
             lines += [
-                f"| {mode} | cues and answer expansion off | {p50_plain:.1f} | {p95_plain:.1f} | 1.00 |",
-                f"| {mode} | defaults (cues, answer expansion) | {p50_cued:.1f} | {p95_cued:.1f} "
+                f"| {mode} | {before} | {p50_plain:.1f} | {p95_plain:.1f} | 1.00 |",
+                f"| {mode} | {after} | {p50_cued:.1f} | {p95_cued:.1f} "
                 f"| {p50_cued / p50_plain:.2f} |",
             ]
     return "\n".join(lines)
@@ -84,12 +87,16 @@ def main() -> None:
     parser.add_argument("--cued-url", required=True)
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--labels", nargs=2, metavar=("BEFORE", "AFTER"),
+                        default=["cues and answer expansion off", "defaults (cues, answer expansion)"],
+                        help="what the two services are, for the table")
+    parser.add_argument("--block", default="bench_search_cues", help="the marked block to replace")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     text = asyncio.run(run(args))
     print(text)
     if args.write:
-        write_block(args.write, "bench_search_cues", text, title="Benchmarks",
+        write_block(args.write, args.block, text, title="Benchmarks",
                     heading="Search with query cues (`scripts/bench_search_cues.py`)")
 
 

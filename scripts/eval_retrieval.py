@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchkit import write_block  # noqa: E402
+from memorybank import DEFAULT_SOURCE, load_memorybank  # noqa: E402
 
 DEFAULT_DATASET = ROOT / "scripts" / "data" / "eval_conversations.json"
 MODES = ("hybrid", "vector", "keyword")
@@ -53,13 +54,16 @@ class Report:
 
 
 def load_dataset(path: Path, conversations: list[str] | None = None,
-                 max_turns: int | None = None) -> dict[str, Any]:
+                 max_turns: int | None = None, memorybank: Path = DEFAULT_SOURCE) -> dict[str, Any]:
     """The dataset, optionally cut to some conversations and their first `max_turns` turns.
 
-    Questions whose evidence falls outside the cut are dropped, so every question stays
-    answerable.
+    `path` is a JSON dataset, or `memorybank`: MemoryBank's chats read from `memorybank` with the
+    project's evidence labels (scripts/memorybank.py). Questions whose evidence falls outside the
+    cut are dropped, so every question stays answerable.
     """
-    data: dict[str, Any] = json.loads(path.read_text())
+    data: dict[str, Any] = (
+        load_memorybank(memorybank) if str(path) == "memorybank" else json.loads(path.read_text())
+    )
     keep = [
         c for c in data["conversations"]
         if conversations is None or c["conversation_id"] in conversations
@@ -115,8 +119,10 @@ async def ingest(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
 
 
 async def evaluate(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
-                   modes: tuple[str, ...] = MODES, ks: tuple[int, ...] = KS) -> Report:
-    """Ask every question in every mode; Recall@k averaged over questions."""
+                   modes: tuple[str, ...] = MODES, ks: tuple[int, ...] = KS,
+                   ranks: dict[str, dict[str, list[str]]] | None = None) -> Report:
+    """Ask every question in every mode; Recall@k averaged over questions (`ranks`, when given,
+    receives each question's ranked turn ids per mode)."""
     top_k = max(ks)
     per_mode: dict[str, dict[int, list[float]]] = {m: defaultdict(list) for m in modes}
     per_kind: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(
@@ -139,6 +145,8 @@ async def evaluate(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
             if position == 0:
                 latencies.append((time.perf_counter() - started) * 1000)
             ranked = [item["metadata"].get("turn_id") for item in response.json()["items"]]
+            if ranks is not None:
+                ranks.setdefault(question["question_id"], {})[mode] = ranked
             for k in ks:
                 recall = len(evidence & set(ranked[:k])) / len(evidence)
                 per_mode[mode][k].append(recall)
@@ -208,20 +216,28 @@ def render(report: Report, command: str, detail: bool = False) -> str:
 
 
 async def run(args: argparse.Namespace) -> Report:
-    data = load_dataset(args.dataset, args.conversations, args.max_turns)
+    data = load_dataset(args.dataset, args.conversations, args.max_turns, args.memorybank)
     headers = {"X-API-Key": args.api_key} if args.api_key else None
     tenant = args.tenant or f"eval-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=args.base_url, headers=headers, timeout=120) as client:
         if not args.skip_ingest:
             await ingest(client, data, tenant)
-        return await evaluate(client, data, tenant, tuple(args.modes))
+        ranks: dict[str, dict[str, list[str]]] = {}
+        report = await evaluate(client, data, tenant, tuple(args.modes), ranks=ranks)
+    if args.ranks:
+        args.ranks.write_text(json.dumps(ranks, indent=1) + "\n")
+    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--api-key", help="a key that may write and search the tenant")
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET,
+                        help="a JSON dataset, or `memorybank` (MemoryBank's chats, labelled here)")
+    parser.add_argument("--memorybank", type=Path, default=DEFAULT_SOURCE,
+                        help="where MemoryBank's files are (default ../shared/data/memorybank-en)")
+    parser.add_argument("--ranks", type=Path, help="write each question's ranked turn ids here")
     parser.add_argument("--tenant", help="default: a new tenant per run")
     parser.add_argument("--conversations", nargs="*", help="only these conversation ids")
     parser.add_argument("--max-turns", type=int, help="only the first N turns of each")

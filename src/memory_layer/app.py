@@ -191,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         messages_endpoints.router,
         search_endpoints.router,
+        search_endpoints.messages_router,
         context_endpoints.router,
         conversations_endpoints.router,
         stats_endpoints.router,

@@ -51,6 +51,13 @@ class SearchFusion(StrEnum):
     rrf = "rrf"
 
 
+class KeywordScoring(StrEnum):
+    """How the keyword side of search scores a message (docs/evaluation.md has the measurements)."""
+
+    bm25 = "bm25"
+    cover_density = "cover_density"
+
+
 class RetentionAction(StrEnum):
     archive = "archive"
     delete = "delete"
@@ -250,6 +257,12 @@ class Settings(BaseSettings):
             Kind.event: 720.0,
         }
     )
+    # Usage feedback (POST /v1/messages/{id}/usage). Recency counts from the later of a
+    # memory's creation and its last use, so a memory in use stays fresh; false: from creation.
+    recency_from_last_use: bool = True
+    # A memory's score is multiplied by 1 - penalty * failures / (successes + failures + 2):
+    # procedures that keep failing rank below ones that work; 0 turns it off.
+    search_failure_penalty: float = Field(default=0.5, ge=0.0, le=1.0)
     search_candidate_multiplier: int = Field(default=4, ge=1, le=50)
     # Reciprocal rank fusion constant: fused = 1/(k + vector rank) + 1/(k + keyword rank).
     search_rrf_k: int = Field(default=60, ge=1, le=1000)
@@ -258,6 +271,10 @@ class Settings(BaseSettings):
     # rank fusion.
     search_fusion: SearchFusion = SearchFusion.weighted
     search_keyword_weight: float = Field(default=0.5, ge=0.0, le=10.0)
+    # How a message's keyword score is computed; half of it is "every query term matched" either
+    # way. bm25: BM25 in SQL, IDF over the rows searched; cover_density: ts_rank_cd, which has no
+    # IDF (the default before BM25; docs/evaluation.md compares them).
+    search_keyword_scoring: KeywordScoring = KeywordScoring.bm25
     # 200: recall@10 0.98 for a tenant holding half of 1,000,000 rows (docs/benchmarks.md).
     hnsw_ef_search: int = Field(default=200, ge=1, le=1000)
     # Tenants with at most this many messages are searched exactly (every vector compared, via

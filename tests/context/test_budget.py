@@ -191,3 +191,22 @@ def test_the_context_never_exceeds_the_budget(
     # Facts and preferences come before other memories.
     first = [memory.kind in ("fact", "preference") for memory in context.memories]
     assert first == sorted(first, reverse=True)
+
+
+def test_a_long_state_and_summary_are_cut_and_say_so() -> None:
+    long = " ".join(f"item {i} of the plan" for i in range(400))
+    window = Window(StoredState({"plan": long}, 7, None), stored(long, 50, "system"),
+                    [stored("What is next?", 1)], None)
+    context = assemble(window, [], "here", 400)
+    assert context.state is not None
+    assert context.summary is not None
+    assert context.state.truncated
+    assert context.summary.truncated
+    assert context.state.content.endswith("…")
+    assert context.summary.content.endswith("…")
+    # The turn first, then the shares (state 20%, summary 15% of the 390 tokens left for parts),
+    # then the leftover to the summary before the state.
+    assert [turn.content for turn in context.turns] == ["What is next?"]
+    assert context.state.tokens <= 0.2 * 390 + 1
+    assert context.summary.tokens > context.state.tokens
+    assert context.total_tokens <= 400

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
+from memory_layer.embeddings.providers.base import EmbeddingError
 from memory_layer.kit import tokens
-from tests.fixtures.app import running_client
+from tests.fixtures.app import AppClient, running_client
 from tests.fixtures.messages import remember
 from tests.fixtures.rows import insert_rows, message_row
 from tests.fixtures.tenants import new_tenant, tenant_key
@@ -310,3 +311,36 @@ async def test_the_read_scope_is_needed(
         response = await http.post("/v1/context", json={"conversation_id": CONVERSATION})
     assert response.status_code == 403
     assert response.json()["error"] == "insufficient_scope"
+
+
+async def test_a_failing_provider_degrades_to_keyword_memories(
+    client: AppClient, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await seed(client, tenant)
+
+    async def broken_query(text: str) -> list[float]:
+        raise EmbeddingError("model unavailable", kind="unavailable")
+
+    monkeypatch.setattr(client.embedder, "embed_query", broken_query)
+    answer = await context(client, tenant)
+    assert answer["search_mode"] == "keyword"
+    assert answer["degraded"] == "embedding_failed: model unavailable"
+    # "restaurants" and "diet" are words of the fact and the preference.
+    assert {ids["fact"], ids["preference"]} <= {m["message_id"] for m in answer["memories"]["items"]}
+    assert len(answer["turns"]["items"]) == len(TURNS)
+
+
+async def test_long_turns_are_counted_off_the_event_loop_and_the_newest_is_cut(
+    client: AppClient, tenant: str
+) -> None:
+    long = "a long paragraph about the itinerary, day by day. " * 600  # 30,600 characters
+    for minutes in (3, 2):
+        await remember(client, tenant, long, conversation_id="long", created_at=ago(minutes))
+    answer = await context(client, tenant, conversation_id="long", budget_tokens=2000)
+    check_budget(answer, 2000)
+    assert len(answer["turns"]["items"]) == 1
+    newest = answer["turns"]["items"][0]
+    assert newest["truncated"]
+    assert newest["content"].endswith("…")
+    assert long.startswith(newest["content"].removesuffix("…"))
+    assert answer["turns"]["omitted"] == 1

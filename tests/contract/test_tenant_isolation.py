@@ -146,6 +146,47 @@ class Wall(RuleBasedStateMachine):
         assert response.status_code == 403, response.text
 
     @rule(actor=ACTORS)
+    def list_messages(self, actor: int) -> None:
+        response = self.http[actor].get("/v1/messages", params={"limit": 1000})
+        assert response.status_code == 200, response.text
+        listed = {item["message_id"]: item["content"] for item in response.json()["items"]}
+        assert listed == self.model[actor]
+
+    @rule(actor=ACTORS, message_id=messages)
+    def related(self, actor: int, message_id: str) -> None:
+        response = self.http[actor].get(
+            f"/v1/messages/{message_id}/related", params={"top_k": 100}
+        )
+        if message_id in self.model[actor]:
+            assert response.status_code == 200, response.text
+            found = {item["message_id"] for item in response.json()["items"]}
+            assert found <= set(self.model[actor]) - {message_id}, found
+        else:
+            assert response.status_code == 404, response.text
+
+    @rule(actor=ACTORS, message_id=messages, outcome=st.sampled_from([None, "success", "failure"]))
+    def use(self, actor: int, message_id: str, outcome: str | None) -> None:
+        response = self.http[actor].post(
+            f"/v1/messages/{message_id}/usage", json={"outcome": outcome} if outcome else {}
+        )
+        if message_id in self.model[actor]:
+            assert response.status_code == 200, response.text
+            assert response.json()["tenant_id"] == self.tenants[actor]
+        else:
+            assert response.status_code == 404, response.text
+
+    @rule(actor=ACTORS, word=WORDS)
+    def describe_conversation(self, actor: int, word: str) -> None:
+        response = self.http[actor].patch(
+            f"/v1/conversations/{self.conversation}", json={"title": word, "tags": [word]}
+        )
+        assert response.status_code == 200, response.text
+        listing = self.http[actor].get("/v1/conversations", params={"tag": word})
+        assert listing.status_code == 200, response.text
+        titles = [item["title"] for item in listing.json()["items"]]
+        assert titles == ([word] if self.model[actor] else [])
+
+    @rule(actor=ACTORS)
     def export(self, actor: int) -> None:
         response = self.http[actor].get("/v1/export")
         assert response.status_code == 200, response.text

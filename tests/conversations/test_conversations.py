@@ -380,6 +380,9 @@ async def test_routes_are_documented(client: httpx.AsyncClient) -> None:
         ("/v1/conversations/{conversation_id}", "delete"): (
             "delete_conversation", {"401", "403", "404", "422", "429", "503"}
         ),
+        ("/v1/conversations/{conversation_id}", "patch"): (
+            "describe_conversation", {"400", "401", "403", "422", "429", "503"}
+        ),
     }
     for key, (operation_id, errors) in expected.items():
         operation = operations[key]

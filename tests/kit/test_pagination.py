@@ -9,8 +9,15 @@ from datetime import UTC, datetime
 
 import pytest
 from pydantic import AwareDatetime, BaseModel, SecretStr
+from sqlalchemy import column
 
-from memory_layer.kit.pagination import CursorCodec, InvalidCursor, paginate
+from memory_layer.kit.pagination import (
+    CursorCodec,
+    InvalidCursor,
+    Keyset,
+    SortOrder,
+    page_from_rows,
+)
 
 
 class Position(BaseModel):
@@ -95,20 +102,29 @@ def test_a_validly_signed_cursor_with_a_wrong_position_is_refused() -> None:
         codec.decode(cursor, SCOPE, Position)
 
 
-def test_paginate_gives_a_cursor_only_when_a_row_was_left_over() -> None:
+def test_page_from_rows_gives_a_cursor_only_when_a_row_was_left_over() -> None:
     codec = CursorCodec(None)
 
     def position_of(n: int) -> Position:
         return Position(created_at=datetime(2025, 1, 1, tzinfo=UTC), id=uuid.UUID(int=n))
 
-    full = paginate([1, 2, 3], 2, codec=codec, scope=SCOPE, position_of=position_of)
+    full = page_from_rows([1, 2, 3], 2, codec=codec, scope=SCOPE, position_of=position_of)
     assert full.items == [1, 2]
     assert full.next_cursor is not None
     assert codec.decode(full.next_cursor, SCOPE, Position).id == uuid.UUID(int=2)
-    last = paginate([1, 2], 2, codec=codec, scope=SCOPE, position_of=position_of)
+    last = page_from_rows([1, 2], 2, codec=codec, scope=SCOPE, position_of=position_of)
     assert last.items == [1, 2]
     assert last.next_cursor is None
     nothing: list[int] = []
-    empty = paginate(nothing, 2, codec=codec, scope=SCOPE, position_of=position_of)
+    empty = page_from_rows(nothing, 2, codec=codec, scope=SCOPE, position_of=position_of)
     assert empty.items == []
     assert empty.next_cursor is None
+
+
+def test_a_keyset_names_only_fields_of_its_position() -> None:
+    with pytest.raises(ValueError, match="fields of Position"):
+        Keyset(Position, {"created_at": column("created_at"), "rank": column("rank")}, order=SortOrder.asc)
+    keyset = Keyset(Position, {"created_at": column("created_at"), "id": column("id")}, order=SortOrder.desc)
+    predicate = str(keyset.after(POSITION))
+    assert "(created_at, id) <" in predicate
+    assert [str(clause) for clause in keyset.order_by()] == ["created_at DESC", "id DESC"]

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from memory_layer.config import Settings
-from memory_layer.search.cues import Period, named_period, query_words
+from memory_layer.search.cues import Period, named_day, named_period, query_words
 from tests.fixtures.app import ADMIN_KEY, running_client
 from tests.fixtures.messages import remember
 from tests.fixtures.tenants import new_tenant
@@ -32,6 +32,24 @@ def test_the_period_a_query_names() -> None:
     assert named_period("May 2025 or June 2025") is None
     assert named_period("the 2025 budget") is None
     assert named_period("on 31 February 2025") is None
+
+
+def test_the_day_a_query_names_without_its_year() -> None:
+    assert named_day("On May 4th, I shared with you some problems. What were they about?") == (5, 4)
+    assert named_day("What topic did we talk about on April 27th?") == (4, 27)
+    assert named_day("what did I cook on the 2nd of May") == (5, 2)
+    assert named_day("the call on 27 April") == (4, 27)
+    assert named_day("sept. 3, after work") == (9, 3)
+    # With its year it is a period, not a yearless day.
+    assert named_day("What did Maya do on 3 February 2025?") is None
+    assert named_day("the call on March 3rd, 2025") is None
+    # Two days, an impossible day, a time, or "may" the verb: no day.
+    assert named_day("On May 4th and on May 5th") is None
+    assert named_day("on 30 February") is None
+    assert named_day("at 5:30 May came") is None
+    assert named_day("I may 2 things") is None
+    assert named_day("we march 3 miles") is None
+    assert named_day("on may 4th") == (5, 4)
 
 
 def test_query_words_cut_possessives() -> None:
@@ -76,12 +94,33 @@ async def test_a_named_speaker_and_a_named_month_raise_their_messages(
         assert set(await _search(client, tenant, "beagle")) == {mine, theirs}
 
 
+async def test_a_named_day_raises_that_day_of_any_year(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    tenant = new_tenant()
+    turns = [
+        ("2023-05-02T19:00:00Z", "I went to see a play with my sister, a long comedy"),
+        ("2023-05-04T19:00:00Z", "I went to see a play, the actors were wonderful"),
+        ("2023-05-06T19:00:00Z", "I went to see a play again, a comedy this time, a play I loved"),
+    ]
+    query = "On May 4th I went to see a play: what did I say about it?"
+    plain = settings_factory(search_time_boost=0.0)
+    async with running_client(plain, headers={"X-API-Key": ADMIN_KEY}) as client:
+        for created_at, content in turns:
+            await remember(client, tenant, content, user_id="maya", created_at=created_at)
+        assert (await _search(client, tenant, query))[0] != turns[1][1]
+    async with running_client(settings_factory(), headers={"X-API-Key": ADMIN_KEY}) as client:
+        found = await _search(client, tenant, query)
+        assert found[0] == turns[1][1]
+        assert set(found) == {content for _, content in turns}  # it ranks, never filters
+
+
 async def test_a_question_hit_brings_its_answer(settings_factory: Callable[..., Settings]) -> None:
     tenant, other = new_tenant(), new_tenant()
     turns = [
         ("jonas", "2025-05-01T10:00:00Z", "Did you ever make it to Lisbon in the end?"),
         ("maya", "2025-05-01T10:01:00Z", "Yes, last April! The food alone was worth it."),
-        ("jonas", "2025-05-01T10:02:00Z", "Lisbon is on my list too."),
+        ("jonas", "2025-05-01T10:02:00Z", "Lisbon is on my list, maybe next year when flights are cheap."),
         ("maya", "2025-05-01T10:03:00Z", "You should go."),
     ]
     plain = settings_factory(search_answer_expansion=False)

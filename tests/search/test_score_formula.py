@@ -2,31 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.config import Settings
 from memory_layer.models.message import Kind
-from memory_layer.search.scoring import RECENCY_SQL, SCORED_SQL, ScoreWeights
+from memory_layer.search.scoring import (
+    FEEDBACK_SQL,
+    FRESH_SINCE_SQL,
+    RECENCY_SQL,
+    SCORED_SQL,
+    ScoreWeights,
+)
 
 
 async def score(
     engine: AsyncEngine, weights: ScoreWeights, *, relevance: float, importance: float,
-    age_hours: float, kind: str = "message",
+    age_hours: float, kind: str = "message", used_hours_ago: float | None = None,
+    successes: int = 0, failures: int = 0,
 ) -> dict[str, float]:
-    recency = RECENCY_SQL.format(
-        created_at="now() - make_interval(secs => :age * 3600)", kind="CAST(:kind AS text)"
+    """The formula as search runs it, for one memory `age_hours` old, last used
+    `used_hours_ago` (None: never), with these usage outcomes."""
+    fresh_since = FRESH_SINCE_SQL.format(
+        created_at="now() - make_interval(secs => :age * 3600)",
+        last_used_at="now() - make_interval(secs => CAST(:used AS float8) * 3600)",
     )
+    recency = RECENCY_SQL.format(created_at=fresh_since, kind="CAST(:kind AS text)")
+    feedback = FEEDBACK_SQL.format(successes="CAST(:successes AS int)", failures="CAST(:failures AS int)")
     signals = (
         "(SELECT CAST(:relevance AS float8) AS relevance, CAST(:importance AS float8) AS importance, "
-        f"{recency} AS recency) s"
+        f"{recency} AS recency, {feedback} AS feedback) s"
     )
     async with engine.connect() as connection:
         row = (
             await connection.execute(
                 text(SCORED_SQL.format(source=signals)),
                 {"relevance": relevance, "importance": importance, "age": age_hours, "kind": kind,
+                 "used": used_hours_ago, "successes": successes, "failures": failures,
                  **weights.params()},
             )
         ).one()
@@ -96,3 +111,60 @@ def test_every_kind_has_a_half_life_parameter() -> None:
     assert {f"half_life_{kind.value}" for kind in Kind} <= params.keys()
     assert params["half_life_event"] == 5
     assert params["half_life_fact"] == params["half_life_hours"] == 10
+
+
+async def test_procedures_that_keep_failing_rank_below_ones_that_work(db_engine: AsyncEngine) -> None:
+    weights = ScoreWeights.from_settings(Settings(_env_file=None))
+    assert weights.failure_penalty == 0.5
+
+    def procedure(**usage: int) -> Any:
+        return score(db_engine, weights, relevance=0.8, importance=0.5, age_hours=48,
+                     kind="procedure", **usage)
+
+    untried = await procedure()
+    works = await procedure(successes=5)
+    fails = await procedure(failures=5)
+    mixed = await procedure(successes=5, failures=1)
+    once = await procedure(failures=1)
+    # Without failures the score is the formula's own; successes alone do not inflate it.
+    assert untried["feedback"] == works["feedback"] == 1.0
+    assert works["score"] == untried["score"]
+    # 1 - 0.5 * 5 / (0 + 5 + 2); every part shrinks by it, so the parts still add up.
+    assert fails["feedback"] == pytest.approx(1 - 0.5 * 5 / 7)
+    assert fails["score"] == pytest.approx(untried["score"] * (1 - 0.5 * 5 / 7))
+    assert fails["part_relevance"] + fails["part_importance"] + fails["part_recency"] == (
+        pytest.approx(fails["score"])
+    )
+    # One failure among many successes costs little; a first failure costs less than a streak.
+    assert works["score"] > mixed["score"] > once["score"] > fails["score"]
+    assert mixed["feedback"] == pytest.approx(1 - 0.5 / 8)
+    # The order flips a relevance gap: a slightly better match that keeps failing ranks below.
+    better_but_failing = await score(db_engine, weights, relevance=0.9, importance=0.5,
+                                     age_hours=48, kind="procedure", failures=3)
+    assert better_but_failing["score"] < works["score"]
+    off = await score(db_engine, ScoreWeights(), relevance=0.8, importance=0.5, age_hours=48,
+                      failures=5)
+    assert off["feedback"] == 1.0
+
+
+async def test_a_memory_in_use_stays_fresh(db_engine: AsyncEngine) -> None:
+    weights = ScoreWeights(half_life_hours=24, recency_from_last_use=True)
+    old_unused = await score(db_engine, weights, relevance=0.5, importance=0.5, age_hours=72)
+    old_used = await score(db_engine, weights, relevance=0.5, importance=0.5, age_hours=72,
+                           used_hours_ago=24)
+    new = await score(db_engine, weights, relevance=0.5, importance=0.5, age_hours=24)
+    assert old_unused["recency"] == pytest.approx(0.125)
+    # Recency counts from the last use: a three-day-old memory used yesterday is as fresh as
+    # one written yesterday.
+    assert old_used["recency"] == pytest.approx(0.5)
+    assert old_used["score"] == pytest.approx(new["score"])
+    assert old_used["score"] > old_unused["score"]
+    # A use older than the memory's own time (an import with a later created_at) changes nothing.
+    imported = await score(db_engine, weights, relevance=0.5, importance=0.5, age_hours=24,
+                           used_hours_ago=72)
+    assert imported["recency"] == pytest.approx(0.5)
+    # Turned off, only creation counts.
+    off = ScoreWeights(half_life_hours=24, recency_from_last_use=False)
+    assert (await score(db_engine, off, relevance=0.5, importance=0.5, age_hours=72,
+                        used_hours_ago=24))["recency"] == pytest.approx(0.125)
+    assert ScoreWeights.from_settings(Settings(_env_file=None)).recency_from_last_use is True

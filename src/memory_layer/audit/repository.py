@@ -6,10 +6,28 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select, text, tuple_
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+from sqlalchemy import Select, delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memory_layer.kit.pagination import Keyset, SortOrder
 from memory_layer.models.audit import AuditEvent
+
+
+class AuditPosition(BaseModel):
+    """Where a page of audit entries ends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    occurred_at: AwareDatetime
+    id: uuid.UUID
+
+
+NEWEST_FIRST = Keyset(
+    AuditPosition,
+    {"occurred_at": AuditEvent.occurred_at, "id": AuditEvent.id},
+    order=SortOrder.desc,
+)
 
 
 class AuditRepository:
@@ -19,16 +37,10 @@ class AuditRepository:
     async def add(self, values: dict[str, Any]) -> None:
         await self.session.execute(insert(AuditEvent).values(id=uuid.uuid4(), **values))
 
-    async def list(
-        self,
-        *,
-        tenant_id: str | None,
-        action: str | None,
-        since: datetime | None,
-        after: tuple[datetime, uuid.UUID] | None,
-        limit: int,
-    ) -> list[AuditEvent]:
-        """Newest first, in (occurred_at, id) order."""
+    def listing(
+        self, *, tenant_id: str | None, action: str | None, since: datetime | None
+    ) -> Select[AuditEvent]:
+        """Audit entries (of one tenant, one action, since a time), to page in NEWEST_FIRST order."""
         statement = select(AuditEvent)
         if tenant_id is not None:
             statement = statement.where(AuditEvent.tenant_id == tenant_id)
@@ -36,16 +48,7 @@ class AuditRepository:
             statement = statement.where(AuditEvent.action == action)
         if since is not None:
             statement = statement.where(AuditEvent.occurred_at >= since)
-        if after is not None:
-            statement = statement.where(
-                tuple_(AuditEvent.occurred_at, AuditEvent.id)
-                < tuple_(
-                    literal(after[0], AuditEvent.occurred_at.type),
-                    literal(after[1], AuditEvent.id.type),
-                )
-            )
-        statement = statement.order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
-        return list((await self.session.execute(statement.limit(limit))).scalars())
+        return statement
 
     async def delete_older_than(self, days: int) -> int:
         """Delete entries older than `days`: the trigger lets this through only because the

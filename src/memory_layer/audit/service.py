@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.audit.repository import AuditRepository
+from memory_layer.audit.repository import NEWEST_FIRST, AuditRepository
 from memory_layer.kit.observability.logging import current_request_id
-from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
+from memory_layer.kit.pagination import CursorCodec, Page, PageRequest, Scope, paginate
 from memory_layer.models.audit import AuditAction, AuditEvent
 
 __all__ = ["CLI", "SCHEDULER", "Actor", "AuditAction", "SystemActor", "list_events", "record"]
@@ -76,15 +75,6 @@ async def record(
     )
 
 
-class AuditPosition(BaseModel):
-    """Where a page of audit entries ends."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    occurred_at: AwareDatetime
-    id: uuid.UUID
-
-
 async def list_events(
     session: AsyncSession,
     *,
@@ -102,20 +92,15 @@ async def list_events(
         "action": action.value if action is not None else None,
         "since": since.isoformat() if since is not None else None,
     }
-    position = cursors.decode(cursor, scope, AuditPosition) if cursor else None
-    rows = await AuditRepository(session).list(
-        tenant_id=tenant_id,
-        action=action.value if action is not None else None,
-        since=since,
-        after=(position.occurred_at, position.id) if position else None,
-        limit=limit + 1,
-    )
-    return paginate(
-        rows,
-        limit,
+    return await paginate(
+        session,
+        AuditRepository(session).listing(
+            tenant_id=tenant_id, action=action.value if action is not None else None, since=since
+        ),
+        pagination=PageRequest(limit, cursor),
+        keyset=NEWEST_FIRST,
         codec=cursors,
         scope=scope,
-        position_of=lambda event: AuditPosition(occurred_at=event.occurred_at, id=event.id),
     )
 
 

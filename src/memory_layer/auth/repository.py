@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import and_, exists, func, literal, or_, select, tuple_, update
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+from sqlalchemy import Select, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memory_layer.kit.pagination import Keyset, SortOrder
 from memory_layer.models.api_key import ApiKey
 
 
@@ -17,6 +18,20 @@ class FoundKey:
     key: ApiKey
     # Judged by the database's clock, the one every replica shares.
     expired: bool
+
+
+class KeyPosition(BaseModel):
+    """Where a page of keys ends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    created_at: AwareDatetime
+    id: uuid.UUID
+
+
+NEWEST_FIRST = Keyset(
+    KeyPosition, {"created_at": ApiKey.created_at, "id": ApiKey.id}, order=SortOrder.desc
+)
 
 
 def _unexpired() -> object:
@@ -49,29 +64,14 @@ class ApiKeyRepository:
         )
         return bool(result.scalar_one())
 
-    async def page(
-        self,
-        *,
-        tenant_id: str | None,
-        include_revoked: bool,
-        after: tuple[datetime, uuid.UUID] | None,
-        limit: int,
-    ) -> list[ApiKey]:
-        """Newest first, in (created_at, id) order."""
+    def listing(self, *, tenant_id: str | None, include_revoked: bool) -> Select[ApiKey]:
+        """Stored keys (of one tenant, or all), to page in NEWEST_FIRST order."""
         statement = select(ApiKey)
         if tenant_id is not None:
             statement = statement.where(ApiKey.tenant_id == tenant_id)
         if not include_revoked:
             statement = statement.where(ApiKey.revoked_at.is_(None))
-        if after is not None:
-            statement = statement.where(
-                tuple_(ApiKey.created_at, ApiKey.id)
-                < tuple_(
-                    literal(after[0], ApiKey.created_at.type), literal(after[1], ApiKey.id.type)
-                )
-            )
-        statement = statement.order_by(ApiKey.created_at.desc(), ApiKey.id.desc()).limit(limit)
-        return list((await self.session.execute(statement)).scalars())
+        return statement
 
     async def list(self, tenant_id: str | None = None) -> list[ApiKey]:
         statement = select(ApiKey).order_by(ApiKey.tenant_id, ApiKey.created_at)

@@ -18,14 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.audit import service as audit
-from memory_layer.auth.repository import ApiKeyRepository
+from memory_layer.auth.repository import NEWEST_FIRST, ApiKeyRepository
 from memory_layer.config import Environment, Settings
 from memory_layer.kit.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
-from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
+from memory_layer.kit.pagination import CursorCodec, Page, PageRequest, Scope, paginate
 from memory_layer.models.api_key import ApiKey, KeyScope
 from memory_layer.models.audit import AuditAction
 
@@ -189,15 +188,6 @@ async def create_api_key(
     return key, plaintext
 
 
-class KeyPosition(BaseModel):
-    """Where a page of keys ends."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    created_at: AwareDatetime
-    id: uuid.UUID
-
-
 async def list_api_keys(session: AsyncSession, tenant_id: str | None) -> list[ApiKey]:
     """Stored keys (all tenants' when `tenant_id` is None); never their secrets."""
     return await ApiKeyRepository(session).list(tenant_id)
@@ -214,19 +204,13 @@ async def list_api_keys_page(
 ) -> Page[ApiKey]:
     """Stored keys, newest first, a page at a time; never their secrets or hashes."""
     scope: Scope = {"listing": "api_keys", "tenant_id": tenant_id, "include_revoked": include_revoked}
-    position = cursors.decode(cursor, scope, KeyPosition) if cursor else None
-    rows = await ApiKeyRepository(session).page(
-        tenant_id=tenant_id,
-        include_revoked=include_revoked,
-        after=(position.created_at, position.id) if position else None,
-        limit=limit + 1,
-    )
-    return paginate(
-        rows,
-        limit,
+    return await paginate(
+        session,
+        ApiKeyRepository(session).listing(tenant_id=tenant_id, include_revoked=include_revoked),
+        pagination=PageRequest(limit, cursor),
+        keyset=NEWEST_FIRST,
         codec=cursors,
         scope=scope,
-        position_of=lambda key: KeyPosition(created_at=key.created_at, id=key.id),
     )
 
 

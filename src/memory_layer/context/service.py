@@ -9,6 +9,7 @@ and the last turns verbatim, shared out by context/budget.py and rendered twice:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field, replace
@@ -51,6 +52,9 @@ FRAMING_TOKENS = 10
 # Chat APIs accept a `tool` message only in answer to a tool call of the same request: a tool
 # turn is sent as a system message that says what it is.
 TOOL_PREFIX = "Tool output: "
+# Beyond this many characters of candidates (about 35 ms of counting), the context is assembled
+# in a worker thread.
+INLINE_CHARACTERS = 50_000
 
 
 @dataclass(frozen=True)
@@ -179,9 +183,7 @@ async def build_context(
             outcome = await search.search_memory(
                 session,
                 tenant_id,
-                search.SearchQuery(
-                    text=query_text, top_k=top_k, filters=_with_kinds(filters, kinds)
-                ),
+                search.SearchQuery(text=query_text, top_k=top_k, filters=replace(filters, kinds=kinds)),
                 settings=settings,
                 embedder=embedder,
                 metrics=metrics,
@@ -191,7 +193,11 @@ async def build_context(
             rows += outcome.rows
             mode = outcome.mode
             degraded = degraded or outcome.degraded
-    context = assemble(window, rows, conversation_id, budget_tokens)
+    if _characters(window, rows) > INLINE_CHARACTERS:
+        # Counting takes about 0.7 µs a character: a long window is counted off the event loop.
+        context = await asyncio.to_thread(assemble, window, rows, conversation_id, budget_tokens)
+    else:
+        context = assemble(window, rows, conversation_id, budget_tokens)
     return replace(context, user_id=user, query=query_text, search_mode=mode, degraded=degraded)
 
 
@@ -210,10 +216,9 @@ def assemble(
         _shrink(allocation, candidates.needs, over)
 
 
-def _with_kinds(filters: SearchFilters, kinds: tuple[str, ...]) -> SearchFilters:
-    return SearchFilters(
-        user_id=filters.user_id, conversation_id=filters.conversation_id, kinds=kinds
-    )
+def _characters(window: Window, rows: list[ScoredRow]) -> int:
+    found = sum(len(turn.content) for turn in window.turns) + sum(len(row.content) for row in rows)
+    return found + (len(window.summary.content) if window.summary is not None else 0)
 
 
 def _conversation_user(window: Window) -> str | None:
@@ -314,19 +319,24 @@ def _render(
     system_content = SECTION_SEPARATOR.join(sections)
     turns = _turns(candidates, allocation)
     messages = [{"role": Role.system.value, "content": system_content}] if system_content else []
-    messages += [{"role": role, "content": content} for role, content, _ in turns]
+    messages += [{"role": role, "content": content} for role, content, _, _ in turns]
     turn_items = [
         TurnItem(stored.id, stored.role, content if stored.role != Role.tool.value
-                 else content.removeprefix(TOOL_PREFIX), stored.created_at,
-                 tokens.chat_message(role, content), cut)
-        for (role, content, cut), stored in zip(
+                 else content.removeprefix(TOOL_PREFIX), stored.created_at, cost, cut)
+        for (_, content, cut, cost), stored in zip(
             turns, reversed(window.turns[: len(turns)]), strict=True
         )
     ]
     if turn_items:
         sections.append(TURNS_HEADING + "\n".join(f"{t.role}: {t.content}" for t in turn_items))
     text = SECTION_SEPARATOR.join(sections)
-    text_tokens, messages_tokens = tokens.count(text), tokens.chat(messages)
+    text_tokens = tokens.count(text)
+    # As tokens.chat(messages) counts them, from counts already made.
+    messages_tokens = 0
+    if messages:
+        messages_tokens = tokens.REPLY_PRIMING_TOKENS + sum(turn.tokens for turn in turn_items)
+        if system_content:
+            messages_tokens += tokens.chat_message(Role.system.value, system_content)
     parts = {
         "state": state.tokens if state else 0,
         "summary": summary.tokens if summary else 0,
@@ -362,15 +372,15 @@ def _memory_item(row: ScoredRow, cost: int) -> MemoryItem:
     )
 
 
-def _turns(candidates: _Candidates, allocation: Allocation) -> list[tuple[str, str, bool]]:
-    """The kept turns as (role, content, cut) chat messages, oldest first."""
+def _turns(candidates: _Candidates, allocation: Allocation) -> list[tuple[str, str, bool, int]]:
+    """The kept turns as (role, content, cut, tokens) chat messages, oldest first."""
     if allocation.newest_turn_cut is not None:
         role, content = candidates.turn_messages[0]
         room = allocation.newest_turn_cut - tokens.chat_message(role, "")
         cut = tokens.truncate(content, room) if room > 0 else ""
-        return [(role, cut, True)] if cut else []
-    kept = candidates.turn_messages[: allocation.turns]
-    return [(role, content, False) for role, content in reversed(kept)]
+        return [(role, cut, True, tokens.chat_message(role, cut))] if cut else []
+    kept = zip(candidates.turn_messages[: allocation.turns], candidates.needs.turns, strict=False)
+    return [(role, content, False, cost) for (role, content), cost in reversed(list(kept))]
 
 
 def _shrink(allocation: Allocation, needs: Needs, over: int) -> None:

@@ -14,10 +14,12 @@ from memory_layer.auth.service import Principal
 from memory_layer.conversations import service
 from memory_layer.conversations.schemas import (
     ConversationDeleteResponse,
+    ConversationDescriptionRead,
     ConversationListRequest,
     ConversationListResponse,
     ConversationMessagesRequest,
     ConversationMessagesResponse,
+    ConversationPatch,
     ConversationRead,
     ConversationScopeRequest,
     ConversationStatePatchRequest,
@@ -282,3 +284,29 @@ async def delete_conversation(target: TargetDep) -> ConversationDeleteResponse:
         target.session, target.tenant_id, target.conversation_id, actor=target.principal
     )
     return ConversationDeleteResponse(deleted=deleted)
+
+
+@router.patch(
+    ONE_CONVERSATION,
+    response_model=ConversationDescriptionRead,
+    responses=error_responses(401, 403, 422, 503),
+    dependencies=[WRITE],
+)
+async def describe_conversation(
+    body: ConversationPatch, target: TargetDep, settings: SettingsDep
+) -> ConversationDescriptionRead:
+    """Set the conversation's own title, tags or metadata (fields left out stay); it may be set
+    before the conversation's first message."""
+    described = await service.describe_conversation(
+        target.session,
+        target.tenant_id,
+        target.conversation_id,
+        service.Description(
+            title=body.title,
+            clear_title="title" in body.model_fields_set and body.title is None,
+            tags=body.tags if "tags" in body.model_fields_set else None,
+            metadata=body.metadata if "metadata" in body.model_fields_set else None,
+        ),
+        max_metadata_bytes=settings.max_metadata_bytes,
+    )
+    return ConversationDescriptionRead.model_validate(described)

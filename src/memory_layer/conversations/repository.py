@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy import (
     ColumnElement,
     Row,
@@ -18,13 +19,13 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.kit.pagination import SortOrder
+from memory_layer.kit.pagination import Keyset, SortOrder
+from memory_layer.models.conversation import Conversation
 from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.message import Message, unexpired
 
@@ -39,65 +40,114 @@ class ConversationSummary:
     first_message_at: datetime
     last_message_at: datetime
     user_id: str | None
-
-
-@dataclass(frozen=True)
-class SummaryPageRows:
-    rows: list[ConversationSummary]
-    # The snapshot the page was computed on (the database's clock on the first page); None for
-    # an empty first page, which needs no cursor.
-    as_of: datetime | None
+    # The conversation's own metadata (PATCH /v1/conversations/{id}); empty when never set.
+    title: str | None = None
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 _last_at = func.max(Message.created_at)
 
 
+_described = and_(
+    Conversation.tenant_id == Message.tenant_id,
+    Conversation.conversation_id == Message.conversation_id,
+)
+
+
 def _summary_select(*extra: Any) -> Select[Any]:
     # One user when exactly one distinct non-null user_id appears (assistant turns often carry
-    # none); count(DISTINCT) ignores NULLs.
+    # none); count(DISTINCT) ignores NULLs. Grouping by the conversations row's primary key lets
+    # its columns be selected as they are (none when the conversation was never described).
     single_user = case((func.count(Message.user_id.distinct()) == 1, func.min(Message.user_id)))
-    return select(
-        Message.conversation_id,
-        func.count().label("message_count"),
-        func.count(Message.archived_at).label("archived_count"),
-        func.min(Message.created_at).label("first_message_at"),
-        _last_at.label("last_message_at"),
-        single_user.label("user_id"),
-        *extra,
-    ).group_by(Message.conversation_id)
+    return (
+        select(
+            Message.conversation_id,
+            func.count().label("message_count"),
+            func.count(Message.archived_at).label("archived_count"),
+            func.min(Message.created_at).label("first_message_at"),
+            _last_at.label("last_message_at"),
+            single_user.label("user_id"),
+            Conversation.title,
+            Conversation.tags,
+            Conversation.metadata_.label("metadata"),
+            *extra,
+        )
+        .select_from(Message)
+        .outerjoin(Conversation, _described)
+        .group_by(Message.conversation_id, Conversation.tenant_id, Conversation.conversation_id)
+    )
 
 
 def _at(value: datetime) -> ColumnElement[datetime]:
     return literal(value, Message.created_at.type)
 
 
+class _Position(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConversationPosition(_Position):
+    """Where a page of conversations ends, and the snapshot the listing is computed on."""
+
+    last_message_at: AwareDatetime
+    conversation_id: str
+    as_of: AwareDatetime
+
+
+class MessagePosition(_Position):
+    """Where a page of a conversation's history ends."""
+
+    created_at: AwareDatetime
+    id: uuid.UUID
+
+
+# Most recently active first; the key is an aggregate, so its predicate goes in HAVING.
+SUMMARIES = Keyset(
+    ConversationPosition,
+    {"last_message_at": _last_at, "conversation_id": Message.conversation_id},
+    order=SortOrder.desc,
+    aggregate=True,
+)
+_HISTORY_KEY = {"created_at": Message.created_at, "id": Message.id}
+HISTORY = {order: Keyset(MessagePosition, _HISTORY_KEY, order=order) for order in SortOrder}
+
 _SUMMARY_FIELDS = [field.name for field in fields(ConversationSummary)]
 
 
-def _summary(row: Row[Any]) -> ConversationSummary:
-    # _summary_select names its columns as the fields; list_summaries adds as_of.
-    return ConversationSummary(**{name: row._mapping[name] for name in _SUMMARY_FIELDS})
+def summary_of(row: Row[Any]) -> ConversationSummary:
+    """The summary in a row of `summaries_listing` (or `get_summary`'s statement)."""
+    # _summary_select names its columns as the fields; summaries_listing adds as_of.
+    values = {name: row._mapping[name] for name in _SUMMARY_FIELDS}
+    values["tags"] = values["tags"] or []
+    values["metadata"] = values["metadata"] or {}
+    return ConversationSummary(**values)
+
+
+# The metadata row's attributes that PATCH sets, and their columns.
+_COLUMN_OF = {"title": "title", "tags": "tags", "metadata_": "metadata"}
 
 
 class ConversationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def list_summaries(
+    def summaries_listing(
         self,
         tenant_id: str,
         *,
         user_id: str | None,
         since: datetime | None,
         as_of: datetime | None,
-        after: tuple[datetime, str] | None,
-        limit: int,
-    ) -> SummaryPageRows:
-        """Most recently active first, `limit` rows, computed over messages created up to `as_of`.
+        until: datetime | None = None,
+        tag: str | None = None,
+    ) -> Select[Any]:
+        """Summaries computed over messages created up to `as_of` (now() when None, the first
+        time; each row carries it as `as_of`), to page in SUMMARIES order.
 
-        Pinning `as_of` (now(), the first time) keeps every later page computed on the same
-        snapshot: a conversation that gets a new message while a client pages does not jump to
-        the top of the order, past the cursor, and so is neither skipped nor shown twice.
+        Pinning `as_of` keeps every later page computed on the same snapshot: a conversation
+        that gets a new message while a client pages does not jump to the top of the order, past
+        the cursor, and so is neither skipped nor shown twice.
         """
         snapshot: ColumnElement[datetime] = func.now() if as_of is None else _at(as_of)
         in_snapshot = and_(
@@ -121,38 +171,37 @@ class ConversationRepository:
                     select(Message.conversation_id).where(in_snapshot, Message.created_at >= since)
                 )
             )
-        if after is not None:
-            statement = statement.having(
-                tuple_(_last_at, Message.conversation_id)
-                < tuple_(_at(after[0]), literal(after[1], Message.conversation_id.type))
+        if until is not None:
+            statement = statement.having(_last_at <= _at(until))
+        if tag is not None:
+            statement = statement.where(
+                Message.conversation_id.in_(
+                    select(Conversation.conversation_id).where(
+                        Conversation.tenant_id == tenant_id, Conversation.tags.contains([tag])
+                    )
+                )
             )
-        statement = statement.order_by(_last_at.desc(), Message.conversation_id.desc()).limit(limit)
-        rows = (await self.session.execute(statement)).all()
-        taken = rows[0].as_of if rows else as_of
-        return SummaryPageRows(rows=[_summary(row) for row in rows], as_of=taken)
+        return statement
 
     async def get_summary(self, tenant_id: str, conversation_id: str) -> ConversationSummary | None:
         statement = _summary_select().where(
             Message.tenant_id == tenant_id, Message.conversation_id == conversation_id, unexpired()
         )
         row = (await self.session.execute(statement)).one_or_none()
-        return None if row is None else _summary(row)
+        return None if row is None else summary_of(row)
 
-    async def list_messages(
+    def history_listing(
         self,
         tenant_id: str,
         conversation_id: str,
         *,
-        order: SortOrder,
         role: str | None,
         kind: str | None,
         include_archived: bool,
         pii_kind: str | None = None,
-        after: tuple[datetime, uuid.UUID] | None,
-        limit: int,
-    ) -> list[Message]:
-        """One page of the history, in (created_at, id) order; the index on (tenant_id,
-        conversation_id, created_at) serves both directions."""
+    ) -> Select[Message]:
+        """A conversation's messages, to page in HISTORY order (the index on (tenant_id,
+        conversation_id, created_at) serves both directions)."""
         statement = select(Message).where(
             Message.tenant_id == tenant_id, Message.conversation_id == conversation_id, unexpired()
         )
@@ -164,18 +213,54 @@ class ConversationRepository:
             statement = statement.where(Message.role == role)
         if kind is not None:
             statement = statement.where(Message.kind == kind)
-        key = tuple_(Message.created_at, Message.id)
-        bound = None if after is None else tuple_(_at(after[0]), literal(after[1], Message.id.type))
-        if order is SortOrder.asc:
-            if bound is not None:
-                statement = statement.where(key > bound)
-            statement = statement.order_by(Message.created_at, Message.id)
-        else:
-            if bound is not None:
-                statement = statement.where(key < bound)
-            statement = statement.order_by(Message.created_at.desc(), Message.id.desc())
-        result = await self.session.execute(statement.limit(limit))
-        return list(result.scalars())
+        return statement
+
+    async def get_description(self, tenant_id: str, conversation_id: str) -> Conversation | None:
+        result = await self.session.execute(
+            select(Conversation).where(
+                Conversation.tenant_id == tenant_id, Conversation.conversation_id == conversation_id
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def describe(
+        self, tenant_id: str, conversation_id: str, values: dict[str, Any]
+    ) -> Conversation:
+        """Create the conversation's metadata row with `values` (title, tags, metadata_), or set
+        them on the existing one; the others stay."""
+        inserted = pg_insert(Conversation).values(
+            tenant_id=tenant_id, conversation_id=conversation_id, **values
+        )
+        statement = inserted.on_conflict_do_update(
+            index_elements=[Conversation.tenant_id, Conversation.conversation_id],
+            set_={
+                **{_COLUMN_OF[name]: inserted.excluded[_COLUMN_OF[name]] for name in values},
+                "updated_at": func.now(),
+            },
+        ).returning(Conversation)
+        result = await self.session.execute(statement.execution_options(populate_existing=True))
+        return result.scalar_one()
+
+    async def delete_description(self, tenant_id: str, conversation_id: str) -> int:
+        result = await self.session.execute(
+            delete(Conversation).where(
+                Conversation.tenant_id == tenant_id, Conversation.conversation_id == conversation_id
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def delete_descriptions_of_user(self, tenant_id: str, user_id: str) -> int:
+        """The metadata of every conversation in which a message carries the user's id (run
+        before those messages go)."""
+        named_in = select(Message.conversation_id).where(
+            Message.tenant_id == tenant_id, Message.user_id == user_id
+        )
+        result = await self.session.execute(
+            delete(Conversation).where(
+                Conversation.tenant_id == tenant_id, Conversation.conversation_id.in_(named_in)
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def delete(self, tenant_id: str, conversation_id: str) -> int:
         """Hard delete of every message of the conversation (archived ones too)."""

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from memory_layer.kit.pagination import SortOrder
-from memory_layer.kit.schemas import CursorPage, Identifier, Timestamp
+from memory_layer.kit.schemas import (
+    METADATA_DESCRIPTION,
+    NO_NUL_PATTERN,
+    CursorPage,
+    Identifier,
+    JSONBody,
+    Metadata,
+    Timestamp,
+)
 from memory_layer.messages.schemas import MessageRead
 from memory_layer.models.message import Kind, Role
 from memory_layer.models.policy import PiiKind
@@ -18,6 +26,9 @@ def _tenant_field() -> Any:
     return Field(default=None, description="Required unless the API key is bound to a tenant.")
 
 
+# A conversation's tag: a word or short label, without NUL.
+Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL_PATTERN, examples=["travel"])]
+MAX_TAGS = 50
 LIMIT_DESCRIPTION = "Items per page."
 CURSOR_DESCRIPTION = (
     "`next_cursor` of the previous page, unchanged; only valid for the same tenant, listing and "
@@ -37,8 +48,20 @@ class ConversationListRequest(BaseModel):
     since: Timestamp | None = Field(
         default=None, description="Only conversations whose last message is at or after this time."
     )
+    until: Timestamp | None = Field(
+        default=None, description="Only conversations whose last message is at or before this time."
+    )
+    tag: Tag | None = Field(
+        default=None, description="Only conversations whose tags (PATCH) include this one."
+    )
     limit: int = Field(default=50, ge=1, le=1000, description=LIMIT_DESCRIPTION)
     cursor: str | None = Field(default=None, description=CURSOR_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _window(self) -> ConversationListRequest:
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError("since must not be after until")
+        return self
 
 
 class ConversationRead(BaseModel):
@@ -53,6 +76,11 @@ class ConversationRead(BaseModel):
     last_message_at: datetime
     user_id: str | None = Field(
         description="The conversation's user when its messages name exactly one user_id, else null."
+    )
+    title: str | None = Field(default=None, description="Set with PATCH; null until then.")
+    tags: list[str] = Field(default_factory=list, description="Set with PATCH.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="The conversation's own metadata (PATCH)."
     )
 
 
@@ -93,6 +121,41 @@ class ConversationScopeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tenant_id: Identifier | None = _tenant_field()
+
+
+class ConversationPatch(JSONBody):
+    """The conversation's own title, tags or metadata to set; fields left out stay as they are."""
+
+    title: Annotated[str, Field(min_length=1, max_length=500, pattern=NO_NUL_PATTERN)] | None = Field(
+        default=None, description="A name for the conversation; null removes it."
+    )
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=MAX_TAGS,
+        description=f"Replaces the tags (at most {MAX_TAGS}); the listing filters on them (`tag`).",
+    )
+    metadata: Metadata = Field(
+        default_factory=dict,
+        description="Replaces the conversation's metadata. " + METADATA_DESCRIPTION,
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> ConversationPatch:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: send title, tags or metadata")
+        return self
+
+
+class ConversationDescriptionRead(BaseModel):
+    """A conversation's own metadata, as stored."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    conversation_id: str
+    title: str | None
+    tags: list[str]
+    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+    created_at: datetime
+    updated_at: datetime
 
 
 class ConversationDeleteResponse(BaseModel):

@@ -12,48 +12,39 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import json_merge_patch
-from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.audit import service as audit
 from memory_layer.conversations.repository import (
+    HISTORY,
+    SUMMARIES,
     ConversationRepository,
     ConversationStateRepository,
     ConversationSummary,
+    summary_of,
 )
 from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import DomainError, InvalidInput, NotFound, PreconditionFailed
-from memory_layer.kit.pagination import CursorCodec, Page, Scope, SortOrder, paginate
+from memory_layer.kit.pagination import (
+    CursorCodec,
+    Page,
+    PageRequest,
+    Scope,
+    ScopeValue,
+    SortOrder,
+    paginate,
+)
 from memory_layer.models.audit import AuditAction
+from memory_layer.models.conversation import Conversation
 from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.message import Kind, Message, Role
 from memory_layer.models.policy import PiiKind
 from memory_layer.policies.service import QuotaExceeded
-
-
-class _Position(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConversationPosition(_Position):
-    """Where a page of conversations ends, and the snapshot the listing is computed on."""
-
-    last_message_at: AwareDatetime
-    conversation_id: str
-    as_of: AwareDatetime
-
-
-class MessagePosition(_Position):
-    """Where a page of a conversation's history ends."""
-
-    created_at: AwareDatetime
-    id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -62,6 +53,8 @@ class ConversationQuery:
 
     user_id: str | None = None
     since: datetime | None = None
+    until: datetime | None = None
+    tag: str | None = None
     limit: int = 50
     cursor: str | None = None
 
@@ -90,36 +83,34 @@ async def list_conversations(
     session: AsyncSession, tenant_id: str, query: ConversationQuery, *, cursors: CursorCodec
 ) -> Page[ConversationSummary]:
     """The tenant's conversations, most recently active first."""
-    scope: Scope = {
+    scope: dict[str, ScopeValue] = {
         "tenant_id": tenant_id,
         "listing": "conversations",
         "user_id": query.user_id,
         "since": query.since.astimezone(UTC).isoformat() if query.since is not None else None,
     }
-    position = (
-        cursors.decode(query.cursor, scope, ConversationPosition) if query.cursor else None
+    # Added only when used, so cursors of listings without them keep their scope.
+    if query.until is not None:
+        scope["until"] = query.until.astimezone(UTC).isoformat()
+    if query.tag is not None:
+        scope["tag"] = query.tag
+    repository = ConversationRepository(session)
+    page = await paginate(
+        session,
+        lambda position: repository.summaries_listing(
+            tenant_id,
+            user_id=query.user_id,
+            since=query.since,
+            as_of=position.as_of if position is not None else None,
+            until=query.until,
+            tag=query.tag,
+        ),
+        pagination=PageRequest(query.limit, query.cursor),
+        keyset=SUMMARIES,
+        codec=cursors,
+        scope=scope,
     )
-    fetched = await ConversationRepository(session).list_summaries(
-        tenant_id,
-        user_id=query.user_id,
-        since=query.since,
-        as_of=position.as_of if position else None,
-        after=(position.last_message_at, position.conversation_id) if position else None,
-        limit=query.limit + 1,
-    )
-    as_of = fetched.as_of
-
-    def position_of(summary: ConversationSummary) -> ConversationPosition:
-        assert as_of is not None  # a page with rows always has its snapshot time
-        return ConversationPosition(
-            last_message_at=summary.last_message_at,
-            conversation_id=summary.conversation_id,
-            as_of=as_of,
-        )
-
-    return paginate(
-        fetched.rows, query.limit, codec=cursors, scope=scope, position_of=position_of
-    )
+    return page.map(summary_of)
 
 
 async def get_conversation(
@@ -155,35 +146,74 @@ async def list_conversation_messages(
         "kind": query.kind.value if query.kind is not None else None,
         "pii_kind": query.pii_kind.value if query.pii_kind is not None else None,
     }
-    position = cursors.decode(query.cursor, scope, MessagePosition) if query.cursor else None
-    rows = await ConversationRepository(session).list_messages(
-        tenant_id,
-        conversation_id,
-        order=query.order,
-        role=query.role.value if query.role is not None else None,
-        kind=query.kind.value if query.kind is not None else None,
-        include_archived=query.include_archived,
-        pii_kind=query.pii_kind.value if query.pii_kind is not None else None,
-        after=(position.created_at, position.id) if position else None,
-        limit=query.limit + 1,
-    )
-    return paginate(
-        rows,
-        query.limit,
+    return await paginate(
+        session,
+        ConversationRepository(session).history_listing(
+            tenant_id,
+            conversation_id,
+            role=query.role.value if query.role is not None else None,
+            kind=query.kind.value if query.kind is not None else None,
+            include_archived=query.include_archived,
+            pii_kind=query.pii_kind.value if query.pii_kind is not None else None,
+        ),
+        pagination=PageRequest(query.limit, query.cursor),
+        keyset=HISTORY[query.order],
         codec=cursors,
         scope=scope,
-        position_of=lambda message: MessagePosition(created_at=message.created_at, id=message.id),
     )
+
+
+@dataclass(frozen=True)
+class Description:
+    """What to set on a conversation's own metadata; a field left None stays as it is, except
+    `title` when `clear_title` (PATCH with `"title": null`)."""
+
+    title: str | None = None
+    clear_title: bool = False
+    tags: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+async def describe_conversation(
+    session: AsyncSession,
+    tenant_id: str,
+    conversation_id: str,
+    change: Description,
+    *,
+    max_metadata_bytes: int,
+) -> Conversation:
+    """Set the conversation's title, tags or metadata (created on first use, even before its
+    first message); the stored description."""
+    values: dict[str, Any] = {}
+    if change.title is not None or change.clear_title:
+        values["title"] = change.title
+    if change.tags is not None:
+        values["tags"] = list(dict.fromkeys(change.tags))  # each tag once, in the order given
+    if change.metadata is not None:
+        size = len(json.dumps(change.metadata, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > max_metadata_bytes:
+            raise InvalidInput(
+                f"metadata is {size} bytes as JSON; the limit is {max_metadata_bytes} "
+                "(MEMORY_MAX_METADATA_BYTES)",
+                code="metadata_too_large",
+            )
+        values["metadata_"] = change.metadata
+    repository = ConversationRepository(session)
+    if not values:
+        raise InvalidInput("nothing to change: send title, tags or metadata", code="invalid_input")
+    return await repository.describe(tenant_id, conversation_id, values)
 
 
 async def delete_conversation(
     session: AsyncSession, tenant_id: str, conversation_id: str, *, actor: audit.Actor
 ) -> int:
-    """Hard delete of every message of the conversation, and of its state; 404 when there was
-    no message. Audited (`conversation.deleted`)."""
-    deleted = await ConversationRepository(session).delete(tenant_id, conversation_id)
+    """Hard delete of every message of the conversation, its state and its metadata; 404 when
+    there was no message. Audited (`conversation.deleted`)."""
+    repository = ConversationRepository(session)
+    deleted = await repository.delete(tenant_id, conversation_id)
     if deleted == 0:
         raise _not_found(tenant_id, conversation_id)
+    await repository.delete_description(tenant_id, conversation_id)
     states = await ConversationStateRepository(session).delete(tenant_id, conversation_id)
     await audit.record(
         session,
@@ -399,6 +429,12 @@ async def delete_state(
         tenant_id=tenant_id,
         target=f"conversation:{conversation_id}",
     )
+
+
+async def delete_user_descriptions(session: AsyncSession, tenant_id: str, user_id: str) -> int:
+    """Delete the metadata (title, tags) of the user's conversations, for an erasure: call it
+    before the user's messages are deleted, as it finds conversations through them."""
+    return await ConversationRepository(session).delete_descriptions_of_user(tenant_id, user_id)
 
 
 async def delete_user_states(session: AsyncSession, tenant_id: str, user_id: str) -> int:

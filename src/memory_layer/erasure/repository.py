@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, literal, select, text, tuple_
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+from sqlalchemy import Select, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memory_layer.kit.pagination import Keyset, SortOrder
 from memory_layer.models.erasure import Erasure
+
+
+class ErasurePosition(BaseModel):
+    """Where a page of erasure records ends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    erased_at: AwareDatetime
+    id: uuid.UUID
+
+
+NEWEST_FIRST = Keyset(
+    ErasurePosition, {"erased_at": Erasure.erased_at, "id": Erasure.id}, order=SortOrder.desc
+)
 
 # The conversations this user is the only one named in ("owned"): every message there either
 # carries this user_id or none (the assistant's replies, system and tool turns usually carry
@@ -85,26 +100,11 @@ class ErasureRepository:
         await self.session.flush()
         return erasure
 
-    async def list(
-        self,
-        *,
-        tenant_id: str | None,
-        user_id: str | None,
-        after: tuple[datetime, uuid.UUID] | None,
-        limit: int,
-    ) -> list[Erasure]:
-        """Newest first, in (erased_at, id) order."""
+    def listing(self, *, tenant_id: str | None, user_id: str | None) -> Select[Erasure]:
+        """Erasure records (of one tenant, one user, or all), to page in NEWEST_FIRST order."""
         statement = select(Erasure)
         if tenant_id is not None:
             statement = statement.where(Erasure.tenant_id == tenant_id)
         if user_id is not None:
             statement = statement.where(Erasure.user_id == user_id)
-        if after is not None:
-            statement = statement.where(
-                tuple_(Erasure.erased_at, Erasure.id)
-                < tuple_(
-                    literal(after[0], Erasure.erased_at.type), literal(after[1], Erasure.id.type)
-                )
-            )
-        statement = statement.order_by(Erasure.erased_at.desc(), Erasure.id.desc()).limit(limit)
-        return list((await self.session.execute(statement)).scalars())
+        return statement

@@ -39,6 +39,11 @@ class ErasureCounts(BaseModel):
         description="Working-memory states deleted: those written for this user and those of "
         "every conversation a message of theirs was in.",
     )
+    conversation_descriptions: int = Field(
+        default=0,
+        description="Conversation titles, tags and metadata deleted: those of every conversation "
+        "a message of theirs was in.",
+    )
 
 
 class ErasureRead(BaseModel):

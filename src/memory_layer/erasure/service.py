@@ -8,27 +8,16 @@ deletes what may have arrived since (zero rows otherwise) and is recorded again.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.audit import service as audit
 from memory_layer.conversations import service as conversations
-from memory_layer.erasure.repository import ErasureRepository
+from memory_layer.erasure.repository import NEWEST_FIRST, ErasureRepository
 from memory_layer.kit.cache import TenantSizes, note_write, publish_writes
-from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
+from memory_layer.kit.pagination import CursorCodec, Page, PageRequest, Scope, paginate
 from memory_layer.models.erasure import Erasure
-
-
-class ErasurePosition(BaseModel):
-    """Where a page of erasure records ends."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    erased_at: AwareDatetime
-    id: uuid.UUID
 
 
 async def erase_user(
@@ -40,12 +29,14 @@ async def erase_user(
     include_unattributed: bool = True,
     tenant_sizes: TenantSizes | None = None,
 ) -> Erasure:
-    """Delete every message of the user in the tenant, and the states of their conversations,
-    and record the erasure (in `erasures` and the audit log), in one transaction; the record."""
+    """Delete every message of the user in the tenant, and the states and descriptions (title,
+    tags) of their conversations, and record the erasure (in `erasures` and the audit log), in
+    one transaction; the record."""
     async with sessionmaker.begin() as session:
         repository = ErasureRepository(session)
         # First: the conversations are found through the messages about to go.
         states = await conversations.delete_user_states(session, tenant_id, user_id)
+        described = await conversations.delete_user_descriptions(session, tenant_id, user_id)
         erased = await repository.delete_user_messages(
             tenant_id, user_id, include_unattributed=include_unattributed
         )
@@ -55,6 +46,7 @@ async def erase_user(
             "unattributed_messages": erased.unattributed_messages,
             "conversations": erased.conversations,
             "conversation_states": states,
+            "conversation_descriptions": described,
         }
         # Sessions do not expire objects on commit: the record stays readable after it.
         record = await repository.record(tenant_id, user_id, actor.label, counts)
@@ -86,17 +78,11 @@ async def list_erasures(
 ) -> Page[Erasure]:
     """Erasure records, newest first, optionally of one tenant and one user."""
     scope: Scope = {"listing": "erasures", "tenant_id": tenant_id, "user_id": user_id}
-    position = cursors.decode(cursor, scope, ErasurePosition) if cursor else None
-    rows = await ErasureRepository(session).list(
-        tenant_id=tenant_id,
-        user_id=user_id,
-        after=(position.erased_at, position.id) if position else None,
-        limit=limit + 1,
-    )
-    return paginate(
-        rows,
-        limit,
+    return await paginate(
+        session,
+        ErasureRepository(session).listing(tenant_id=tenant_id, user_id=user_id),
+        pagination=PageRequest(limit, cursor),
+        keyset=NEWEST_FIRST,
         codec=cursors,
         scope=scope,
-        position_of=lambda erasure: ErasurePosition(erased_at=erasure.erased_at, id=erasure.id),
     )

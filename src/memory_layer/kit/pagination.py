@@ -1,4 +1,11 @@
-"""Opaque, signed cursors for keyset pagination.
+"""Keyset pagination: one helper every listing calls, and its opaque, signed cursors.
+
+A listing builds its `Select` (filters only, no ORDER BY, no LIMIT) and hands it to `paginate`
+with the listing's `Keyset` (its sort columns and the position model its cursors carry) and a
+`PageRequest` (limit, cursor). `paginate` checks the cursor, adds the keyset predicate (strictly
+after the position), the order and `LIMIT limit + 1`, runs the statement, and turns the rows into
+a `Page` whose `next_cursor` resumes after the last item: the extra row only says another page
+exists.
 
 A cursor is URL-safe base64 (no padding) of `payload || tag`, where payload is compact JSON
 
@@ -32,9 +39,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, SecretStr, ValidationError
+from sqlalchemy import ColumnElement, Select, literal, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from memory_layer.kit.errors import DomainError
 
@@ -50,6 +60,7 @@ ScopeValue = str | int | float | bool | None
 Scope = Mapping[str, ScopeValue]
 
 T = TypeVar("T")
+U = TypeVar("U")
 P = TypeVar("P", bound=BaseModel)
 
 
@@ -69,6 +80,10 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+    def map(self, convert: Callable[[T], U]) -> Page[U]:
+        """The same page with every item converted (the cursor is unchanged)."""
+        return Page(items=[convert(item) for item in self.items], next_cursor=self.next_cursor)
 
 
 def _canonical(value: object) -> bytes:
@@ -121,7 +136,7 @@ class CursorCodec:
             raise InvalidCursor("the cursor's position is not valid for this listing") from exc
 
 
-def paginate(
+def page_from_rows(
     rows: Sequence[T],
     limit: int,
     *,
@@ -134,3 +149,95 @@ def paginate(
     if len(rows) <= limit or not items:
         return Page(items=items, next_cursor=None)
     return Page(items=items, next_cursor=codec.encode(scope, position_of(items[-1])))
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Which page of a listing: its size, and the previous page's `next_cursor` (None: the first)."""
+
+    limit: int
+    cursor: str | None = None
+
+
+class Keyset(Generic[P]):
+    """A listing's sort key: columns compared as one tuple, all in one direction.
+
+    `columns` maps fields of the `position` model to the columns (or aggregates, with
+    `aggregate=True`: the predicate then goes in HAVING) they hold, in sort order; the last must
+    make the key unique (an id). Fields of `position` that are not sort columns are carried along
+    unchanged (for instance the snapshot time a listing pins on its first page). A row gives its
+    position by attribute: every field of `position` must be an attribute of the rows (an entity's
+    column or a labelled column of the statement).
+    """
+
+    def __init__(
+        self,
+        position: type[P],
+        columns: Mapping[str, ColumnElement[Any] | QueryableAttribute[Any]],
+        *,
+        order: SortOrder,
+        aggregate: bool = False,
+    ) -> None:
+        unknown = set(columns) - set(position.model_fields)
+        if unknown or not columns:
+            raise ValueError(f"sort columns must be fields of {position.__name__}: {unknown}")
+        self.position = position
+        self.columns: dict[str, ColumnElement[Any]] = {
+            name: column.expression for name, column in columns.items()
+        }
+        self.order = order
+        self.aggregate = aggregate
+
+    def after(self, position: P) -> ColumnElement[bool]:
+        """Rows strictly after `position` in this order."""
+        key = tuple_(*self.columns.values())
+        bound = tuple_(
+            *(literal(getattr(position, name), column.type) for name, column in self.columns.items())
+        )
+        return key > bound if self.order is SortOrder.asc else key < bound
+
+    def order_by(self) -> list[ColumnElement[Any]]:
+        """The ORDER BY clauses of this order."""
+        if self.order is SortOrder.asc:
+            return [column.asc() for column in self.columns.values()]
+        return [column.desc() for column in self.columns.values()]
+
+    def position_of(self, row: object) -> P:
+        """The position of a fetched row (an entity or a Row)."""
+        return self.position.model_validate(
+            {name: getattr(row, name) for name in self.position.model_fields}
+        )
+
+
+async def paginate(
+    session: AsyncSession,
+    statement: Select[Any] | Callable[[P | None], Select[Any]],
+    *,
+    pagination: PageRequest,
+    keyset: Keyset[P],
+    codec: CursorCodec,
+    scope: Scope,
+) -> Page[Any]:
+    """One page of the listing `statement`, in `keyset`'s order.
+
+    `statement` selects and filters; it has no ORDER BY and no LIMIT (they are the keyset's). A
+    statement selecting one entity pages those entities; any other pages Rows. A listing whose
+    statement depends on the position (one that pins a snapshot on its first page) passes a
+    function of the position instead (None on the first page). `scope` names the listing; a
+    cursor is accepted only with the same scope (else `400 invalid_cursor`).
+    """
+    position = (
+        codec.decode(pagination.cursor, scope, keyset.position) if pagination.cursor else None
+    )
+    built = statement(position) if callable(statement) else statement
+    if position is not None:
+        predicate = keyset.after(position)
+        built = built.having(predicate) if keyset.aggregate else built.where(predicate)
+    built = built.order_by(*keyset.order_by()).limit(pagination.limit + 1)
+    result = await session.execute(built)
+    rows: list[Any] = (
+        list(result.scalars()) if len(built.column_descriptions) == 1 else list(result.all())
+    )
+    return page_from_rows(
+        rows, pagination.limit, codec=codec, scope=scope, position_of=keyset.position_of
+    )

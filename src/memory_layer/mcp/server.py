@@ -298,12 +298,16 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
         async def work() -> MemoryPage:
             act = call(ctx, KeyScope.read)
             tenant = act.tenant(tenant_id)
-            query = messages.MessageQuery(
-                user_id=user_id, conversation_id=conversation_id, kinds=tuple(kinds or ()),
-                include_archived=include_archived, limit=limit, cursor=cursor,
+            filters = SearchFilters(
+                user_id=user_id, conversation_id=conversation_id,
+                kinds=tuple(kind.value for kind in kinds) if kinds else None,
+                include_archived=include_archived,
             )
+            listing = messages.MessageListing(filters=filters, limit=limit, cursor=cursor)
             async with act.reading() as session:
-                page = await messages.list_messages(session, tenant, query, cursors=act.runtime.cursors)
+                page = await messages.list_messages(
+                    session, tenant, listing, cursors=act.runtime.cursors
+                )
             return MemoryPage(
                 items=[MemoryView.model_validate(message) for message in page.items],
                 next_cursor=page.next_cursor,
@@ -492,12 +496,11 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
     async def user_facts(user_id: str, ctx: Context, tenant_id: str | None = None) -> str:
         try:
             act = call(ctx, KeyScope.read)
-            query = messages.MessageQuery(
-                user_id=user_id, kinds=(Kind.fact, Kind.preference), limit=100
-            )
+            facts = SearchFilters(user_id=user_id, kinds=(Kind.fact.value, Kind.preference.value))
             async with act.reading() as session:
                 page = await messages.list_messages(
-                    session, act.tenant(tenant_id), query, cursors=act.runtime.cursors
+                    session, act.tenant(tenant_id), messages.MessageListing(facts, limit=100),
+                    cursors=act.runtime.cursors,
                 )
         except Exception as exc:
             raise _resource_error(exc) from exc

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import BaseModel
 
 from memory_layer.auth.deps import READ, WRITE, Caller, CallerDep
@@ -14,7 +14,7 @@ from memory_layer.config import Settings
 from memory_layer.embeddings.deps import embedder_of
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.db.session import SessionmakerDep
-from memory_layer.kit.http.deps import metrics_of, settings_of
+from memory_layer.kit.http.deps import CursorCodecDep, metrics_of, settings_of
 from memory_layer.kit.observability.logging import current_request_id
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.schemas import Identifier, error_responses
@@ -25,8 +25,11 @@ from memory_layer.messages.schemas import (
     MessageBatchResult,
     MessageCreate,
     MessageDeleteResponse,
+    MessageListRequest,
+    MessageListResponse,
     MessageRead,
     MessageUpdate,
+    UsageCreate,
     status_url,
 )
 from memory_layer.models.message import EmbeddingStatus
@@ -170,6 +173,30 @@ async def create_messages_batch(
 
 
 @router.get(
+    "",
+    response_model=MessageListResponse,
+    responses=errors(400, 401, 403, 422),
+    dependencies=[READ],
+)
+async def list_messages(
+    query: Annotated[MessageListRequest, Query()], caller: CallerDep, cursors: CursorCodecDep
+) -> MessageListResponse:
+    """The tenant's messages across conversations, by kind, user, tag (metadata) and time, a page
+    at a time; no query needed."""
+    listing = service.MessageListing(
+        filters=query.filters(),
+        sort=query.sort,
+        order=query.order,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+    page = await service.list_messages(
+        caller.session, caller.tenant(query.tenant_id), listing, cursors=cursors
+    )
+    return MessageListResponse.model_validate(page, from_attributes=True)
+
+
+@router.get(
     "/{message_id}",
     response_model=MessageRead,
     responses=errors(401, 403, 404, 422),
@@ -180,6 +207,29 @@ async def read_message(
 ) -> MessageRead:
     """One stored message, with its embedding status."""
     message = await service.get_message(caller.session, caller.tenant(tenant_id), message_id)
+    return MessageRead.model_validate(message)
+
+
+@router.post(
+    "/{message_id}/usage",
+    response_model=MessageRead,
+    responses=errors(400, 401, 403, 404, 422),
+    dependencies=[WRITE],
+)
+async def record_message_usage(
+    message_id: uuid.UUID,
+    caller: CallerDep,
+    body: Annotated[UsageCreate | None, Body()] = None,
+    tenant_id: TenantQuery = None,
+) -> MessageRead:
+    """Record that a memory was used, optionally with its outcome (success or failure): the
+    counts and last_used_at it answers with rank it in search."""
+    message = await service.record_usage(
+        caller.session,
+        caller.tenant(tenant_id),
+        message_id,
+        body.outcome if body is not None else None,
+    )
     return MessageRead.model_validate(message)
 
 

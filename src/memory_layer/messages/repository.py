@@ -10,13 +10,16 @@ from datetime import datetime
 from typing import Any, cast
 
 from pgvector import Vector as VectorValue
-from sqlalchemy import Table, delete, func, literal, select, text, tuple_, update
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+from sqlalchemy import Select, Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.db.vectors import vector_array_param
+from memory_layer.kit.pagination import Keyset, SortOrder
 from memory_layer.models.message import EmbeddingStatus, Message
 from memory_layer.models.message import unexpired as live
+from memory_layer.search.plan import SearchFilters
 
 # One message through SQLAlchemy Core, built once: the ORM's INSERT ... RETURNING of the mapped
 # class (a new statement per call, then an entity loaded from the row) was the largest part of a
@@ -104,6 +107,39 @@ class NewRow:
     pii_kinds: Sequence[str] = ()
 
 
+class TimePosition(BaseModel):
+    """Where a page of messages in time order ends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    created_at: AwareDatetime
+    id: uuid.UUID
+
+
+class ImportancePosition(TimePosition):
+    """Where a page of messages in importance order ends."""
+
+    importance: float
+
+
+# GET /v1/messages orders: by (created_at, id), served by (tenant_id, created_at); by
+# (importance, created_at, id), served by (tenant_id, importance, created_at). Either direction.
+BY_TIME = {
+    order: Keyset(
+        TimePosition, {"created_at": Message.created_at, "id": Message.id}, order=order
+    )
+    for order in SortOrder
+}
+BY_IMPORTANCE = {
+    order: Keyset(
+        ImportancePosition,
+        {"importance": Message.importance, "created_at": Message.created_at, "id": Message.id},
+        order=order,
+    )
+    for order in SortOrder
+}
+
+
 class MessageRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -113,6 +149,31 @@ class MessageRepository:
             select(Message).where(Message.tenant_id == tenant_id, Message.id == message_id, live())
         )
         return result.scalar_one_or_none()
+
+    def listing(self, tenant_id: str, filters: SearchFilters) -> Select[Message]:
+        """The tenant's live messages that pass the filters (the same as search's), to page in
+        BY_TIME or BY_IMPORTANCE order."""
+        statement = select(Message).where(Message.tenant_id == tenant_id, live())
+        if not filters.include_archived:
+            statement = statement.where(Message.archived_at.is_(None))
+        for name in ("conversation_id", "user_id", "role", "kind"):
+            value = getattr(filters, name)
+            if value is not None:
+                statement = statement.where(getattr(Message, name) == value)
+        if filters.kinds is not None:
+            statement = statement.where(Message.kind.in_(filters.kinds))
+        if filters.pii_kind is not None:
+            statement = statement.where(Message.pii_kinds.contains([filters.pii_kind]))
+        if filters.importance_min is not None:
+            statement = statement.where(Message.importance >= filters.importance_min)
+        if filters.since is not None:
+            statement = statement.where(Message.created_at >= filters.since)
+        if filters.until is not None:
+            statement = statement.where(Message.created_at <= filters.until)
+        if filters.metadata is not None:
+            # jsonb @>: served by ix_messages_metadata (jsonb_path_ops) when selective.
+            statement = statement.where(Message.metadata_.contains(filters.metadata))
+        return statement
 
     async def get_for_update(self, tenant_id: str, message_id: uuid.UUID) -> Message | None:
         """The row, locked until the transaction ends, read afresh from the database."""
@@ -236,6 +297,25 @@ class MessageRepository:
         )
         return result.scalar_one()
 
+    async def record_usage(
+        self, tenant_id: str, message_id: uuid.UUID, *, success: bool, failure: bool
+    ) -> Message | None:
+        """Count one use (and its outcome) in one statement, so concurrent uses all count; the
+        message as it now is, or None when the tenant has no such live message."""
+        result = await self.session.execute(
+            update(Message)
+            .where(Message.tenant_id == tenant_id, Message.id == message_id, live())
+            .values(
+                use_count=Message.use_count + 1,
+                success_count=Message.success_count + int(success),
+                failure_count=Message.failure_count + int(failure),
+                last_used_at=func.now(),
+            )
+            .returning(Message)
+            .execution_options(populate_existing=True)
+        )
+        return result.scalar_one_or_none()
+
     async def delete(self, tenant_id: str, message_id: uuid.UUID) -> int:
         result = await self.session.execute(
             delete(Message)
@@ -243,34 +323,3 @@ class MessageRepository:
             .returning(Message.id)
         )
         return len(result.all())
-
-    async def page(
-        self,
-        tenant_id: str,
-        *,
-        user_id: str | None,
-        conversation_id: str | None,
-        kinds: Sequence[str],
-        include_archived: bool,
-        after: tuple[datetime, uuid.UUID] | None,
-        limit: int,
-    ) -> list[Message]:
-        """Live messages of the tenant, newest first, in (created_at, id) order; `kinds` empty
-        means every kind."""
-        statement = select(Message).where(Message.tenant_id == tenant_id, live())
-        if user_id is not None:
-            statement = statement.where(Message.user_id == user_id)
-        if conversation_id is not None:
-            statement = statement.where(Message.conversation_id == conversation_id)
-        if kinds:
-            statement = statement.where(Message.kind.in_(list(kinds)))
-        if not include_archived:
-            statement = statement.where(Message.archived_at.is_(None))
-        if after is not None:
-            statement = statement.where(
-                tuple_(Message.created_at, Message.id)
-                < tuple_(literal(after[0], Message.created_at.type), literal(after[1], Message.id.type))
-            )
-        statement = statement.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
-        result = await self.session.execute(statement)
-        return list(result.scalars())

@@ -9,8 +9,10 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, computed_field, model_validator
 
+from memory_layer.kit.pagination import SortOrder
 from memory_layer.kit.schemas import (
     METADATA_DESCRIPTION,
+    CursorPage,
     Identifier,
     JSONBody,
     Metadata,
@@ -18,8 +20,9 @@ from memory_layer.kit.schemas import (
     Timestamp,
     json_integer,
 )
-from memory_layer.messages.service import MetadataMode
+from memory_layer.messages.service import MessageSort, MetadataMode, UsageOutcome
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
+from memory_layer.search.schemas import SearchFilterFields
 
 
 def status_url(message_id: uuid.UUID, tenant_id: str) -> str:
@@ -106,6 +109,10 @@ class MessageRead(BaseModel):
         description="Kinds of personal data found in the content (PII mode detect or redact): "
         "email, phone, payment_card, iban, ip_address, us_ssn."
     )
+    use_count: int = Field(default=0, description="Recorded uses (POST /v1/messages/{id}/usage).")
+    success_count: int = Field(default=0, description="Uses recorded with outcome success.")
+    failure_count: int = Field(default=0, description="Uses recorded with outcome failure.")
+    last_used_at: datetime | None = Field(default=None, description="The last recorded use.")
 
     @computed_field(  # type: ignore[prop-decorator]
         description="This message's URL (with its tenant_id): poll it for the embedding status; "
@@ -188,3 +195,36 @@ class MessageBatchResponse(BaseModel):
 
     total: int
     items: list[MessageBatchResult]
+
+
+class MessageListRequest(SearchFilterFields):
+    """Which of the tenant's messages to list, across conversations (query string)."""
+
+    tenant_id: Identifier | None = Field(
+        default=None, description="Required unless the API key is bound to a tenant."
+    )
+    sort: MessageSort = Field(
+        default=MessageSort.created_at,
+        description="created_at: by time; importance: by importance, then time.",
+    )
+    order: SortOrder = Field(default=SortOrder.desc, description="desc: newest (or most important) first.")
+    limit: int = Field(default=50, ge=1, le=1000, description="Items per page.")
+    cursor: str | None = Field(
+        default=None,
+        description="`next_cursor` of the previous page, unchanged; only valid for the same tenant, "
+        "filters and order (else `400 invalid_cursor`).",
+    )
+
+
+class MessageListResponse(CursorPage[MessageRead]):
+    """One page of the tenant's messages."""
+
+
+class UsageCreate(JSONBody):
+    """One use of a memory (say, a procedure an agent followed), and how it went."""
+
+    outcome: Annotated[UsageOutcome, Strict(False)] | None = Field(
+        default=None,
+        description="success or failure; left out when the use has no verdict. Failures lower "
+        "the memory's score in search (MEMORY_SEARCH_FAILURE_PENALTY).",
+    )

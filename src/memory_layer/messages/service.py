@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.audit import service as audit
@@ -20,13 +19,23 @@ from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
 from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import Conflict, InvalidInput, NotFound
 from memory_layer.kit.observability.metrics import Metrics
-from memory_layer.kit.pagination import CursorCodec, Page, Scope, paginate
+from memory_layer.kit.pagination import (
+    CursorCodec,
+    Keyset,
+    Page,
+    PageRequest,
+    Scope,
+    ScopeValue,
+    SortOrder,
+    paginate,
+)
 from memory_layer.messages.importance import importance_for
-from memory_layer.messages.repository import MessageRepository
+from memory_layer.messages.repository import BY_IMPORTANCE, BY_TIME, MessageRepository
 from memory_layer.messages.repository import NewRow as NewRow  # for insert_rows' callers
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
 from memory_layer.pii.service import screen_all
 from memory_layer.policies.service import EffectivePolicy, check_usage, lock_usage, quota_guard
+from memory_layer.search.plan import SearchFilters
 
 # Client clocks drift; anything further ahead than this is a bug on their side, not an import.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -450,66 +459,86 @@ async def insert_rows(
     return stored
 
 
+class MessageSort(StrEnum):
+    created_at = "created_at"
+    importance = "importance"
+
+
+@dataclass(frozen=True)
+class MessageListing:
+    """Which of the tenant's messages to list, in which order, and which page."""
+
+    filters: SearchFilters = field(default_factory=SearchFilters)
+    sort: MessageSort = MessageSort.created_at
+    order: SortOrder = SortOrder.desc
+    limit: int = 50
+    cursor: str | None = None
+
+
+def _scope_value(value: object) -> ScopeValue:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    # The metadata filter: canonical JSON, so equal objects make equal scopes.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+async def list_messages(
+    session: AsyncSession, tenant_id: str, listing: MessageListing, *, cursors: CursorCodec
+) -> Page[Message]:
+    """The tenant's messages across conversations, filtered, newest first (or by importance)."""
+    scope: Scope = {
+        "tenant_id": tenant_id,
+        "listing": "messages",
+        "sort": listing.sort.value,
+        "order": listing.order.value,
+        **{
+            name: _scope_value(getattr(listing.filters, name))
+            for name in (item.name for item in fields(SearchFilters))
+        },
+    }
+    by_importance = listing.sort is MessageSort.importance
+    keysets: Mapping[SortOrder, Keyset[Any]] = BY_IMPORTANCE if by_importance else BY_TIME
+    return await paginate(
+        session,
+        MessageRepository(session).listing(tenant_id, listing.filters),
+        pagination=PageRequest(listing.limit, listing.cursor),
+        keyset=keysets[listing.order],
+        codec=cursors,
+        scope=scope,
+    )
+
+
+class UsageOutcome(StrEnum):
+    success = "success"
+    failure = "failure"
+
+
+async def record_usage(
+    session: AsyncSession, tenant_id: str, message_id: uuid.UUID, outcome: UsageOutcome | None
+) -> Message:
+    """Record that a memory was used (with its outcome, if any): its counts and last_used_at
+    change, and with them its rank in search; 404 without such a message."""
+    message = await MessageRepository(session).record_usage(
+        tenant_id,
+        message_id,
+        success=outcome is UsageOutcome.success,
+        failure=outcome is UsageOutcome.failure,
+    )
+    if message is None:
+        raise _not_found(tenant_id, message_id)
+    # The ranking changed: cached searches of the tenant must not outlive this commit.
+    note_write(session, tenant_id)
+    return message
+
+
 async def get_message(session: AsyncSession, tenant_id: str, message_id: uuid.UUID) -> Message:
     """One message of the tenant, or 404."""
     message = await MessageRepository(session).get(tenant_id, message_id)
     if message is None:
         raise _not_found(tenant_id, message_id)
     return message
-
-
-@dataclass(frozen=True)
-class MessageQuery:
-    """Which of the tenant's messages to list (newest first), and which page."""
-
-    user_id: str | None = None
-    conversation_id: str | None = None
-    kinds: tuple[Kind, ...] = ()
-    include_archived: bool = False
-    limit: int = 50
-    cursor: str | None = None
-
-
-class MessagePosition(BaseModel):
-    """Where a page of a message listing ends."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    created_at: AwareDatetime
-    id: uuid.UUID
-
-
-async def list_messages(
-    session: AsyncSession, tenant_id: str, query: MessageQuery, *, cursors: CursorCodec
-) -> Page[Message]:
-    """The tenant's live messages, newest first, filtered by user, conversation and kinds (a
-    user's facts and preferences, say), a page at a time."""
-    kinds = sorted({kind.value for kind in query.kinds})
-    scope: Scope = {
-        "tenant_id": tenant_id,
-        "listing": "messages",
-        "user_id": query.user_id,
-        "conversation_id": query.conversation_id,
-        "kinds": ",".join(kinds),
-        "include_archived": query.include_archived,
-    }
-    position = cursors.decode(query.cursor, scope, MessagePosition) if query.cursor else None
-    rows = await MessageRepository(session).page(
-        tenant_id,
-        user_id=query.user_id,
-        conversation_id=query.conversation_id,
-        kinds=kinds,
-        include_archived=query.include_archived,
-        after=(position.created_at, position.id) if position else None,
-        limit=query.limit + 1,
-    )
-    return paginate(
-        rows,
-        query.limit,
-        codec=cursors,
-        scope=scope,
-        position_of=lambda message: MessagePosition(created_at=message.created_at, id=message.id),
-    )
 
 
 def _not_found(tenant_id: str, message_id: uuid.UUID) -> NotFound:

@@ -3,6 +3,7 @@
 from memory_layer.models.api_key import ApiKey, KeyScope
 from memory_layer.models.audit import AuditAction, AuditEvent
 from memory_layer.models.base import Base
+from memory_layer.models.conversation import Conversation
 from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.erasure import Erasure
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
@@ -13,6 +14,7 @@ __all__ = [
     "AuditAction",
     "AuditEvent",
     "Base",
+    "Conversation",
     "ConversationState",
     "EmbeddingStatus",
     "Erasure",

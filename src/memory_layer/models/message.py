@@ -96,6 +96,16 @@ class Message(Base):
             "tenant_id",
             postgresql_where=text("embedding_status = 'failed'"),
         ),
+        # GET /v1/messages?metadata=... (and search's metadata filter): containment (@>) through
+        # the index instead of a scan of the tenant's rows.
+        Index(
+            "ix_messages_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
+        # GET /v1/messages?sort=importance pages the tenant's rows in this order.
+        Index("ix_messages_tenant_importance", "tenant_id", "importance", "created_at"),
         # 16 partitions, messages_p00 … messages_p15 (migration 0008): a tenant's rows and its
         # own HNSW graph share a partition with about a sixteenth of the other tenants.
         {"postgresql_partition_by": "HASH (tenant_id)"},
@@ -137,6 +147,12 @@ class Message(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The kinds of personal data found in the content (PII mode detect or redact), e.g. {email}.
     pii_kinds: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    # Usage feedback (POST /v1/messages/{id}/usage): how often the memory was used, with which
+    # outcome, and when last; search ranks repeated failures lower and counts recency from use.
+    use_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    success_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    failure_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     content_tsv: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed("to_tsvector('english'::regconfig, content)", persisted=True),

@@ -3,7 +3,10 @@
     "What did Maya start doing in February 2025?"  -> period [2025-02-01, 2025-03-01), words
                                                       {"what", "did", "maya", ...}
 
+    "On May 4th, what did you recommend?"            -> day (5, 4): the 4th of May of any year
+
 The search adds MEMORY_SEARCH_TIME_BOOST to the relevance of messages written in the named period
+(or on the named day of any year)
 and MEMORY_SEARCH_SPEAKER_BOOST to messages whose user_id is one of the query's words (a speaker
 named in the question); docs/evaluation.md has the measurements behind both.
 """
@@ -30,6 +33,17 @@ _MONTH_YEAR = re.compile(
     r"(?:st|nd|rd|th)?,?\s+)?(?P<year>(?:19|20)\d{2})\b",
     re.IGNORECASE,
 )
+# A day named without its year: "May 4th", "on April 27", "4 May", "the 2nd of May". Not followed
+# by a year (that is _MONTH_YEAR's) nor part of a time ("5:30 May"); "may" and "march", which are
+# also verbs, count only as "May"/"March" or with an ordinal ("may 4th").
+_MONTH_NAMES = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_DAY_MONTH = re.compile(
+    rf"\b(?:(?P<month1>{_MONTH_NAMES})\.?\s+(?:the\s+)?(?P<day1>\d{{1,2}})(?P<ord1>st|nd|rd|th)?"
+    rf"|(?<![\d:.])(?P<day2>\d{{1,2}})(?P<ord2>st|nd|rd|th)?\s+(?:of\s+)?(?P<month2>{_MONTH_NAMES}))\b"
+    r"(?!,?\s*(?:19|20)\d{2}\b)(?![:.]\d)",
+    re.IGNORECASE,
+)
+_VERB_MONTHS = {"may", "march"}
 _ISO = re.compile(r"\b(?P<year>(?:19|20)\d{2})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?\b")
 _WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
 _POSSESSIVE = re.compile(r"'s$")
@@ -68,6 +82,26 @@ def named_period(query: str) -> Period | None:
         if period is not None:
             found.append(period)
     return found[0] if len(set(found)) == 1 else None
+
+
+def named_day(query: str) -> tuple[int, int] | None:
+    """The (month, day) the query names without a year ("On May 4th, ..."), if exactly one and no
+    period with its year is named: a chat's "on May 4th" means that day of whichever year."""
+    if named_period(query) is not None:
+        return None
+    found: set[tuple[int, int]] = set()
+    for match in _DAY_MONTH.finditer(query):
+        name = match["month1"] or match["month2"]
+        if name in _VERB_MONTHS and not (match["ord1"] or match["ord2"]):
+            continue  # lower-case "may 2": the verb, as likely as the month
+        month = _MONTHS[name.lower()]
+        day = int(match["day1"] or match["day2"])
+        try:
+            datetime(2000, month, day)  # a leap year: 29 February is a day
+        except ValueError:
+            continue
+        found.add((month, day))
+    return found.pop() if len(found) == 1 else None
 
 
 def query_words(query: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -22,6 +23,8 @@ from memory_layer.search import service
 from memory_layer.search.plan import ScoredRow
 from memory_layer.search.schemas import (
     Explanation,
+    RelatedRequest,
+    RelatedResponse,
     ScoreParts,
     SearchBody,
     SearchItem,
@@ -30,6 +33,8 @@ from memory_layer.search.schemas import (
 )
 
 router = APIRouter(prefix="/v1/memory", tags=["search"])
+# Searches that start from a stored message rather than a query.
+messages_router = APIRouter(prefix="/v1/messages", tags=["search"])
 
 ERRORS = error_responses(401, 403, 422, 503)
 
@@ -62,7 +67,12 @@ def _to_item(row: ScoredRow) -> SearchItem:
             importance=row.importance,
             recency=row.recency,
             mmr_rank=row.mmr_rank,
+            feedback=row.feedback,
         ),
+        use_count=row.use_count,
+        success_count=row.success_count,
+        failure_count=row.failure_count,
+        last_used_at=row.last_used_at,
     )
 
 
@@ -107,6 +117,24 @@ class Searcher:
         )
 
 
+    async def related(self, message_id: uuid.UUID, body: RelatedRequest) -> RelatedResponse:
+        tenant_id = resolve_tenant(self.principal, body.tenant_id)
+        rows = await service.related_messages(
+            self.session,
+            tenant_id,
+            message_id,
+            top_k=body.top_k,
+            filters=body.filters(),
+            settings=self.settings,
+            embedder=self.embedder,
+            tenant_sizes=self.tenant_sizes,
+        )
+        items = [_to_item(row) for row in rows]
+        return RelatedResponse(
+            total=len(items), items=items, embedding_model=self.embedder.model_name
+        )
+
+
 async def get_searcher(
     request: Request, session: ReadSessionDep, principal: PrincipalDep
 ) -> Searcher:
@@ -120,7 +148,7 @@ async def get_searcher(
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
 
 
-def _json(result: SearchResponse) -> Response:
+def _json(result: SearchResponse | RelatedResponse) -> Response:
     # The response is built from typed rows by this module: pydantic's own JSON encoder writes it
     # in one pass (about 4x faster than FastAPI re-validating it against response_model, turning it
     # into dicts and then into JSON). response_model still documents it.
@@ -137,3 +165,17 @@ async def search_memory(body: Annotated[SearchRequest, Query()], search: Searche
 async def search_memory_with_body(body: SearchBody, search: SearcherDep) -> Response:
     """The same search with a JSON body, so the query text stays out of access logs."""
     return _json(await search(body))
+
+
+@messages_router.get(
+    "/{message_id}/related",
+    response_model=RelatedResponse,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+    dependencies=[READ],
+)
+async def list_related_messages(
+    message_id: uuid.UUID, query: Annotated[RelatedRequest, Query()], search: SearcherDep
+) -> Response:
+    """The messages nearest in meaning to a stored one (its own vector; the filters and scoring
+    of search), itself left out; 409 `embedding_not_ready` until it has its vector."""
+    return _json(await search.related(message_id, query))

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from memory_layer.config import SearchFusion
+from memory_layer.config import KeywordScoring, SearchFusion
 from memory_layer.search.cues import Period
 
 if TYPE_CHECKING:
@@ -69,9 +69,12 @@ class SearchPlan:
     # Query cues (search/cues.py): a bonus to the relevance of messages written in the period the
     # query names, and of messages whose user_id is one of the query's words.
     period: Period | None = None
+    # A day named without its year ("on May 4th"): (month, day), matched in any year.
+    day: tuple[int, int] | None = None
     time_boost: float = 0.0
     words: tuple[str, ...] = ()
     speaker_boost: float = 0.0
+    keyword_scoring: KeywordScoring = KeywordScoring.cover_density
 
     def __post_init__(self) -> None:
         if (self.query_vector is None) != (self.mode is SearchMode.keyword):
@@ -111,3 +114,9 @@ class ScoredRow:
     mmr_rank: int | None = None
     # When the message expires (its TTL): a cached result holding it must not outlive it.
     expires_at: datetime | None = None
+    # Usage feedback (POST /v1/messages/{id}/usage) and the factor it puts on the score.
+    use_count: int = 0
+    success_count: int = 0
+    failure_count: int = 0
+    last_used_at: datetime | None = None
+    feedback: float = 1.0

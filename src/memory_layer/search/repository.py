@@ -8,13 +8,20 @@ from functools import lru_cache
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import Float, TextClause, TextualSelect, text
+from sqlalchemy import Float, String, TextClause, TextualSelect, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memory_layer.config import KeywordScoring
 from memory_layer.kit.db.vectors import vector_param
 from memory_layer.models.message import UNEXPIRED_SQL, EmbeddingStatus
 from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
-from memory_layer.search.scoring import RECENCY_SQL, SCORED_SQL, relevance_sql
+from memory_layer.search.scoring import (
+    FEEDBACK_SQL,
+    FRESH_SINCE_SQL,
+    RECENCY_SQL,
+    SCORED_SQL,
+    relevance_sql,
+)
 
 READY = f"'{EmbeddingStatus.ready.value}'"
 
@@ -75,6 +82,71 @@ keyword_hits AS (
     ) matched
 )"""
 
+# BM25 over the tenant's rows, inside PostgreSQL (MEMORY_SEARCH_KEYWORD_SCORING=bm25):
+#   idf(t)  = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))  over the rows the search may return (the
+#             tenant's, within the filters), each count stopping at :stat_cap rows so a huge tenant
+#             costs no more than a few index scans
+#   tf(t,d) = occurrences of the lexeme in the message (positions in its tsvector), saturated:
+#             tf (k1 + 1) / (tf + k1 (1 - b + b |d| / avgdl)), |d| its distinct lexemes, avgdl
+#             their mean over the matching rows
+#   bm25    = sum over query lexemes of idf(t) tf-part / sum of idf(t) (k1 + 1)
+# so a message holding every query lexeme many times scores near 1, and a word every message
+# shares ("say", a speaker's name in a two-person chat) weighs almost nothing beside a rare one.
+# The keyword score is half that and half "every query term matched" (websearch semantics, as
+# with cover density): without that half a look-alike code with a closer vector beat the exact
+# one in hybrid search.
+# The query's lexemes are to_tsvector('english', query)'s: stemmed as the stored column is, stop
+# words ("what", "when", "did") gone.
+BM25_K1 = 1.2
+BM25_B = 0.75
+BM25_STAT_CAP = 10_000
+KEYWORD_TERMS = """
+keyword_scope AS (
+    SELECT count(*)::float8 AS docs FROM (
+        SELECT 1 FROM {table} WHERE tenant_id = :tenant_id{filters} LIMIT :stat_cap
+    ) scope
+), keyword_terms AS (
+    SELECT q.lexeme,
+           ln(1.0 + (greatest(s.docs, d.df) - d.df + 0.5) / (d.df + 0.5)) AS idf
+    FROM unnest(to_tsvector('english', :query_text)) AS q(lexeme, positions, weights)
+    CROSS JOIN keyword_scope s
+    CROSS JOIN LATERAL (
+        SELECT count(*)::float8 AS df FROM (
+            SELECT 1 FROM {table}
+            WHERE tenant_id = :tenant_id
+              AND content_tsv @@ to_tsquery('simple', quote_literal(q.lexeme)){filters}
+            LIMIT :stat_cap
+        ) having_it
+    ) d
+)"""
+
+BM25_KEYWORD_HITS = """
+keyword_hits AS (
+    SELECT tenant_id, id, keyword_score,
+           row_number() OVER (ORDER BY keyword_score DESC, id) AS keyword_rank
+    FROM (
+        SELECT tenant_id, id,
+               (sum(idf * tf * (:bm25_k1 + 1.0)
+                    / (tf + :bm25_k1 * (1.0 - :bm25_b + :bm25_b * doc_length / avg_length)))
+                  / (SELECT greatest(sum(idf), 1e-9) * (:bm25_k1 + 1.0) FROM keyword_terms)
+                + CASE WHEN bool_or(has_all) THEN 1.0 ELSE 0.0 END) / 2.0 AS keyword_score
+        FROM (
+            SELECT m.tenant_id, m.id, t.idf,
+                   coalesce(cardinality(d.positions), 1)::float8 AS tf,
+                   length(m.content_tsv)::float8 AS doc_length,
+                   avg(length(m.content_tsv)::float8) OVER () AS avg_length,
+                   m.content_tsv @@ websearch_to_tsquery('english', :query_text) AS has_all
+            FROM {table} m
+            CROSS JOIN LATERAL unnest(m.content_tsv) AS d(lexeme, positions, weights)
+            JOIN keyword_terms t ON t.lexeme = d.lexeme
+            WHERE m.tenant_id = :tenant_id
+              AND m.content_tsv @@ {tsquery}{filters}
+        ) matched_terms
+        GROUP BY tenant_id, id
+        ORDER BY keyword_score DESC
+        LIMIT :candidate_pool
+    ) matched
+)"""
 # A keyword-only hit's similarity is computed from its stored vector (a few dozen rows at most),
 # so every hit that has a vector of the current model explains itself fully.
 SIMILARITY_FROM_VECTORS = f"""CASE WHEN f.distance IS NOT NULL THEN greatest(0.0, 1.0 - f.distance)
@@ -95,9 +167,10 @@ fused AS (
 ), hits AS (
     SELECT m.id, m.conversation_id, m.user_id, m.role, m.kind, m.content, m.metadata, m.importance,
            m.created_at, m.expires_at, m.embedding_status,{embedding}
+           m.use_count, m.success_count, m.failure_count, m.last_used_at,
            f.vector_rank, {similarity} AS similarity,
            f.keyword_rank, f.keyword_score, f.fused,
-           {recency} AS recency
+           {recency} AS recency, {feedback} AS feedback
     FROM fused f
     JOIN {table} m ON m.tenant_id = f.tenant_id AND m.id = f.id
 ), signals AS (
@@ -158,6 +231,10 @@ def _filter_sql(filters: SearchFilters) -> tuple[str, dict[str, Any]]:
 # Bonuses from the query's cues (search/cues.py), added to the mode's relevance and capped at 1;
 # only spliced in when the plan has them, so a plain search's statement does not change.
 TIME_CUE = "CASE WHEN created_at >= :cue_since AND created_at < :cue_until THEN :time_boost ELSE 0.0 END"
+DAY_CUE = (
+    "CASE WHEN extract(month FROM created_at) = :cue_month AND extract(day FROM created_at) = :cue_day"
+    " THEN :time_boost ELSE 0.0 END"
+)
 SPEAKER_CUE = "CASE WHEN lower(user_id) = ANY(CAST(:cue_words AS text[])) THEN :speaker_boost ELSE 0.0 END"
 
 
@@ -168,6 +245,9 @@ def _relevance_with_cues(plan: SearchPlan, params: dict[str, Any]) -> str:
         cues.append(TIME_CUE)
         params.update(cue_since=plan.period.since, cue_until=plan.period.until,
                       time_boost=plan.time_boost)
+    elif plan.day is not None and plan.time_boost > 0:
+        cues.append(DAY_CUE)
+        params.update(cue_month=plan.day[0], cue_day=plan.day[1], time_boost=plan.time_boost)
     if plan.words and plan.speaker_boost > 0:
         cues.append(SPEAKER_CUE)
         params.update(cue_words=list(plan.words), speaker_boost=plan.speaker_boost)
@@ -197,6 +277,16 @@ def _typed(statement: TextClause, with_embedding: bool) -> TextualSelect:
     return statement.columns(**columns)
 
 
+def _keyword_hits(plan: SearchPlan, where: str) -> str:
+    if plan.mode is SearchMode.vector:
+        return NO_KEYWORD_HITS
+    tsquery = WEBSEARCH_TSQUERY if plan.strict_keywords else ANY_TERM_TSQUERY
+    if plan.keyword_scoring is KeywordScoring.cover_density:
+        return KEYWORD_HITS.format(filters=where, tsquery=tsquery, table=plan.table)
+    return (KEYWORD_TERMS.format(filters=where, table=plan.table) + ","
+            + BM25_KEYWORD_HITS.format(filters=where, tsquery=tsquery, table=plan.table))
+
+
 def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
     """The search statement for one plan, and every parameter it binds."""
     where, params = _filter_sql(plan.filters)
@@ -206,14 +296,15 @@ def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
             filters=where, vector_order=EXACT_ORDER if plan.exact else INDEX_ORDER,
             table=plan.table,
         ),
-        keyword_hits=(KEYWORD_HITS if plan.mode is not SearchMode.vector else NO_KEYWORD_HITS).format(
-            filters=where, tsquery=WEBSEARCH_TSQUERY if plan.strict_keywords else ANY_TERM_TSQUERY,
-            table=plan.table,
-        ),
+        keyword_hits=_keyword_hits(plan, where),
         table=plan.table,
         relevance=_relevance_with_cues(plan, params),
         similarity=SIMILARITY_FROM_VECTORS if uses_vectors else NO_SIMILARITY,
-        recency=RECENCY_SQL.format(created_at="m.created_at", kind="m.kind"),
+        recency=RECENCY_SQL.format(
+            created_at=FRESH_SINCE_SQL.format(created_at="m.created_at", last_used_at="m.last_used_at"),
+            kind="m.kind",
+        ),
+        feedback=FEEDBACK_SQL.format(successes="m.success_count", failures="m.failure_count"),
         scored=SCORED_SQL.format(source="signals"),
         embedding="\n           m.embedding," if plan.with_embedding else "",
         min_score="\nWHERE score >= :min_score" if plan.min_score is not None else "",
@@ -231,6 +322,8 @@ def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
         params.update(query_vector=plan.query_vector, model=plan.model)
     if plan.mode is not SearchMode.vector:
         params["query_text"] = plan.query_text
+        if plan.keyword_scoring is not KeywordScoring.cover_density:
+            params.update(stat_cap=BM25_STAT_CAP, bm25_k1=BM25_K1, bm25_b=BM25_B)
     if plan.min_score is not None:
         params["min_score"] = plan.min_score
     return statement, params
@@ -239,7 +332,7 @@ def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
 # Read as Python floats: numeric arithmetic (1.0 / (rrf_k + rank), and what is computed from it)
 # would otherwise come back as Decimal.
 SCORE_COLUMNS = (
-    "importance", "similarity", "keyword_score", "fused", "relevance", "recency",
+    "importance", "similarity", "keyword_score", "fused", "relevance", "recency", "feedback",
     "part_relevance", "part_importance", "part_recency", "score",
 )
 
@@ -251,7 +344,7 @@ SELECT q.id AS question_id, a.*
 FROM {table} q
 CROSS JOIN LATERAL (
     SELECT id, conversation_id, user_id, role, kind, content, metadata, importance, created_at,
-           expires_at, embedding_status
+           expires_at, embedding_status, use_count, success_count, failure_count, last_used_at
     FROM {table}
     WHERE tenant_id = q.tenant_id
       AND conversation_id = q.conversation_id
@@ -300,6 +393,26 @@ class SearchRepository:
         )
         return {row.question_id: {k: v for k, v in row._mapping.items() if k != "question_id"}
                 for row in result}
+
+    async def stored_vector(
+        self, tenant_id: str, message_id: uuid.UUID
+    ) -> tuple[str, str | None, list[float] | None] | None:
+        """A live message's embedding status, model and vector; None when there is no such
+        message (or it has expired)."""
+        result = await self.session.execute(
+            text(
+                "SELECT embedding_status, embedding_model, embedding FROM messages "
+                f"WHERE tenant_id = :tenant_id AND id = :id AND {UNEXPIRED_SQL}"
+            ).columns(embedding_status=String(), embedding_model=String(), embedding=Vector()),
+            {"tenant_id": tenant_id, "id": message_id},
+        )
+        row = result.one_or_none()
+        if row is None:
+            return None
+        vector = row.embedding
+        return row.embedding_status, row.embedding_model, (
+            [float(x) for x in vector] if vector is not None else None
+        )
 
     async def tenant_size(self, tenant_id: str, cap: int) -> int:
         """The tenant's message count, counted no further than `cap` + 1 (cheap for big tenants)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
@@ -32,21 +32,11 @@ from memory_layer.models.policy import PiiKind
 from memory_layer.search.plan import SearchFilters, SearchMode
 
 
-class SearchRequest(BaseModel):
-    """What to look for, and where (query string for GET, JSON body for POST)."""
+class SearchFilterFields(BaseModel):
+    """Which messages qualify: the filters of search, shared by the listings that take them."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tenant_id: Identifier | None = Field(
-        default=None, description="Required unless the API key is bound to a tenant."
-    )
-    query: NonBlankText = Field(min_length=1, max_length=4096)
-    top_k: int = Field(default=5, ge=1, le=100)
-    mode: Annotated[SearchMode, Strict(False)] = Field(
-        default=SearchMode.hybrid,
-        description="hybrid: vector and keyword candidates fused (MEMORY_SEARCH_FUSION); vector: "
-        "embeddings only; keyword: full text only (no model call, finds pending messages).",
-    )
     conversation_id: Identifier | None = None
     user_id: Identifier | None = None
     role: Annotated[Role, Strict(False)] | None = None
@@ -59,8 +49,8 @@ class SearchRequest(BaseModel):
         "mode detect or redact).",
     )
     importance_min: float | None = Field(default=None, ge=0.0, le=1.0)
-    since: Timestamp | None = None
-    until: Timestamp | None = None
+    since: Timestamp | None = Field(default=None, description="Only messages written at or after this time.")
+    until: Timestamp | None = Field(default=None, description="Only messages written at or before this time.")
     # In a query string an object is JSON text (not spread over parameters, as OpenAPI's default
     # form style would): documented as a string here, as an object in SearchBody.
     metadata: Annotated[
@@ -70,19 +60,9 @@ class SearchRequest(BaseModel):
     ] = Field(
         default=None,
         description="Only messages whose metadata contains this JSON object (PostgreSQL @>), "
-        "given as JSON text. No NUL (\\u0000) in any key or string.",
+        'given as JSON text, e.g. `{"tags":["travel"]}`. No NUL (\\u0000) in any key or string.',
     )
-    include_archived: bool = Field(default=False, description="Also search archived messages.")
-    min_score: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="Drop hits whose final score is lower."
-    )
-    diversity: float = Field(
-        default=0.0,
-        ge=0.0,
-        le=1.0,
-        description="0 keeps the score order; up to 1 trades score for variety (maximal "
-        "marginal relevance over the candidates' embeddings).",
-    )
+    include_archived: bool = Field(default=False, description="Also include archived messages.")
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -99,7 +79,7 @@ class SearchRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _window(self) -> SearchRequest:
+    def _window(self) -> Self:
         if self.since is not None and self.until is not None and self.since > self.until:
             raise ValueError("since must not be after until")
         return self
@@ -117,6 +97,33 @@ class SearchRequest(BaseModel):
             metadata=self.metadata,
             include_archived=self.include_archived,
         )
+
+
+class SearchRequest(SearchFilterFields):
+    """What to look for, and where (query string for GET, JSON body for POST)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: Identifier | None = Field(
+        default=None, description="Required unless the API key is bound to a tenant."
+    )
+    query: NonBlankText = Field(min_length=1, max_length=4096)
+    top_k: int = Field(default=5, ge=1, le=100)
+    mode: Annotated[SearchMode, Strict(False)] = Field(
+        default=SearchMode.hybrid,
+        description="hybrid: vector and keyword candidates fused (MEMORY_SEARCH_FUSION); vector: "
+        "embeddings only; keyword: full text only (no model call, finds pending messages).",
+    )
+    min_score: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Drop hits whose final score is lower."
+    )
+    diversity: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="0 keeps the score order; up to 1 trades score for variety (maximal "
+        "marginal relevance over the candidates' embeddings).",
+    )
 
 
 class SearchBody(SearchRequest, JSONBody):
@@ -151,7 +158,10 @@ class Explanation(BaseModel):
     similarity: float | None = Field(description="Cosine similarity to the query; null when the "
                                      "message has no vector of the current model yet.")
     keyword_rank: int | None = Field(description="Rank among the full-text matches, from 1.")
-    keyword_score: float | None = Field(description="Full-text score in [0, 1): half cover "
+    keyword_score: float | None = Field(description="Full-text score in [0, 1]: by "
+                                        "MEMORY_SEARCH_KEYWORD_SCORING, BM25 over the rows "
+                                        "searched (sum over query terms of idf x saturated term "
+                                        "frequency, over its maximum; the default), or half cover "
                                         "density ts_rank_cd / (1 + ts_rank_cd), half whether every "
                                         "query term matched.")
     fused_score: float = Field(description="Reciprocal rank fusion: sum of 1 / (k + rank).")
@@ -163,6 +173,9 @@ class Explanation(BaseModel):
     recency: float
     mmr_rank: int | None = Field(default=None, description="Position chosen by diversity "
                                  "re-ranking, when `diversity` > 0.")
+    feedback: float = Field(default=1.0, description="The factor usage outcomes put on every part "
+                            "of the score: 1 - MEMORY_SEARCH_FAILURE_PENALTY * failures / "
+                            "(successes + failures + 2); 1 without failures.")
 
 
 class SearchItem(BaseModel):
@@ -185,10 +198,19 @@ class SearchItem(BaseModel):
     importance: float
     recency: float = Field(
         description="0.5 ** (age / half-life of the message's kind), in [0, 1] "
-        "(MEMORY_KIND_HALF_LIFE_HOURS, else MEMORY_RECENCY_HALF_LIFE_HOURS)."
+        "(MEMORY_KIND_HALF_LIFE_HOURS, else MEMORY_RECENCY_HALF_LIFE_HOURS); the age counts "
+        "from the last use when later (MEMORY_RECENCY_FROM_LAST_USE)."
     )
     score_parts: ScoreParts
     explanation: Explanation
+    use_count: int = Field(default=0, description="Recorded uses (POST /v1/messages/{id}/usage).")
+    success_count: int = Field(default=0, description="Uses recorded with outcome success.")
+    failure_count: int = Field(default=0, description="Uses recorded with outcome failure.")
+    last_used_at: datetime | None = Field(
+        default=None,
+        description="The last recorded use; recency counts from it when it is later than "
+        "created_at (MEMORY_RECENCY_FROM_LAST_USE).",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -202,4 +224,21 @@ class SearchResponse(BaseModel):
         description="Set when hybrid search fell back to keyword only (the embedding provider "
         "failed); the reason.",
     )
+    embedding_model: str
+
+
+class RelatedRequest(SearchFilterFields):
+    """How many related messages, and which may be (query string): the filters of search."""
+
+    tenant_id: Identifier | None = Field(
+        default=None, description="Required unless the API key is bound to a tenant."
+    )
+    top_k: int = Field(default=5, ge=1, le=100)
+
+
+class RelatedResponse(BaseModel):
+    """The messages nearest to a stored one, best first, the message itself left out."""
+
+    total: int
+    items: list[SearchItem]
     embedding_model: str

@@ -2,9 +2,12 @@
 
     relevance  = per mode, in [0, 1] (RELEVANCE below)
     recency    = 0.5 ** (age_hours / half_life_hours(kind))
+    age_hours  = hours since the later of created_at and last_used_at (MEMORY_RECENCY_FROM_LAST_USE;
+                 else since created_at)
     half_life_hours(kind) = MEMORY_KIND_HALF_LIFE_HOURS[kind], else MEMORY_RECENCY_HALF_LIFE_HOURS
-    part_x     = w_x * x / (w_relevance + w_importance + w_recency)   for x in relevance,
-                                                                      importance, recency
+    feedback   = 1 - MEMORY_SEARCH_FAILURE_PENALTY * failures / (successes + failures + 2)
+    part_x     = feedback * w_x * x / (w_relevance + w_importance + w_recency)
+                                               for x in relevance, importance, recency
     score      = part_relevance + part_importance + part_recency
 
 so every score lies in [0, 1] and the parts returned with each hit add up to it. The SQL computes
@@ -31,6 +34,9 @@ class ScoreWeights:
     # Kinds that age at their own pace (a fact stays true for months, chit-chat does not);
     # the others use half_life_hours.
     kind_half_life_hours: Mapping[str, float] = field(default_factory=dict)
+    # Usage feedback: recency from the last use; the share of the score failures take away.
+    recency_from_last_use: bool = False
+    failure_penalty: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoreWeights:
@@ -42,6 +48,8 @@ class ScoreWeights:
             kind_half_life_hours={
                 kind.value: hours for kind, hours in settings.kind_half_life_hours.items()
             },
+            recency_from_last_use=settings.recency_from_last_use,
+            failure_penalty=settings.search_failure_penalty,
         )
 
     def half_life_for(self, kind: str) -> float:
@@ -53,13 +61,15 @@ class ScoreWeights:
         return total if total > 0 else 1.0
 
     def params(self) -> dict[str, Any]:
-        """The bind parameters SCORED_SQL and RECENCY_SQL read."""
+        """The bind parameters SCORED_SQL, RECENCY_SQL, FRESH_SINCE_SQL and FEEDBACK_SQL read."""
         return {
             "half_life_hours": self.half_life_hours,
             **{f"half_life_{kind.value}": self.half_life_for(kind.value) for kind in Kind},
             "w_relevance": self.relevance / self.total,
             "w_importance": self.importance / self.total,
             "w_recency": self.recency / self.total,
+            "recency_from_last_use": self.recency_from_last_use,
+            "failure_penalty": self.failure_penalty,
         }
 
 
@@ -104,17 +114,31 @@ RECENCY_SQL = (
     f"/ ({HALF_LIFE_SQL})))"
 )
 
-# Over rows that have `relevance`, `importance` and `recency` columns. A stored importance below
+# The time recency counts from: the later of a memory's creation and its last use, when
+# MEMORY_RECENCY_FROM_LAST_USE (greatest() skips the NULL of a memory never used).
+FRESH_SINCE_SQL = (
+    "greatest({created_at}, CASE WHEN CAST(:recency_from_last_use AS boolean) "
+    "THEN {last_used_at} END)"
+)
+
+# How far failures pull a memory down, in (0, 1]: 1 without failures; a prior of one success and
+# one failure keeps a single failed use from halving a memory that has barely been tried.
+FEEDBACK_SQL = (
+    "(1.0 - CAST(:failure_penalty AS float8) * ({failures}) "
+    "/ (({successes}) + ({failures}) + 2.0))"
+)
+
+# Over rows that have `relevance`, `importance`, `recency` and `feedback` columns. A stored importance below
 # 1e-300 (a client may send 5e-324) counts as 0: PostgreSQL raises an underflow error on a product
 # that rounds to zero (5e-324 * 0.2).
 SCORED_SQL = """
     SELECT *, part_relevance + part_importance + part_recency AS score
     FROM (
         SELECT *,
-               CAST(:w_relevance AS float8) * relevance AS part_relevance,
-               CAST(:w_importance AS float8)
+               feedback * CAST(:w_relevance AS float8) * relevance AS part_relevance,
+               feedback * CAST(:w_importance AS float8)
                  * CASE WHEN importance < 1e-300 THEN 0.0 ELSE CAST(importance AS float8) END
                  AS part_importance,
-               CAST(:w_recency AS float8) * recency AS part_recency
+               feedback * CAST(:w_recency AS float8) * recency AS part_recency
         FROM {source}
     ) parts"""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -16,10 +17,11 @@ from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import call_provider
 from memory_layer.kit.cache import SearchCache, TenantSizes, digest
-from memory_layer.kit.errors import ServiceUnavailable
+from memory_layer.kit.errors import DomainError, NotFound, ServiceUnavailable
 from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.models.message import EmbeddingStatus
 from memory_layer.search.answers import expand_answers, questions_among
-from memory_layer.search.cues import named_period, query_words
+from memory_layer.search.cues import named_day, named_period, query_words
 from memory_layer.search.diversity import mmr_order
 from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
 from memory_layer.search.repository import SearchRepository
@@ -77,6 +79,7 @@ def _request_key(query: SearchQuery, settings: Settings, embedder: EmbeddingProv
         settings.search_keyword_weight,
         settings.search_rrf_k,
         settings.search_candidate_multiplier,
+        settings.search_keyword_scoring,
     )
 
 
@@ -156,6 +159,22 @@ def search_exactly(rows: int, partition_rows: int, settings: Settings) -> bool:
     return rows < settings.search_exact_min_share * partition_rows
 
 
+async def _extent(
+    repository: SearchRepository,
+    tenant_id: str,
+    settings: Settings,
+    tenant_sizes: TenantSizes | None,
+) -> TenantExtent:
+    """The tenant's extent, from the app's minute-long cache when it holds it."""
+    cached = tenant_sizes.get(tenant_id) if tenant_sizes is not None else None
+    if cached is not None:
+        return TenantExtent(*cached)
+    extent = await tenant_extent(repository, tenant_id, settings)
+    if tenant_sizes is not None:
+        tenant_sizes[tenant_id] = extent
+    return extent
+
+
 async def _search(
     session: AsyncSession,
     tenant_id: str,
@@ -168,12 +187,7 @@ async def _search(
     # The model first, then the database: no connection waits in a transaction on the provider.
     vector, mode, degraded = await _query_vector(query, embedder, metrics)
     repository = SearchRepository(session)
-    cached = tenant_sizes.get(tenant_id) if tenant_sizes is not None else None
-    extent = TenantExtent(*cached) if cached is not None else None
-    if extent is None:
-        extent = await tenant_extent(repository, tenant_id, settings)
-        if tenant_sizes is not None:
-            tenant_sizes[tenant_id] = extent
+    extent = await _extent(repository, tenant_id, settings, tenant_sizes)
     exact = (
         mode is not SearchMode.keyword
         and settings.search_exact_max_rows > 0
@@ -200,9 +214,11 @@ async def _search(
         exact=exact,
         table=extent.table,
         period=named_period(query.text) if settings.search_time_boost > 0 else None,
+        day=named_day(query.text) if settings.search_time_boost > 0 else None,
         time_boost=settings.search_time_boost,
         words=tuple(query_words(query.text)) if settings.search_speaker_boost > 0 else (),
         speaker_boost=settings.search_speaker_boost,
+        keyword_scoring=settings.search_keyword_scoring,
     )
     rows = await repository.search(plan)
     if diversify:
@@ -219,3 +235,56 @@ async def _search(
         )
         rows = expand_answers(rows, answers, query.top_k)
     return SearchOutcome(rows=rows, mode=mode, degraded=degraded)
+
+
+class EmbeddingNotReady(DomainError):
+    status_code = 409
+    code = "embedding_not_ready"
+
+
+async def related_messages(
+    session: AsyncSession,
+    tenant_id: str,
+    message_id: uuid.UUID,
+    *,
+    top_k: int,
+    filters: SearchFilters,
+    settings: Settings,
+    embedder: EmbeddingProvider,
+    tenant_sizes: TenantSizes | None = None,
+) -> list[ScoredRow]:
+    """The messages nearest to a stored one: a vector search whose query is the message's own
+    vector (same tenant, same filters and scoring as search), the message itself left out. 404
+    without such a message; 409 `embedding_not_ready` while it has no vector of the current model."""
+    repository = SearchRepository(session)
+    stored = await repository.stored_vector(tenant_id, message_id)
+    if stored is None:
+        raise NotFound(f"no message {message_id} in tenant {tenant_id!r}", code="message_not_found")
+    status, model, vector = stored
+    if status != EmbeddingStatus.ready.value or model != embedder.model_name or vector is None:
+        raise EmbeddingNotReady(
+            {"message": f"message {message_id} has no vector of {embedder.model_name} yet "
+                        f"(embedding_status {status}); retry once it is ready",
+             "embedding_status": status}
+        )
+    extent = await _extent(repository, tenant_id, settings, tenant_sizes)
+    limit = top_k + 1  # the message itself is usually its own nearest neighbour
+    plan = SearchPlan(
+        tenant_id=tenant_id,
+        query_text="",
+        query_vector=vector,
+        mode=SearchMode.vector,
+        fusion=settings.search_fusion,
+        model=embedder.model_name,
+        limit=limit,
+        candidate_pool=max(limit * settings.search_candidate_multiplier, 20),
+        filters=filters,
+        weights=ScoreWeights.from_settings(settings),
+        rrf_k=settings.search_rrf_k,
+        keyword_weight=settings.search_keyword_weight,
+        exact=settings.search_exact_max_rows > 0
+        and search_exactly(extent.rows, extent.partition_rows, settings),
+        table=extent.table,
+    )
+    rows = await repository.search(plan)
+    return [row for row in rows if row.id != message_id][:top_k]
