@@ -33,6 +33,7 @@ from tests.mcp.conftest import error, mcp_client, ok
 TOOLS = {
     "remember", "recall", "history", "list_memories", "get_memory", "update_memory", "forget",
     "forget_conversation", "list_conversations", "get_state", "set_state", "context",
+    "related", "record_use",
 }
 # A JSON-RPC request as a client posts it, for the checks below the SDK's client.
 LIST_TOOLS = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -140,6 +141,16 @@ async def test_every_tool_resource_and_the_prompt(
         }))
         assert (changed["content"], changed["importance"]) == ("The user's dog is called Pepper", 0.9)
 
+        near = ok(await session.call_tool("related", {"message_id": fact["message_id"]}))
+        assert [item["message_id"] for item in near["items"]] == [turn["message_id"]]
+        used = ok(await session.call_tool(
+            "record_use", {"message_id": fact["message_id"], "outcome": "success"}
+        ))
+        assert (used["message_id"], used["use_count"]) == (fact["message_id"], 1)
+        assert error(await session.call_tool(
+            "record_use", {"message_id": fact["message_id"], "outcome": "maybe"}
+        )) == "validation_error"
+
         conversations = ok(await session.call_tool("list_conversations", {"user_id": "u1"}))
         assert [item["conversation_id"] for item in conversations["items"]] == ["c1"]
 
@@ -223,6 +234,10 @@ async def test_a_tenant_bound_key_cannot_reach_another_tenants_data(
             message_id = secret["message_id"]
             assert error(await b.call_tool("get_memory", {"message_id": message_id})) == "message_not_found"
             assert error(await b.call_tool("forget", {"message_id": message_id})) == "message_not_found"
+            assert error(await b.call_tool("related", {"message_id": message_id})) == "message_not_found"
+            assert error(await b.call_tool("record_use", {"message_id": message_id})) == (
+                "message_not_found"
+            )
             assert error(await b.call_tool(
                 "update_memory", {"message_id": message_id, "content": "mine now"}
             )) == "message_not_found"
@@ -278,6 +293,7 @@ async def test_a_read_only_key_cannot_write(
                 ("forget_conversation", {"conversation_id": "c"}),
                 ("update_memory", {"message_id": stored["message_id"], "importance": 1.0}),
                 ("set_state", {"conversation_id": "c", "state": {}}),
+                ("record_use", {"message_id": stored["message_id"]}),
             ]:
                 result = await session.call_tool(tool, arguments)
                 assert error(result) == "insufficient_scope", tool

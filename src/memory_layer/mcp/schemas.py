@@ -34,6 +34,8 @@ class StoredMemory(MemoryView):
 
     tenant_id: str
     embedding_status: EmbeddingStatus
+    use_count: int = Field(default=0, description="Recorded uses (record_use).")
+    last_used_at: datetime | None = None
     replayed: bool = Field(
         default=False, description="A retry with the same client_message_id: the first message."
     )

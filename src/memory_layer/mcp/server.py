@@ -251,6 +251,54 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
         return await answer(work())
 
     @server.tool(annotations=READS)
+    async def related(
+        message_id: MessageId,
+        ctx: Context,
+        top_k: Annotated[int, Field(ge=1, le=100, description="How many memories.")] = 5,
+        user_id: UserId = None,
+        kind: Annotated[Kind | None, Field(description="Only memories of this kind.")] = None,
+        tenant_id: TenantId = None,
+    ) -> CallToolResult:
+        """The memories closest in meaning to a stored one (itself left out), best first; error
+        embedding_not_ready while it has no vector yet."""
+
+        async def work() -> Recall:
+            act = call(ctx, KeyScope.read)
+            filters = SearchFilters(user_id=user_id, kind=kind.value if kind is not None else None)
+            async with act.reading() as session:
+                rows = await search.related_messages(
+                    session, act.tenant(tenant_id), message_id, top_k=top_k, filters=filters,
+                    settings=act.runtime.settings, embedder=act.runtime.embedder,
+                    tenant_sizes=act.runtime.tenant_sizes,
+                )
+            items = [RecalledMemory.model_validate(row, from_attributes=True) for row in rows]
+            return Recall(total=len(items), items=items, mode=SearchMode.vector.value, degraded=None)
+
+        return await answer(work())
+
+    @server.tool(annotations=WRITES)
+    async def record_use(
+        message_id: MessageId,
+        ctx: Context,
+        outcome: Annotated[messages.UsageOutcome | None, Field(
+            description="success: the memory helped; failure: it was wrong or useless (it then "
+                        "ranks lower).")] = None,
+        tenant_id: TenantId = None,
+    ) -> CallToolResult:
+        """Tell the memory that a recalled memory was used, and whether it helped: recall ranks
+        by it."""
+
+        async def work() -> StoredMemory:
+            act = call(ctx, KeyScope.write)
+            async with act.transaction() as session:
+                message = await messages.record_usage(
+                    session, act.tenant(tenant_id), message_id, outcome
+                )
+                return StoredMemory.model_validate(message)
+
+        return await answer(work())
+
+    @server.tool(annotations=READS)
     async def history(
         conversation_id: ConversationId,
         ctx: Context,
@@ -537,6 +585,8 @@ Ids: user_id {user}; conversation_id {conversation}.
 3. When a remembered fact changes, correct it with `update_memory` (its message_id comes from
    recall or list_memories) rather than storing a contradicting one. `list_memories` with
    user_id and kinds ["fact", "preference"] shows everything kept about the user.
+   When a recalled memory helped (or misled you), say so with `record_use` (outcome success or
+   failure): recall ranks by it. `related` finds the memories closest to one you have.
 4. When the user asks you to forget something, find it with `recall` or `list_memories` and
    call `forget` with its message_id; `forget_conversation` deletes a whole conversation.
 5. For the task at hand (a plan, a checklist, slots to fill), keep a small JSON object with
