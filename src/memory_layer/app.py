@@ -53,6 +53,9 @@ from memory_layer.kit.observability.requests import RequestObservationMiddleware
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
 from memory_layer.kit.schemas import error_responses
+from memory_layer.mcp import http as mcp_http
+from memory_layer.mcp.runtime import app_runtime
+from memory_layer.mcp.server import build_server as build_mcp_server
 from memory_layer.messages import endpoints as messages_endpoints
 from memory_layer.policies import endpoints as policies_endpoints
 from memory_layer.ratelimit.deps import TenantRateLimit
@@ -139,6 +142,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             stack.push_async_callback(_cancel, retention)
         # The context's tokenizer table (about a second to load): here, not in the first request.
         await asyncio.to_thread(tokens.encoding)
+        # The MCP server (streamable HTTP at /mcp) over the same clients; its session manager's
+        # task group lives inside this lifespan and ends before the clients close.
+        app.state.mcp_sessions = await stack.enter_async_context(
+            mcp_http.serving(build_mcp_server(app_runtime(app.state)), settings)
+        )
         logger.info(
             "memory-layer ready: %s embeddings (%d dims), %s database",
             embedder.model_name,
@@ -220,6 +228,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router, dependencies=[TenantRateLimit], responses=error_responses(429))
     app.include_router(health_endpoints.router)
+    # MCP over streamable HTTP: authenticated and rate limited like the routes (mcp/http.py).
+    app.router.routes.append(mcp_http.route())
     app.include_router(health_endpoints.metrics_router)
 
     # Inside the body limit (which bounds what it buffers): repeated keys (in JSON bodies and query
@@ -250,7 +260,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.allowed_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["X-API-Key", "Content-Type", "If-Match", "If-None-Match", REQUEST_ID_HEADER],
+            allow_headers=[
+                "X-API-Key", "Content-Type", "If-Match", "If-None-Match", REQUEST_ID_HEADER,
+                # MCP clients in a browser: a bearer key and the protocol's own headers.
+                "Authorization", "Mcp-Protocol-Version", "Mcp-Session-Id",
+            ],
             expose_headers=EXPOSED_HEADERS,
         )
     return app

@@ -1,4 +1,4 @@
-"""`memory-layer serve | worker | migrate | reembed | keys ... | retention run | export | import`."""
+"""`memory-layer serve | worker | migrate | reembed | keys ... | retention run | export | import | mcp`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import click
 import typer
 
-from memory_layer.cli import keys, reembed, retention, server, transfer
+from memory_layer.cli import keys, mcp, reembed, retention, server, transfer
 from memory_layer.config import ConfigurationError
 from memory_layer.kit.db.migrations import SchemaMismatchError
 
@@ -29,6 +29,9 @@ app.command("export", help="write a tenant's messages to an NDJSON file (- for s
 )
 app.command("import", help="import an NDJSON export into a tenant (- for stdin)")(
     transfer.import_command
+)
+app.command("mcp", help="serve the MCP tools over stdio (for desktop clients; see docs/mcp.md)")(
+    mcp.mcp
 )
 app.add_typer(keys.app, name="keys", help="manage tenant-bound API keys")
 app.add_typer(retention.app, name="retention", help="retention without the HTTP API")

@@ -160,6 +160,8 @@ class MessageRepository:
             value = getattr(filters, name)
             if value is not None:
                 statement = statement.where(getattr(Message, name) == value)
+        if filters.kinds is not None:
+            statement = statement.where(Message.kind.in_(filters.kinds))
         if filters.pii_kind is not None:
             statement = statement.where(Message.pii_kinds.contains([filters.pii_kind]))
         if filters.importance_min is not None:
