@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -231,6 +232,29 @@ async def test_expired_and_archived_messages_never_appear(
     assert not {str(i) for i in hidden} & seen
     assert "expired" not in answer["text"]
     assert "archived" not in answer["text"]
+
+
+async def test_superseded_facts_and_summaries_never_appear(
+    client: httpx.AsyncClient, tenant: str, db_engine: AsyncEngine
+) -> None:
+    ids = await seed(client, tenant)
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    # A fact a newer one replaced, worded to match the query better than the current ones, and
+    # a newer summary that consolidation has since replaced.
+    replaced_fact = message_row(tenant, "profile", past, kind="fact", user_id=USER,
+                                content="Ana's diet: which restaurants suit my diet (replaced)")
+    replaced_fact["superseded_by"] = uuid.UUID(ids["fact"])
+    replaced_fact["valid_until"] = past
+    replaced_summary = message_row(tenant, CONVERSATION, past, kind="summary", role="system",
+                                   content="replaced summary")
+    replaced_summary["superseded_by"] = uuid.UUID(ids["summary"])
+    hidden = await insert_rows(db_engine, [replaced_fact, replaced_summary])
+    answer = await context(client, tenant)
+    seen = {item["message_id"] for item in answer["memories"]["items"]}
+    assert ids["fact"] in seen
+    assert not {str(i) for i in hidden} & seen
+    assert answer["summary"]["message_id"] == ids["summary"]
+    assert "replaced" not in answer["text"]
 
 
 async def test_a_tool_turn_is_sent_as_a_system_message(

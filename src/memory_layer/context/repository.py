@@ -10,14 +10,15 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.models.message import UNEXPIRED_SQL, Kind, Role
+from memory_layer.models.message import CURRENT_SQL, UNEXPIRED_SQL, Kind, Role
 
 # One round trip for everything the context reads of the conversation itself (the long-term
 # memories come from the search service). Each branch is served by the primary key of
 # conversation_states or by the (tenant_id, conversation_id, created_at) index of messages, read
 # backwards. `turn` rows are the last :max_turns turns, newest first; `last_user` is the newest
 # user turn (the default query), asked for only when the caller gave no query.
-_LIVE = f"archived_at IS NULL AND {UNEXPIRED_SQL}"
+# Live: not archived, not expired, not replaced by a newer fact or summary (consolidation/).
+_LIVE = f"archived_at IS NULL AND {UNEXPIRED_SQL} AND {CURRENT_SQL}"
 _CONVERSATION = "tenant_id = :tenant_id AND conversation_id = :conversation_id"
 _COLUMNS = "id, role, content, created_at, user_id, NULL::jsonb AS document, NULL::bigint AS version"
 
