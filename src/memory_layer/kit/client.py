@@ -13,8 +13,11 @@ reads.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -24,13 +27,30 @@ from tenacity.wait import wait_base, wait_random_exponential
 RETRIED_STATUSES = frozenset({429, 503})
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """The answer's Retry-After in seconds (the delta-seconds form the service sends), or None."""
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+def parse_retry_after(value: str | None) -> float | None:
+    """A Retry-After value in seconds: delay-seconds or an HTTP date; None when absent or unreadable.
+    The one reading of the header, for the project's clients and its model providers alike."""
+    if value is None:
         return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The answer's Retry-After in seconds, or None."""
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 class wait_retry_after(wait_base):  # noqa: N801  (tenacity's naming)

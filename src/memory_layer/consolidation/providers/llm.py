@@ -16,14 +16,12 @@ The prompts ask for JSON only (both APIs are told to answer `application/json`):
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import math
 import random
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from tenacity import (
@@ -97,26 +95,6 @@ class CallFailure(Exception):
 
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, CallFailure) and exc.retryable
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After is either delay-seconds or an HTTP date."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(seconds, 0.0)
 
 
 def status_failure(

@@ -19,9 +19,9 @@ from memory_layer.consolidation.providers.llm import (
     CallFailure,
     ModelProvider,
     Sleep,
-    parse_retry_after,
     status_failure,
 )
+from memory_layer.kit.client import parse_retry_after
 
 if TYPE_CHECKING:
     from memory_layer.config import Settings

@@ -15,13 +15,11 @@ to do next.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import math
 import random
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -32,6 +30,7 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
 from memory_layer.embeddings.providers.base import EmbeddingError
+from memory_layer.kit.client import parse_retry_after
 
 if TYPE_CHECKING:
     from memory_layer.config import Settings
@@ -316,7 +315,7 @@ def _retry_after_seconds(exc: genai_errors.APIError, body: dict[str, Any]) -> fl
     """The server's own wait hint: the Retry-After header, else google.rpc.RetryInfo in the body."""
     headers: Any = getattr(getattr(exc, "response", None), "headers", None)
     value = headers.get("retry-after") if headers is not None else None
-    if isinstance(value, str) and (seconds := _parse_retry_after(value)) is not None:
+    if isinstance(value, str) and (seconds := parse_retry_after(value)) is not None:
         return seconds
     for entry in _detail_entries(body, "google.rpc.RetryInfo"):
         delay = entry.get("retryDelay")
@@ -328,21 +327,3 @@ def _retry_after_seconds(exc: genai_errors.APIError, body: dict[str, Any]) -> fl
             if math.isfinite(seconds):
                 return max(seconds, 0.0)
     return None
-
-
-def _parse_retry_after(value: str) -> float | None:
-    """Retry-After is either delay-seconds or an HTTP date."""
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(seconds, 0.0)
