@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from memory_layer.mcp.runtime import app_runtime
 from memory_layer.mcp.server import build_server
 from memory_layer.models.api_key import KeyScope
 from tests.fixtures.app import ADMIN_KEY, SERVICE_KEY, running_client
+from tests.fixtures.rows import insert_rows, message_row
 from tests.fixtures.tenants import new_tenant, tenant_key
 from tests.mcp.conftest import error, mcp_client, ok
 
@@ -33,7 +35,7 @@ from tests.mcp.conftest import error, mcp_client, ok
 TOOLS = {
     "remember", "recall", "history", "list_memories", "get_memory", "update_memory", "forget",
     "forget_conversation", "list_conversations", "get_state", "set_state", "context",
-    "related", "record_use",
+    "related", "record_use", "facts", "summarize",
 }
 # A JSON-RPC request as a client posts it, for the checks below the SDK's client.
 LIST_TOOLS = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -294,6 +296,7 @@ async def test_a_read_only_key_cannot_write(
                 ("update_memory", {"message_id": stored["message_id"], "importance": 1.0}),
                 ("set_state", {"conversation_id": "c", "state": {}}),
                 ("record_use", {"message_id": stored["message_id"]}),
+                ("summarize", {"conversation_id": "c"}),
             ]:
                 result = await session.call_tool(tool, arguments)
                 assert error(result) == "insufficient_scope", tool
@@ -433,3 +436,41 @@ def test_building_the_server_leaves_logging_alone() -> None:
         assert (root.handlers, root.level) == ([], level)
     finally:
         root.handlers[:] = handlers
+
+
+async def test_facts_and_summaries_of_consolidation(
+    settings_factory: Callable[..., Settings], db_engine: AsyncEngine
+) -> None:
+    tenant, other = new_tenant(), new_tenant()
+    key, other_key = await tenant_key(db_engine, tenant), await tenant_key(db_engine, other)
+    past = datetime.now(UTC) - timedelta(hours=1)
+    old = message_row(tenant, "profile", past - timedelta(days=1), kind="fact", user_id="u1",
+                      content="The user lives in Porto.")
+    new = message_row(tenant, "profile", past, kind="fact", user_id="u1",
+                      content="The user lives in Berlin.")
+    old["superseded_by"], old["valid_until"] = new["id"], past
+    await insert_rows(db_engine, [old, new])
+    async with running_client(settings_factory()) as served:
+        async with mcp_client(served.app, key) as session:
+            current = ok(await session.call_tool("facts", {"user_id": "u1"}))
+            assert [item["content"] for item in current["items"]] == ["The user lives in Berlin."]
+            both = ok(await session.call_tool("facts", {"user_id": "u1", "include_superseded": True}))
+            assert len(both["items"]) == 2
+            for content in ["I plan a trip to Lisbon in May.", "Five days, flying from Berlin."]:
+                ok(await session.call_tool(
+                    "remember", {"content": content, "conversation_id": "trip", "user_id": "u1"}
+                ))
+            made = ok(await session.call_tool("summarize", {"conversation_id": "trip"}))
+            assert made["updated"] is True
+            assert "Lisbon" in made["content"]
+            again = ok(await session.call_tool("summarize", {"conversation_id": "trip"}))
+            assert again["updated"] is False
+            assert again["message_id"] == made["message_id"]
+            nothing = await session.call_tool("summarize", {"conversation_id": "empty"})
+            assert error(nothing) == "conversation_not_found"
+        # Another tenant's key sees none of it.
+        async with mcp_client(served.app, other_key) as session:
+            assert ok(await session.call_tool("facts", {"user_id": "u1"}))["items"] == []
+            assert error(await session.call_tool(
+                "summarize", {"conversation_id": "trip", "tenant_id": tenant}
+            )) == "tenant_mismatch"

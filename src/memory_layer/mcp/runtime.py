@@ -14,6 +14,8 @@ from starlette.requests import Request
 
 from memory_layer.auth.service import Principal, require_scope, resolve_tenant
 from memory_layer.config import Settings
+from memory_layer.consolidation.providers.base import LanguageProvider
+from memory_layer.consolidation.service import Distillers
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.cache import SearchCache, TenantSizes
 from memory_layer.kit.db.session import unit_of_work
@@ -47,6 +49,7 @@ class Runtime:
     cursors: CursorCodec
     tenant_sizes: TenantSizes
     search_cache: SearchCache | None
+    language_provider: LanguageProvider
     principal: Principal | None = None
 
     @classmethod
@@ -61,6 +64,7 @@ class Runtime:
             cursors=state.cursor_codec,
             tenant_sizes=state.tenant_sizes,
             search_cache=getattr(state, "search_cache", None),
+            language_provider=state.language_provider,
             principal=principal,
         )
 
@@ -109,6 +113,12 @@ class Call:
             else RequestPolicies(self.runtime.read_sessionmaker, self.runtime.settings)
         )
         return await policies.get(tenant_id)
+
+    def distillers(self) -> Distillers:
+        """What consolidation calls (as the summarize route's dependency builds it)."""
+        runtime = self.runtime
+        return Distillers(runtime.language_provider, runtime.embedder, runtime.settings,
+                          runtime.metrics)
 
     @property
     def request_id(self) -> str | None:

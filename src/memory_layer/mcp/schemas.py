@@ -90,6 +90,16 @@ class ConversationPage(BaseModel):
     next_cursor: str | None
 
 
+class SummaryView(BaseModel):
+    """A conversation's one current summary, as summarize left it."""
+
+    message_id: uuid.UUID
+    conversation_id: str
+    content: str
+    covers_through: datetime
+    updated: bool = Field(description="False: the current summary already covered every turn.")
+
+
 class Deleted(BaseModel):
     deleted: int
 

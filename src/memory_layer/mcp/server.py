@@ -22,6 +22,7 @@ from mcp.types import INVALID_PARAMS, CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from memory_layer import __version__
+from memory_layer.consolidation import service as consolidation
 from memory_layer.context import service as context
 from memory_layer.conversations import service as conversations
 from memory_layer.kit.pagination import SortOrder
@@ -39,6 +40,7 @@ from memory_layer.mcp.schemas import (
     RecalledMemory,
     StateView,
     StoredMemory,
+    SummaryView,
 )
 from memory_layer.messages import service as messages
 from memory_layer.models.api_key import KeyScope
@@ -359,6 +361,56 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
             return MemoryPage(
                 items=[MemoryView.model_validate(message) for message in page.items],
                 next_cursor=page.next_cursor,
+            )
+
+        return await answer(work())
+
+    @server.tool(annotations=READS)
+    async def facts(
+        user_id: Annotated[Identifier, Field(description="The user whose profile to read.")],
+        ctx: Context,
+        kind: Annotated[Kind | None, Field(
+            description="Only fact or only preference; both when left out.")] = None,
+        include_superseded: Annotated[bool, Field(
+            description="Also the facts a newer value replaced (superseded_by, valid_until).")] = False,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+        tenant_id: TenantId = None,
+    ) -> CallToolResult:
+        """The user's current profile: the facts and preferences the service distilled from their
+        turns (a changed fact replaces the old one), newest first."""
+
+        async def work() -> MemoryPage:
+            act = call(ctx, KeyScope.read)
+            query = consolidation.FactQuery(
+                include_superseded=include_superseded, kind=kind, limit=limit, cursor=cursor
+            )
+            async with act.reading() as session:
+                page = await consolidation.list_user_facts(
+                    session, act.tenant(tenant_id), user_id, query, cursors=act.runtime.cursors
+                )
+            return MemoryPage(
+                items=[MemoryView.model_validate(message) for message in page.items],
+                next_cursor=page.next_cursor,
+            )
+
+        return await answer(work())
+
+    @server.tool(annotations=WRITES)
+    async def summarize(
+        conversation_id: ConversationId, ctx: Context, tenant_id: TenantId = None
+    ) -> CallToolResult:
+        """Make the conversation's summary now, covering its newest turn (the service also keeps it
+        current by itself); the previous summary is replaced, never duplicated."""
+
+        async def work() -> SummaryView:
+            act = call(ctx, KeyScope.write)
+            outcome = await consolidation.request_summary(
+                act.runtime.sessionmaker, act.tenant(tenant_id), conversation_id, act.distillers()
+            )
+            return SummaryView(
+                message_id=outcome.id, conversation_id=conversation_id, content=outcome.content,
+                covers_through=outcome.covers_through, updated=outcome.updated,
             )
 
         return await answer(work())
