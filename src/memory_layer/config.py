@@ -299,7 +299,7 @@ class Settings(BaseSettings):
     # boost added to their relevance (0: off).
     search_neighbours: int = Field(default=0, ge=0, le=20)
     search_neighbour_decay: float = Field(default=0.8, ge=0.0, le=1.0)
-    search_session_boost: float = Field(default=0.0, ge=0.0, le=1.0)
+    search_session_boost: float = Field(default=0.05, ge=0.0, le=1.0)
     search_session_gap_minutes: int = Field(default=180, ge=1)
 
     # Tenant policy defaults: what a tenant without its own policy (PUT

@@ -47,7 +47,7 @@ def test_a_session_with_two_strong_hits_lifts_its_rows() -> None:
     ids = [row.id for row in ranked]
     assert ids[:3] == [strong_a.id, strong_b.id, same_session.id]
     lifted = ranked[2]
-    assert abs(lifted.relevance - 0.7) < 1e-12
+    assert abs(lifted.relevance - 0.7) < 1e-12 and abs(lifted.session_boost - 0.2) < 1e-12
     assert abs(lifted.score - (lifted.part_relevance + lifted.part_importance + lifted.part_recency)) < 1e-12
     assert ids.index(other_conversation.id) > ids.index(elsewhere[0].id)
     # Strong hits in different sessions: nothing moves.
@@ -113,7 +113,8 @@ async def test_a_session_with_several_hits_lifts_its_other_turns(
         ("2025-08-01T19:00:00Z", "A new gym opened near the station."),
     ]
     query = "bouldering at the climbing gym"
-    async with running_client(settings_factory(), headers={"X-API-Key": ADMIN_KEY}) as client:
+    plain_settings = settings_factory(search_session_boost=0.0)
+    async with running_client(plain_settings, headers={"X-API-Key": ADMIN_KEY}) as client:
         for created_at, content in session + elsewhere:
             await remember(client, tenant, content, created_at=created_at)
         plain = await _search(client, tenant, query, top_k=6)

@@ -62,7 +62,11 @@ def boost_sessions(
             and abs(hit.created_at - row.created_at) <= gap
         )
         if near >= SESSION_MIN_HITS:
-            row = _with_relevance(row, min(1.0, row.relevance + boost), w_relevance)
+            relevance = min(1.0, row.relevance + boost)
+            row = dataclasses.replace(
+                _with_relevance(row, relevance, w_relevance),
+                session_boost=relevance - row.relevance,
+            )
             changed = True
         boosted.append(row)
     return _order(boosted) if changed else rows
