@@ -47,7 +47,8 @@ def test_a_session_with_two_strong_hits_lifts_its_rows() -> None:
     ids = [row.id for row in ranked]
     assert ids[:3] == [strong_a.id, strong_b.id, same_session.id]
     lifted = ranked[2]
-    assert abs(lifted.relevance - 0.7) < 1e-12 and abs(lifted.session_boost - 0.2) < 1e-12
+    assert abs(lifted.relevance - 0.7) < 1e-12
+    assert abs(lifted.session_boost - 0.2) < 1e-12
     assert abs(lifted.score - (lifted.part_relevance + lifted.part_importance + lifted.part_recency)) < 1e-12
     assert ids.index(other_conversation.id) > ids.index(elsewhere[0].id)
     # Strong hits in different sessions: nothing moves.
@@ -63,7 +64,8 @@ def test_a_neighbour_takes_a_decayed_score_and_a_hit_keeps_its_better_one() -> N
         [hit, low, lower], {hit.id: [after, {"id": lower.id}], low.id: [{"id": hit.id}]}, decay=0.8
     )
     assert [row.id for row in rows] == [hit.id, after["id"], lower.id, low.id]
-    assert rows[1].score == hit.score * 0.8 and rows[1].similarity is None
+    assert rows[1].score == hit.score * 0.8
+    assert rows[1].similarity is None
     assert rows[2].similarity == 0.2  # raised, its own signals kept
     assert rows[0] == hit  # the strong hit is not lowered by its weaker neighbour
 
@@ -94,7 +96,8 @@ async def test_the_turns_around_a_strong_hit_join_it(
         assert set(found[1:]) == {turns[0][2], turns[2][2]}
         # Neighbours obey the search's filters.
         found = await _search(client, tenant, "Porto wine harvest family", user_id="maya")
-        assert turns[0][2] not in found and turns[2][2] not in found
+        assert turns[0][2] not in found
+        assert turns[2][2] not in found
         assert found[0] == turns[1][2]
 
 

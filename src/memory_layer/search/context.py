@@ -90,18 +90,18 @@ def add_neighbours(
             found = by_id.get(fields["id"])
             if found is not None and found.score >= score:
                 continue
-            scaled = {
-                "relevance": hit.relevance * decay,
-                "part_relevance": hit.part_relevance * decay,
-                "part_importance": hit.part_importance * decay,
-                "part_recency": hit.part_recency * decay,
-                "score": score,
-            }
-            if found is not None:  # a hit of its own, ranked lower: raised, its signals kept
-                by_id[found.id] = dataclasses.replace(found, **scaled)
-            else:
-                by_id[fields["id"]] = dataclasses.replace(
-                    hit, **fields, **scaled, vector_rank=None, similarity=None, keyword_rank=None,
-                    keyword_score=None, fused=0.0, embedding=None, mmr_rank=None,
-                )
+            base = found if found is not None else dataclasses.replace(
+                # not ranked on its own: its own signals left empty
+                hit, **fields, vector_rank=None, similarity=None, keyword_rank=None,
+                keyword_score=None, fused=0.0, embedding=None, mmr_rank=None, session_boost=0.0,
+            )
+            # A hit of its own ranked lower is raised, its signals kept.
+            by_id[base.id] = dataclasses.replace(
+                base,
+                relevance=hit.relevance * decay,
+                part_relevance=hit.part_relevance * decay,
+                part_importance=hit.part_importance * decay,
+                part_recency=hit.part_recency * decay,
+                score=score,
+            )
     return _order(list(by_id.values()))
