@@ -231,7 +231,7 @@ async def _search(
         rows = boost_sessions(
             rows, boost=settings.search_session_boost,
             gap=timedelta(minutes=settings.search_session_gap_minutes),
-            w_relevance=plan.weights.params()["w_relevance"],
+            w_relevance=plan.weights.relevance / plan.weights.total,
         )
     if settings.search_neighbours > 0:
         neighbours = await repository.neighbour_turns(
@@ -242,7 +242,7 @@ async def _search(
             rows = [row for row in rows if row.score >= query.min_score]
     if not diversify:
         rows = rows[: query.top_k]
-    if diversify:
+    else:
         order = mmr_order(
             [row.score for row in rows],
             [row.embedding for row in rows],
