@@ -51,6 +51,13 @@ def test_a_session_with_two_strong_hits_lifts_its_rows() -> None:
     assert abs(lifted.session_boost - 0.2) < 1e-12
     assert abs(lifted.score - (lifted.part_relevance + lifted.part_importance + lifted.part_recency)) < 1e-12
     assert ids.index(other_conversation.id) > ids.index(elsewhere[0].id)
+    # A session's bonus never carries a row past the best hit, which sits alone in its session.
+    alone = _row(0.7, day - timedelta(days=9))
+    pair = [_row(0.69, day), _row(0.68, day + timedelta(minutes=1))]
+    ranked = boost_sessions([alone, *pair], boost=0.2, gap=timedelta(hours=3), w_relevance=0.7)
+    assert ranked[0] == alone
+    assert {row.id for row in ranked[1:]} == {row.id for row in pair}
+    assert all(abs(row.score - alone.score) < 1e-12 and row.session_boost > 0 for row in ranked[1:])
     # Strong hits in different sessions: nothing moves.
     apart = [strong_a, *elsewhere, same_session]
     assert boost_sessions(apart, boost=0.2, gap=timedelta(minutes=1), w_relevance=0.7) == apart

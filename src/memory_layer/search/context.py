@@ -13,7 +13,8 @@ not. And evidence spread over a conversation gathers in the sittings where the s
   Their own vector and keyword signals are left empty when they did not rank them.
 - Sessions (MEMORY_SEARCH_SESSION_BOOST = b): among the candidates, every row within
   MEMORY_SEARCH_SESSION_GAP_MINUTES of at least two of the SESSION_STRONG_HITS best hits in the
-  same conversation (itself counted when it is one) gets b added to its relevance (capped at 1).
+  same conversation (itself counted when it is one) gets b added to its relevance (capped at 1),
+  short of passing the best hit, which stays first.
 """
 
 from __future__ import annotations
@@ -51,25 +52,39 @@ def _with_relevance(row: ScoredRow, relevance: float, w_relevance: float) -> Sco
 def boost_sessions(
     rows: list[ScoredRow], *, boost: float, gap: timedelta, w_relevance: float
 ) -> list[ScoredRow]:
-    """The rows re-ranked with the session bonus (unchanged when no session holds two strong hits)."""
+    """The rows re-ranked with the session bonus (unchanged when no session holds two strong
+    hits). The best hit stays first: another row's bonus stops where its score would pass it."""
+    if not rows:
+        return rows
     strong = rows[:SESSION_STRONG_HITS]
-    boosted: list[ScoredRow] = []
-    changed = False
-    for row in rows:
+
+    def bonus(row: ScoredRow, ceiling: float | None) -> float:
         near = sum(
             1 for hit in strong
             if hit.conversation_id == row.conversation_id
             and abs(hit.created_at - row.created_at) <= gap
         )
-        if near >= SESSION_MIN_HITS:
-            relevance = min(1.0, row.relevance + boost)
-            row = dataclasses.replace(
-                _with_relevance(row, relevance, w_relevance),
-                session_boost=relevance - row.relevance,
-            )
-            changed = True
-        boosted.append(row)
-    return _order(boosted) if changed else rows
+        if near < SESSION_MIN_HITS:
+            return 0.0
+        added = min(boost, 1.0 - row.relevance)
+        if ceiling is not None:
+            weight = row.feedback * w_relevance
+            room = (ceiling - row.score) / weight if weight > 0 else 0.0
+            added = min(added, room)
+        return max(0.0, added)
+
+    def boosted(row: ScoredRow, added: float) -> ScoredRow:
+        if added <= 0:
+            return row
+        return dataclasses.replace(
+            _with_relevance(row, row.relevance + added, w_relevance), session_boost=added
+        )
+
+    best = boosted(rows[0], bonus(rows[0], None))
+    rest = [boosted(row, bonus(row, best.score)) for row in rows[1:]]
+    if best is rows[0] and all(new is old for new, old in zip(rest, rows[1:], strict=True)):
+        return rows
+    return [best, *_order(rest)]
 
 
 def strong_hits(rows: list[ScoredRow], count: int) -> list[uuid.UUID]:
