@@ -179,8 +179,8 @@ class Explanation(BaseModel):
     session_boost: float = Field(default=0.0, description="What was added to `relevance` (capped "
                                  "at 1) because the message was written within "
                                  "MEMORY_SEARCH_SESSION_GAP_MINUTES of at least two of the five "
-                                 "best hits of its conversation (MEMORY_SEARCH_SESSION_BOOST); 0 "
-                                 "otherwise.")
+                                 "best hits of its conversation (MEMORY_SEARCH_SESSION_BOOST), "
+                                 "short of passing the best hit; 0 otherwise.")
 
 
 class SearchItem(BaseModel):
