@@ -365,6 +365,14 @@ class Settings(BaseSettings):
     # A hit that asks a question ("Did you ever make it to Lisbon?") brings the next turn of its
     # conversation ("Yes, last May!") right after it: short answers rarely match a query alone.
     search_answer_expansion: bool = True
+    # Conversation context (docs/evaluation.md has the measurements): the turns just before and
+    # after each of the n best hits join them with the hit's score times the decay (0: off); rows
+    # within the gap of at least two of the five best hits of their conversation get the session
+    # boost added to their relevance (0: off).
+    search_neighbours: int = Field(default=0, ge=0, le=20)
+    search_neighbour_decay: float = Field(default=0.8, ge=0.0, le=1.0)
+    search_session_boost: float = Field(default=0.05, ge=0.0, le=1.0)
+    search_session_gap_minutes: int = Field(default=180, ge=1)
 
     # Tenant policy defaults: what a tenant without its own policy (PUT
     # /v1/admin/tenants/{tenant_id}/policy) gets. 0 means none: no TTL, no quota.

@@ -116,12 +116,12 @@ async def test_modes_explain_their_relevance(client: httpx.AsyncClient, tenant: 
             assert why["importance"] == item["importance"]
             if mode == "vector":
                 assert why["keyword_rank"] is None
-                assert why["relevance"] == pytest.approx(why["similarity"])
+                assert why["relevance"] == pytest.approx(why["similarity"] + why["session_boost"])
                 assert why["fused_score"] == pytest.approx(1 / (60 + why["vector_rank"]))
             elif mode == "keyword":
                 assert why["vector_rank"] is None
                 assert item["similarity"] is None
-                assert why["relevance"] == pytest.approx(why["keyword_score"])
+                assert why["relevance"] == pytest.approx(why["keyword_score"] + why["session_boost"])
                 assert 0 < why["keyword_score"] < 1
             else:
                 expected = sum(
@@ -132,7 +132,10 @@ async def test_modes_explain_their_relevance(client: httpx.AsyncClient, tenant: 
                 # Default fusion: min(1, similarity + 0.5 * keyword score).
                 keyword = why["keyword_score"] or 0.0
                 assert why["similarity"] is not None
-                assert why["relevance"] == pytest.approx(min(1.0, why["similarity"] + 0.5 * keyword))
+                # Plus the session boost: the three messages are one sitting.
+                assert why["relevance"] == pytest.approx(
+                    min(1.0, why["similarity"] + 0.5 * keyword + why["session_boost"])
+                )
         ranks = [i["explanation"]["keyword_rank"] for i in body["items"]
                  if i["explanation"]["keyword_rank"] is not None]
         assert sorted(ranks) == list(range(1, len(ranks) + 1))

@@ -68,6 +68,7 @@ def _to_item(row: ScoredRow) -> SearchItem:
             recency=row.recency,
             mmr_rank=row.mmr_rank,
             feedback=row.feedback,
+            session_boost=row.session_boost,
         ),
         use_count=row.use_count,
         success_count=row.success_count,

@@ -122,3 +122,5 @@ class ScoredRow:
     failure_count: int = 0
     last_used_at: datetime | None = None
     feedback: float = 1.0
+    # What the session boost added to the relevance (search/context.py); 0 without it.
+    session_boost: float = 0.0

@@ -358,6 +358,34 @@ WHERE q.tenant_id = :tenant_id AND q.id = ANY(CAST(:ids AS uuid[]))
 """
 
 
+# The turns just before and after each given message in its conversation (the same filters as the
+# search), for neighbour expansion (search/context.py): one statement, two index probes per hit
+# on the (tenant, conversation, created_at) index.
+_TURN_COLUMNS = """id, conversation_id, user_id, role, kind, content, metadata, importance, created_at,
+           expires_at, embedding_status, use_count, success_count, failure_count, last_used_at"""
+NEIGHBOUR_TURNS_SQL = f"""
+SELECT h.id AS hit_id, n.*
+FROM {{table}} h
+CROSS JOIN LATERAL (
+    (SELECT {_TURN_COLUMNS}
+     FROM {{table}}
+     WHERE tenant_id = h.tenant_id
+       AND conversation_id = h.conversation_id
+       AND (created_at, id) < (h.created_at, h.id){{filters}}
+     ORDER BY created_at DESC, id DESC
+     LIMIT 1)
+    UNION ALL
+    (SELECT {_TURN_COLUMNS}
+     FROM {{table}}
+     WHERE tenant_id = h.tenant_id
+       AND conversation_id = h.conversation_id
+       AND (created_at, id) > (h.created_at, h.id){{filters}}
+     ORDER BY created_at, id
+     LIMIT 1)
+) n
+WHERE h.tenant_id = :tenant_id AND h.id = ANY(CAST(:ids AS uuid[]))
+"""
+
 # The partition of `messages` that holds a tenant's rows (its name, as the catalog prints it)
 # and PostgreSQL's estimate of its rows (`pg_class.reltuples`, 0 before it was first analyzed);
 # no row for a tenant without messages. The benchmarks read the same figures with it.
@@ -395,6 +423,24 @@ class SearchRepository:
         )
         return {row.question_id: {k: v for k, v in row._mapping.items() if k != "question_id"}
                 for row in result}
+
+    async def neighbour_turns(
+        self, tenant_id: str, ids: list[uuid.UUID], filters: SearchFilters, table: str = "messages"
+    ) -> dict[uuid.UUID, list[dict[str, Any]]]:
+        """The messages just before and after each of `ids` in its conversation, by the id they
+        neighbour (`table`: `messages`, or the tenant's partition of it)."""
+        if not ids:
+            return {}
+        where, params = _filter_sql(filters)
+        result = await self.session.execute(
+            text(NEIGHBOUR_TURNS_SQL.format(filters=where, table=table)),
+            {**params, "tenant_id": tenant_id, "ids": ids},
+        )
+        found: dict[uuid.UUID, list[dict[str, Any]]] = {}
+        for row in result:
+            fields = {k: v for k, v in row._mapping.items() if k != "hit_id"}
+            found.setdefault(row.hit_id, []).append(fields)
+        return found
 
     async def stored_vector(
         self, tenant_id: str, message_id: uuid.UUID

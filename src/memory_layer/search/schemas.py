@@ -185,6 +185,11 @@ class Explanation(BaseModel):
     feedback: float = Field(default=1.0, description="The factor usage outcomes put on every part "
                             "of the score: 1 - MEMORY_SEARCH_FAILURE_PENALTY * failures / "
                             "(successes + failures + 2); 1 without failures.")
+    session_boost: float = Field(default=0.0, description="What was added to `relevance` (capped "
+                                 "at 1) because the message was written within "
+                                 "MEMORY_SEARCH_SESSION_GAP_MINUTES of at least two of the five "
+                                 "best hits of its conversation (MEMORY_SEARCH_SESSION_BOOST), "
+                                 "short of passing the best hit; 0 otherwise.")
 
 
 class SearchItem(BaseModel):

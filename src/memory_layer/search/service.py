@@ -7,7 +7,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from pydantic import TypeAdapter
@@ -21,6 +21,7 @@ from memory_layer.kit.errors import DomainError, NotFound, ServiceUnavailable
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.models.message import EmbeddingStatus
 from memory_layer.search.answers import expand_answers, questions_among
+from memory_layer.search.context import add_neighbours, boost_sessions, strong_hits
 from memory_layer.search.cues import named_day, named_period, query_words
 from memory_layer.search.diversity import mmr_order
 from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
@@ -80,6 +81,10 @@ def _request_key(query: SearchQuery, settings: Settings, embedder: EmbeddingProv
         settings.search_rrf_k,
         settings.search_candidate_multiplier,
         settings.search_keyword_scoring,
+        settings.search_neighbours,
+        settings.search_neighbour_decay,
+        settings.search_session_boost,
+        settings.search_session_gap_minutes,
     )
 
 
@@ -195,6 +200,7 @@ async def _search(
     )
     candidate_pool = max(query.top_k * settings.search_candidate_multiplier, 20)
     diversify = query.diversity > 0
+    sessions = settings.search_session_boost > 0
     plan = SearchPlan(
         tenant_id=tenant_id,
         query_text=query.text,
@@ -202,8 +208,8 @@ async def _search(
         mode=mode,
         fusion=settings.search_fusion,
         model=embedder.model_name,
-        # Diversity re-ranks a longer list, so it needs more than top_k to choose from.
-        limit=candidate_pool if diversify else query.top_k,
+        # Diversity and the session boost re-rank a longer list, so they need more than top_k.
+        limit=candidate_pool if diversify or sessions else query.top_k,
         candidate_pool=candidate_pool,
         filters=query.filters,
         weights=ScoreWeights.from_settings(settings),
@@ -221,7 +227,22 @@ async def _search(
         keyword_scoring=settings.search_keyword_scoring,
     )
     rows = await repository.search(plan)
-    if diversify:
+    if sessions:
+        rows = boost_sessions(
+            rows, boost=settings.search_session_boost,
+            gap=timedelta(minutes=settings.search_session_gap_minutes),
+            w_relevance=plan.weights.relevance / plan.weights.total,
+        )
+    if settings.search_neighbours > 0:
+        neighbours = await repository.neighbour_turns(
+            tenant_id, strong_hits(rows, settings.search_neighbours), query.filters, extent.table
+        )
+        rows = add_neighbours(rows, neighbours, decay=settings.search_neighbour_decay)
+        if query.min_score is not None:
+            rows = [row for row in rows if row.score >= query.min_score]
+    if not diversify:
+        rows = rows[: query.top_k]
+    else:
         order = mmr_order(
             [row.score for row in rows],
             [row.embedding for row in rows],
