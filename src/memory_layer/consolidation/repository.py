@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.consolidation.providers.base import KnownFact, Turn
 from memory_layer.kit.db.vectors import vector_param
+from memory_layer.kit.ids import new_id
 from memory_layer.models.message import UNEXPIRED_SQL, EmbeddingStatus, Kind, Message, unexpired
 
 MESSAGES = cast(Table, Message.__table__)
@@ -297,7 +298,7 @@ class ConsolidationRepository:
     async def insert_fact(self, fact: NewFact, *, superseded_by: uuid.UUID | None = None,
                           valid_until: datetime | None = None) -> uuid.UUID:
         """Store a fact (created_at: when its turn stated it); its id."""
-        fact_id = uuid.uuid4()
+        fact_id = new_id()
         metadata = {"subject": fact.subject, "value": fact.value, "extracted_by": fact.provider}
         await self.session.execute(
             MESSAGES.insert().values(
@@ -466,7 +467,7 @@ class ConsolidationRepository:
             )
             if result.first() is not None:
                 return existing
-        summary_id = uuid.uuid4()
+        summary_id = new_id()
         await self.session.execute(
             MESSAGES.insert().values(
                 tenant_id=tenant_id,

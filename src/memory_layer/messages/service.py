@@ -18,6 +18,7 @@ from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProv
 from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
 from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import Conflict, InvalidInput, NotFound
+from memory_layer.kit.ids import new_id
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.kit.pagination import (
     CursorCodec,
@@ -219,7 +220,7 @@ async def ingest_message(
 
     values: dict[str, Any] = {
         "tenant_id": tenant_id,
-        "id": uuid.uuid4(),
+        "id": new_id(),
         "conversation_id": data.conversation_id,
         "user_id": data.user_id,
         "role": data.role.value,
@@ -386,7 +387,7 @@ async def ingest_batch(
             (
                 index,
                 NewRow(
-                    id=uuid.uuid4(),
+                    id=new_id(),
                     conversation_id=item.conversation_id,
                     user_id=item.user_id,
                     role=item.role.value,
