@@ -157,3 +157,10 @@ def test_the_embedded_server_has_its_own_pool_size_and_shared_buffers() -> None:
     for bad in ("32", "32 MB", "0MB", "32MB'; DROP TABLE messages; --"):
         with pytest.raises(ValidationError):
             Settings(_env_file=None, embedded_shared_buffers=bad)
+
+
+def test_the_embedded_server_analyzes_new_rows_within_seconds() -> None:
+    from memory_layer.kit.db.database import embedded_parameters
+
+    parameters = embedded_parameters(Settings(_env_file=None, embedded_shared_buffers="48MB"))
+    assert parameters == {"shared_buffers": "48MB", "autovacuum_naptime": "10s"}

@@ -7,8 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from memory_layer.config import KeywordScoring, Settings
+from memory_layer.search import repository as search_repository
 from tests.fixtures.app import ADMIN_KEY, running_client
 from tests.fixtures.messages import remember
 from tests.fixtures.tenants import new_tenant
@@ -85,3 +87,33 @@ async def test_document_frequencies_are_counted_within_the_filters(
         assert in_a[0]["content"] == "The garden gate is new, so is the lease"
         in_b = await keyword_search(client, tenant, query, conversation_id="b")
         assert in_b[0]["content"] == "A garden at last"
+
+
+async def test_keyword_cost_is_bounded_by_the_sample_and_the_match_cap(
+    settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the statistics sample, a word most messages hold brings no candidates of its own, and
+    no query scores more than the match cap's rows, however many messages match."""
+    monkeypatch.setattr(search_repository, "BM25_STAT_SAMPLE", 8)
+    monkeypatch.setattr(search_repository, "BM25_MATCH_CAP", 3)
+    tenant = new_tenant()
+    async with running_client(settings_factory(**KEYWORD_ONLY), headers={"X-API-Key": ADMIN_KEY}) as client:
+        for content in COMMON * 2:
+            await remember(client, tenant, content)
+        await remember(client, tenant, "Dinner at eight", conversation_id="c2")
+        await remember(client, tenant, "Saxophone practice before dinner", conversation_id="c2")
+        await remember(client, tenant, "Dinner, then the saxophone again", conversation_id="c2")
+        # "dinner" is in every sampled message: only "saxophone" brings candidates.
+        items = await keyword_search(client, tenant, "saxophone dinner")
+        assert sorted(item["content"] for item in items) == [
+            "Dinner, then the saxophone again", "Saxophone practice before dinner"]
+        # Only common words: the messages holding all of them, at most the cap's worth.
+        assert len(await keyword_search(client, tenant, "dinner")) == 3
+        # A scope the sample holds whole is searched as before: every word brings candidates.
+        items = await keyword_search(client, tenant, "saxophone dinner", conversation_id="c2")
+        assert len(items) == 3
+    monkeypatch.setattr(search_repository, "BM25_STAT_SAMPLE", 1_000)
+    monkeypatch.setattr(search_repository, "BM25_MATCH_CAP", 1_000)
+    async with running_client(settings_factory(**KEYWORD_ONLY), headers={"X-API-Key": ADMIN_KEY}) as client:
+        items = await keyword_search(client, tenant, "saxophone dinner")
+        assert len(items) == 10  # top_k of the 15 messages holding one word or the other

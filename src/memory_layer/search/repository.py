@@ -82,46 +82,74 @@ keyword_hits AS (
     ) matched
 )"""
 
-# BM25 over the tenant's rows, inside PostgreSQL (MEMORY_SEARCH_KEYWORD_SCORING=bm25):
-#   idf(t)  = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))  over the rows the search may return (the
-#             tenant's, within the filters), each count stopping at :stat_cap rows so a huge tenant
-#             costs no more than a few index scans
-#   tf(t,d) = occurrences of the lexeme in the message (positions in its tsvector), saturated:
-#             tf (k1 + 1) / (tf + k1 (1 - b + b |d| / avgdl)), |d| its distinct lexemes, avgdl
-#             their mean over the matching rows
-#   bm25    = sum over query lexemes of idf(t) tf-part / sum of idf(t) (k1 + 1)
+# BM25 over the tenant's rows, inside PostgreSQL (MEMORY_SEARCH_KEYWORD_SCORING=bm25), at a cost
+# bounded by constants rather than by how many of the tenant's messages hold the query's words:
+#   statistics  from the newest :stat_sample rows the search may return (the tenant's, within the
+#               filters), read through the (tenant, created_at) index: N = those rows, df(t) = how
+#               many of them hold lexeme t; exact for a scope of up to :stat_sample rows, a sample
+#               above it (a word's share of recent messages estimates its share of all)
+#   idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
+#   candidates  rows holding a query lexeme, through the GIN index, at most :match_cap of them.
+#               In a scope larger than the sample, only informative lexemes (held by at most
+#               :common_share of the sample) bring candidates; when every lexeme is common ("what
+#               did you say"), rows holding all of them do (websearch semantics). A scope the
+#               sample holds whole is searched as before: every lexeme, exact statistics
+#   tf(t,d)     = occurrences of the lexeme in the message (positions in its tsvector), saturated:
+#               tf (k1 + 1) / (tf + k1 (1 - b + b |d| / avgdl)), |d| its distinct lexemes, avgdl
+#               their mean over the candidates
+#   bm25        = sum over query lexemes of idf(t) tf-part / sum of idf(t) (k1 + 1)
 # so a message holding every query lexeme many times scores near 1, and a word every message
-# shares ("say", a speaker's name in a two-person chat) weighs almost nothing beside a rare one.
+# shares ("say", a speaker's name in a two-person chat) weighs almost nothing beside a rare one and
+# brings in no candidates of its own: a row holding only common words would score near 0 here, and
+# the vector half still finds it when its meaning is close.
 # The keyword score is half that and half "every query term matched" (websearch semantics, as
 # with cover density): without that half a look-alike code with a closer vector beat the exact
-# one in hybrid search.
+# one in hybrid search. A row holding every term holds the informative ones, so it is always a
+# candidate (up to :match_cap).
 # The query's lexemes are to_tsvector('english', query)'s: stemmed as the stored column is, stop
 # words ("what", "when", "did") gone.
 BM25_K1 = 1.2
 BM25_B = 0.75
-BM25_STAT_CAP = 10_000
+BM25_STAT_SAMPLE = 1_000
+BM25_COMMON_SHARE = 0.25
+BM25_MATCH_CAP = 1_000
 KEYWORD_TERMS = """
-keyword_scope AS (
-    SELECT count(*)::float8 AS docs FROM (
-        SELECT 1 FROM {table} WHERE tenant_id = :tenant_id{filters} LIMIT :stat_cap
-    ) scope
-), keyword_terms AS (
+keyword_sample AS MATERIALIZED (
+    SELECT content_tsv FROM {table}
+    WHERE tenant_id = :tenant_id{filters}
+    ORDER BY created_at DESC
+    LIMIT :stat_sample
+), keyword_scope AS (
+    SELECT count(*)::float8 AS docs FROM keyword_sample
+), keyword_terms AS MATERIALIZED (
     SELECT q.lexeme,
-           ln(1.0 + (greatest(s.docs, d.df) - d.df + 0.5) / (d.df + 0.5)) AS idf
-    FROM unnest(to_tsvector('english', :query_text)) AS q(lexeme, positions, weights)
+           ln(1.0 + (s.docs - d.df + 0.5) / (d.df + 0.5)) AS idf,
+           s.docs < :stat_sample OR d.df <= :common_share * s.docs AS informative
+    FROM (  -- OFFSET 0: each lexeme's tsquery is built once, not once per sampled row
+        SELECT lexeme, to_tsquery('simple', quote_literal(lexeme)) AS alone
+        FROM unnest(to_tsvector('english', :query_text)) AS terms(lexeme, positions, weights)
+        OFFSET 0
+    ) q
     CROSS JOIN keyword_scope s
     CROSS JOIN LATERAL (
-        SELECT count(*)::float8 AS df FROM (
-            SELECT 1 FROM {table}
-            WHERE tenant_id = :tenant_id
-              AND content_tsv @@ to_tsquery('simple', quote_literal(q.lexeme)){filters}
-            LIMIT :stat_cap
-        ) having_it
+        SELECT count(*)::float8 AS df FROM keyword_sample k WHERE k.content_tsv @@ q.alone
     ) d
+), keyword_query AS (
+    SELECT coalesce(
+               to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')
+                                    FILTER (WHERE informative)),
+               websearch_to_tsquery('english', :query_text)) AS tsq
+    FROM keyword_terms
 )"""
 
 BM25_KEYWORD_HITS = """
-keyword_hits AS (
+keyword_candidates AS (
+    SELECT m.tenant_id, m.id, m.content_tsv
+    FROM {table} m
+    WHERE m.tenant_id = :tenant_id
+      AND m.content_tsv @@ {tsquery}{filters}
+    LIMIT :match_cap
+), keyword_hits AS (
     SELECT tenant_id, id, keyword_score,
            row_number() OVER (ORDER BY keyword_score DESC, id) AS keyword_rank
     FROM (
@@ -131,16 +159,14 @@ keyword_hits AS (
                   / (SELECT greatest(sum(idf), 1e-9) * (:bm25_k1 + 1.0) FROM keyword_terms)
                 + CASE WHEN bool_or(has_all) THEN 1.0 ELSE 0.0 END) / 2.0 AS keyword_score
         FROM (
-            SELECT m.tenant_id, m.id, t.idf,
+            SELECT c.tenant_id, c.id, t.idf,
                    coalesce(cardinality(d.positions), 1)::float8 AS tf,
-                   length(m.content_tsv)::float8 AS doc_length,
-                   avg(length(m.content_tsv)::float8) OVER () AS avg_length,
-                   m.content_tsv @@ websearch_to_tsquery('english', :query_text) AS has_all
-            FROM {table} m
-            CROSS JOIN LATERAL unnest(m.content_tsv) AS d(lexeme, positions, weights)
+                   length(c.content_tsv)::float8 AS doc_length,
+                   avg(length(c.content_tsv)::float8) OVER () AS avg_length,
+                   c.content_tsv @@ websearch_to_tsquery('english', :query_text) AS has_all
+            FROM keyword_candidates c
+            CROSS JOIN LATERAL unnest(c.content_tsv) AS d(lexeme, positions, weights)
             JOIN keyword_terms t ON t.lexeme = d.lexeme
-            WHERE m.tenant_id = :tenant_id
-              AND m.content_tsv @@ {tsquery}{filters}
         ) matched_terms
         GROUP BY tenant_id, id
         ORDER BY keyword_score DESC
@@ -282,9 +308,12 @@ def _typed(statement: TextClause, with_embedding: bool) -> TextualSelect:
 def _keyword_hits(plan: SearchPlan, where: str) -> str:
     if plan.mode is SearchMode.vector:
         return NO_KEYWORD_HITS
-    tsquery = WEBSEARCH_TSQUERY if plan.strict_keywords else ANY_TERM_TSQUERY
     if plan.keyword_scoring is KeywordScoring.cover_density:
+        tsquery = WEBSEARCH_TSQUERY if plan.strict_keywords else ANY_TERM_TSQUERY
         return KEYWORD_HITS.format(filters=where, tsquery=tsquery, table=plan.table)
+    # BM25's candidates hold an informative lexeme (keyword_query); a query written with
+    # websearch operators keeps its strict meaning.
+    tsquery = WEBSEARCH_TSQUERY if plan.strict_keywords else "(SELECT tsq FROM keyword_query)"
     return (KEYWORD_TERMS.format(filters=where, table=plan.table) + ","
             + BM25_KEYWORD_HITS.format(filters=where, tsquery=tsquery, table=plan.table))
 
@@ -325,7 +354,8 @@ def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
     if plan.mode is not SearchMode.vector:
         params["query_text"] = plan.query_text
         if plan.keyword_scoring is not KeywordScoring.cover_density:
-            params.update(stat_cap=BM25_STAT_CAP, bm25_k1=BM25_K1, bm25_b=BM25_B)
+            params.update(stat_sample=BM25_STAT_SAMPLE, common_share=BM25_COMMON_SHARE,
+                          match_cap=BM25_MATCH_CAP, bm25_k1=BM25_K1, bm25_b=BM25_B)
     if plan.min_score is not None:
         params["min_score"] = plan.min_score
     return statement, params

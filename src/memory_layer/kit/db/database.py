@@ -37,6 +37,16 @@ def should_migrate(settings: Settings, *, embedded: bool, migrate: bool | None) 
     return embedded
 
 
+def embedded_parameters(settings: Settings) -> dict[str, str]:
+    """The embedded server's parameters: its shared buffers, and autovacuum waking every 10 s
+    instead of every minute. Right after a burst of writes PostgreSQL's row estimates for the
+    tenant's partition are stale until the next autoanalyze, and with "a handful of rows" the
+    planner filters full text through the tenant's btree instead of the GIN index: searches
+    took 2-3 times as long for up to a minute after a tenant's first messages
+    (docs/benchmarks.md, "Keyword search")."""
+    return {"shared_buffers": settings.embedded_shared_buffers, "autovacuum_naptime": "10s"}
+
+
 @contextlib.contextmanager
 def open_database(settings: Settings, *, migrate: bool | None = None) -> Iterator[Database]:
     """The process's database, migrated per `should_migrate`; an embedded server stops after."""
@@ -44,9 +54,7 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Iterato
     if settings.database_url is not None:
         url = settings.database_url.get_secret_value()
     else:
-        embedded = start_embedded(
-            settings.data_dir, {"shared_buffers": settings.embedded_shared_buffers}
-        )
+        embedded = start_embedded(settings.data_dir, embedded_parameters(settings))
         embedded.ensure_database()
         url = embedded.url()
     try:
