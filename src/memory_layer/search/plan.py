@@ -77,6 +77,9 @@ class SearchPlan:
     words: tuple[str, ...] = ()
     speaker_boost: float = 0.0
     keyword_scoring: KeywordScoring = KeywordScoring.cover_density
+    # BM25's statistics from a sample of the scope's newest rows (a tenant larger than the
+    # sample) rather than counted exactly (search/repository.py).
+    sampled_statistics: bool = False
 
     def __post_init__(self) -> None:
         if (self.query_vector is None) != (self.mode is SearchMode.keyword):

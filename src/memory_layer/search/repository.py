@@ -84,10 +84,11 @@ keyword_hits AS (
 
 # BM25 over the tenant's rows, inside PostgreSQL (MEMORY_SEARCH_KEYWORD_SCORING=bm25), at a cost
 # bounded by constants rather than by how many of the tenant's messages hold the query's words:
-#   statistics  from the newest :stat_sample rows the search may return (the tenant's, within the
-#               filters), read through the (tenant, created_at) index: N = those rows, df(t) = how
-#               many of them hold lexeme t; exact for a scope of up to :stat_sample rows, a sample
-#               above it (a word's share of recent messages estimates its share of all)
+#   statistics  for a tenant of up to :stat_sample rows, exact: N = the rows the search may
+#               return (the tenant's, within the filters), df(t) = how many of them hold lexeme t,
+#               each counted through the GIN index; for a larger tenant, from the newest
+#               :stat_sample of those rows, read through the (tenant, created_at) index (a word's
+#               share of recent messages estimates its share of all)
 #   idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
 #   candidates  rows holding a query lexeme, through the GIN index, at most :match_cap of them.
 #               In a scope larger than the sample, only informative lexemes (held by at most
@@ -113,7 +114,36 @@ BM25_B = 0.75
 BM25_STAT_SAMPLE = 1_000
 BM25_COMMON_SHARE = 0.25
 BM25_MATCH_CAP = 1_000
-KEYWORD_TERMS = """
+def sampled_statistics(tenant_rows: int) -> bool:
+    """Whether a tenant's BM25 statistics come from a sample of its newest rows (it is larger
+    than the sample) rather than from exact counts."""
+    return tenant_rows > BM25_STAT_SAMPLE
+
+
+# A tenant no larger than the sample: exact statistics, each count through the GIN index (for a
+# small tenant, cheaper than reading its rows), every lexeme informative.
+EXACT_KEYWORD_TERMS = """
+keyword_scope AS (
+    SELECT count(*)::float8 AS docs FROM (
+        SELECT 1 FROM {table} WHERE tenant_id = :tenant_id{filters} LIMIT :stat_sample
+    ) scope
+), keyword_terms AS MATERIALIZED (
+    SELECT q.lexeme,
+           ln(1.0 + (greatest(s.docs, d.df) - d.df + 0.5) / (d.df + 0.5)) AS idf
+    FROM unnest(to_tsvector('english', :query_text)) AS q(lexeme, positions, weights)
+    CROSS JOIN keyword_scope s
+    CROSS JOIN LATERAL (
+        SELECT count(*)::float8 AS df FROM (
+            SELECT 1 FROM {table}
+            WHERE tenant_id = :tenant_id
+              AND content_tsv @@ to_tsquery('simple', quote_literal(q.lexeme)){filters}
+            LIMIT :stat_sample
+        ) having_it
+    ) d
+)"""
+
+# A larger tenant: statistics from the sample, candidates from the informative lexemes.
+SAMPLED_KEYWORD_TERMS = """
 keyword_sample AS MATERIALIZED (
     SELECT content_tsv FROM {table}
     WHERE tenant_id = :tenant_id{filters}
@@ -311,10 +341,16 @@ def _keyword_hits(plan: SearchPlan, where: str) -> str:
     if plan.keyword_scoring is KeywordScoring.cover_density:
         tsquery = WEBSEARCH_TSQUERY if plan.strict_keywords else ANY_TERM_TSQUERY
         return KEYWORD_HITS.format(filters=where, tsquery=tsquery, table=plan.table)
-    # BM25's candidates hold an informative lexeme (keyword_query); a query written with
-    # websearch operators keeps its strict meaning.
-    tsquery = WEBSEARCH_TSQUERY if plan.strict_keywords else "(SELECT tsq FROM keyword_query)"
-    return (KEYWORD_TERMS.format(filters=where, table=plan.table) + ","
+    # A query written with websearch operators keeps its strict meaning; otherwise candidates
+    # hold any lexeme (exact statistics) or an informative one (sampled: keyword_query).
+    terms = SAMPLED_KEYWORD_TERMS if plan.sampled_statistics else EXACT_KEYWORD_TERMS
+    if plan.strict_keywords:
+        tsquery = WEBSEARCH_TSQUERY
+    elif plan.sampled_statistics:
+        tsquery = "(SELECT tsq FROM keyword_query)"
+    else:
+        tsquery = ANY_TERM_TSQUERY
+    return (terms.format(filters=where, table=plan.table) + ","
             + BM25_KEYWORD_HITS.format(filters=where, tsquery=tsquery, table=plan.table))
 
 

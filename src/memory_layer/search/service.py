@@ -25,7 +25,7 @@ from memory_layer.search.context import add_neighbours, boost_sessions, strong_h
 from memory_layer.search.cues import named_day, named_period, query_words
 from memory_layer.search.diversity import mmr_order
 from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
-from memory_layer.search.repository import SearchRepository
+from memory_layer.search.repository import SearchRepository, sampled_statistics
 from memory_layer.search.scoring import ScoreWeights
 
 
@@ -225,6 +225,7 @@ async def _search(
         words=tuple(query_words(query.text)) if settings.search_speaker_boost > 0 else (),
         speaker_boost=settings.search_speaker_boost,
         keyword_scoring=settings.search_keyword_scoring,
+        sampled_statistics=sampled_statistics(extent.rows),
     )
     rows = await repository.search(plan)
     if sessions:
