@@ -3,8 +3,9 @@ search/repository.py on tenants of N rows, keyword and hybrid modes, latency and
 per query, side by side with another checkout's statement (`--compare-src`) in one run.
 
 Starts the embedded PostgreSQL + pgvector in a temporary directory, migrates it, and fills one
-tenant per size (HNSW index built after) with the chat turns of scripts/data/eval_conversations.json (496 turns, cycled,
-each copy numbered and dated a minute apart) and random unit vectors, then ANALYZEs. For each
+tenant per size with the chat turns of scripts/data/eval_conversations.json (496 turns, cycled,
+each copy numbered and dated a minute apart) and random vectors (the HNSW index built after
+the rows are in), then ANALYZEs. For each
 statement source (this checkout's src/, then `--compare-src`'s, alternating between rounds) a
 child process imports that memory_layer, builds the statement for each question of the set
 exactly as the service does (default settings, the tenant's partition, exact vector order at
