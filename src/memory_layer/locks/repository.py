@@ -15,26 +15,28 @@ from memory_layer.kit.db.wakeups import CHANNEL
 # lease has ended). ON CONFLICT DO UPDATE locks the row and evaluates the WHERE on its newest
 # version, so of two concurrent acquirers exactly one updates it and the other gets no row; the
 # fencing number grows in the very statement that grants. clock_timestamp(): the database's clock,
-# the one every replica shares.
+# the one every replica shares. When nothing is granted, the same statement answers the seconds
+# left of the current lease (read from the statement's snapshot: the holder's row as it was), so
+# a failed attempt is one round trip, and its transaction (which holds the row lock ON CONFLICT
+# takes even when the WHERE fails) ends at once.
 ACQUIRE_SQL = """
-INSERT INTO locks AS l (tenant_id, name, token, fencing_token, acquired_at, expires_at)
-VALUES (:tenant_id, :name, :token, 1, clock_timestamp(),
-        clock_timestamp() + make_interval(secs => :ttl))
-ON CONFLICT (tenant_id, name) DO UPDATE
-SET token = EXCLUDED.token,
-    fencing_token = l.fencing_token + 1,
-    acquired_at = EXCLUDED.acquired_at,
-    expires_at = EXCLUDED.expires_at
-WHERE l.token IS NULL OR l.expires_at <= clock_timestamp()
-RETURNING fencing_token, acquired_at, expires_at
-"""
-
-# Seconds until the current holder's lease ends, by the database's clock (no skew between
-# replicas' clocks enters a waiter's sleep).
-LEASE_LEFT_SQL = """
-SELECT greatest(extract(epoch FROM expires_at - clock_timestamp()), 0)::float8
+WITH granted AS (
+    INSERT INTO locks AS l (tenant_id, name, token, fencing_token, acquired_at, expires_at)
+    VALUES (:tenant_id, :name, :token, 1, clock_timestamp(),
+            clock_timestamp() + make_interval(secs => :ttl))
+    ON CONFLICT (tenant_id, name) DO UPDATE
+    SET token = EXCLUDED.token,
+        fencing_token = l.fencing_token + 1,
+        acquired_at = EXCLUDED.acquired_at,
+        expires_at = EXCLUDED.expires_at
+    WHERE l.token IS NULL OR l.expires_at <= clock_timestamp()
+    RETURNING fencing_token, acquired_at, expires_at
+)
+SELECT fencing_token, acquired_at, expires_at, NULL::float8 AS lease_left FROM granted
+UNION ALL
+SELECT NULL, NULL, NULL, greatest(extract(epoch FROM expires_at - clock_timestamp()), 0)::float8
 FROM locks
-WHERE tenant_id = :tenant_id AND name = :name AND token IS NOT NULL
+WHERE tenant_id = :tenant_id AND name = :name AND NOT EXISTS (SELECT FROM granted)
 """
 
 # A release frees the row and wakes the waiters of every process (NOTIFY is sent at commit).
@@ -72,8 +74,9 @@ class LockRepository:
 
     async def try_acquire(
         self, tenant_id: str, name: str, token: uuid.UUID, ttl_seconds: float
-    ) -> GrantRow | None:
-        """The grant, or None while another holder's lease runs."""
+    ) -> GrantRow | float:
+        """The grant, or the seconds left of the lease that holds the lock (0 when it has just
+        been freed: try again)."""
         row = (
             await self.session.execute(
                 text(ACQUIRE_SQL),
@@ -81,15 +84,10 @@ class LockRepository:
             )
         ).one_or_none()
         if row is None:
-            return None
+            return 0.0
+        if row.fencing_token is None:
+            return float(row.lease_left)
         return GrantRow(int(row.fencing_token), row.acquired_at, row.expires_at)
-
-    async def lease_left(self, tenant_id: str, name: str) -> float:
-        """Seconds until the current lease ends (0 when none runs)."""
-        value = (
-            await self.session.execute(text(LEASE_LEFT_SQL), {"tenant_id": tenant_id, "name": name})
-        ).scalar_one_or_none()
-        return float(value) if value is not None else 0.0
 
     async def release(self, tenant_id: str, name: str, token: uuid.UUID, key: str) -> bool:
         row = (

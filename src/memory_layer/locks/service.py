@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.kit.db.wakeups import Wakeups
 from memory_layer.kit.errors import Conflict, DomainError
-from memory_layer.locks.repository import LockRepository
+from memory_layer.locks.repository import GrantRow, LockRepository
 
 # A waiter wakes this long after the holder's lease should have ended, so its next attempt finds
 # the lease over (the database's clock decides, a little later than the sleep's).
@@ -87,11 +87,10 @@ async def acquire(
     with wakeups.waiter(wakeup_key(tenant_id, name)) as woken:
         while True:
             async with sessionmaker.begin() as session:
-                repository = LockRepository(session)
-                row = await repository.try_acquire(tenant_id, name, token, ttl_seconds)
-                if row is not None:
-                    return Grant(name, token, row.fencing_token, row.acquired_at, row.expires_at)
-                lease_left = await repository.lease_left(tenant_id, name)
+                row = await LockRepository(session).try_acquire(tenant_id, name, token, ttl_seconds)
+            if isinstance(row, GrantRow):
+                return Grant(name, token, row.fencing_token, row.acquired_at, row.expires_at)
+            lease_left = row
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise LockHeld(
