@@ -17,6 +17,7 @@ from memory_layer.models.api_key import KeyScope
 from tests.fixtures.app import AppClient, running_client
 from tests.fixtures.messages import remember
 from tests.fixtures.tenants import new_tenant, tenant_key
+from tests.policies.helpers import set_policy
 
 
 def url(conversation: str = "c1") -> str:
@@ -249,4 +250,25 @@ async def test_retention_deletes_events_by_age(
     assert run.status_code == 200, run.text
     assert [e["type"] for e in (await read(client, tenant)).json()["items"]] == ["new"]
     search = await client.get("/v1/memory/search", params={"tenant_id": tenant, "query": "gardening"})
+    assert search.json()["items"] == []
+
+
+async def test_retention_by_policy_deletes_events_at_the_age_of_kind_event(
+    client: AppClient, tenant: str, db_engine: AsyncEngine
+) -> None:
+    await set_policy(client, tenant, retention_by_kind={"event": {"delete_after_days": 30}})
+    await append(client, tenant, "old", description="an old event about sailing")
+    await append(client, tenant, "new")
+    async with db_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE conversation_events SET created_at = now() - interval '40 days' "
+                "WHERE tenant_id = :t AND type = 'old'"
+            ),
+            {"t": tenant},
+        )
+    run = await client.post("/v1/admin/retention/run", json={"tenant_id": tenant})
+    assert run.status_code == 200, run.text
+    assert [e["type"] for e in (await read(client, tenant)).json()["items"]] == ["new"]
+    search = await client.get("/v1/memory/search", params={"tenant_id": tenant, "query": "sailing"})
     assert search.json()["items"] == []
