@@ -111,10 +111,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             engine, autocommit=not settings.db_transaction_pooler
         )
         app.state.embedder = embedder
-        # Lock releases and appended events wake the waiting requests of every replica.
-        app.state.wakeups = await stack.enter_async_context(
-            listening(Wakeups(to_libpq_url(engine.url.render_as_string(hide_password=False))))
+        # Lock releases and appended events wake the waiting requests of every replica. Behind a
+        # transaction pooler a LISTEN session would be handed to other clients and miss its
+        # notifications: waiters re-check every half second instead.
+        listen_dsn = (
+            None
+            if settings.db_transaction_pooler
+            else to_libpq_url(engine.url.render_as_string(hide_password=False))
         )
+        app.state.wakeups = await stack.enter_async_context(listening(Wakeups(listen_dsn)))
         language_provider = build_language_provider(settings)
         stack.push_async_callback(language_provider.close)
         app.state.language_provider = language_provider

@@ -183,3 +183,16 @@ def test_lock_tokens_parse_as_webdav_writes_them() -> None:
     assert str(parse_token(f"<urn:uuid:{token}>")) == token
     assert str(parse_token(token)) == token
     assert parse_token("opaquelocktoken:xyz") is None
+
+
+async def test_without_a_listener_waiters_are_still_served(settings_factory: Any, tenant: str) -> None:
+    """Behind a transaction pooler there is no LISTEN: a waiter re-checks every half second."""
+    settings = settings_factory(db_transaction_pooler=True)
+    async with running_client(settings, headers={"X-API-Key": "test-admin-key"}) as app:
+        assert not app.app.state.wakeups.listening.is_set()
+        holder = (await acquire(app, tenant, ttl=60)).json()
+        waiting = asyncio.create_task(acquire(app, tenant, wait=10))
+        await asyncio.sleep(0.2)
+        assert (await release(app, tenant, holder["token"])).status_code == 204
+        served = await asyncio.wait_for(waiting, timeout=10)
+        assert served.status_code == 201, served.text

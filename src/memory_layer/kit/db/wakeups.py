@@ -112,8 +112,9 @@ async def listening(wakeups: Wakeups) -> AsyncIterator[Wakeups]:
     task = asyncio.create_task(wakeups.run(stop), name="wakeups-listener")
     try:
         # The first connection before the first request, so early waiters are woken too.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeups.listening.wait(), timeout=5)
+        if wakeups.dsn is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeups.listening.wait(), timeout=5)
         yield wakeups
     finally:
         stop.set()
