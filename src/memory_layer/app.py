@@ -27,6 +27,7 @@ from memory_layer.embeddings import endpoints as embeddings_endpoints
 from memory_layer.embeddings.providers import build_provider
 from memory_layer.embeddings.worker import EmbeddingWorker, stop_worker
 from memory_layer.erasure import endpoints as erasure_endpoints
+from memory_layer.events import endpoints as events_endpoints
 from memory_layer.health import endpoints as health_endpoints
 from memory_layer.kit import tokens
 from memory_layer.kit.cache import build_caches, session_info
@@ -36,8 +37,10 @@ from memory_layer.kit.db.engine import (
     create_read_sessionmaker,
     create_sessionmaker,
     search_settings_problems,
+    to_libpq_url,
 )
 from memory_layer.kit.db.migrations import verify_schema
+from memory_layer.kit.db.wakeups import Wakeups, listening
 from memory_layer.kit.http.errors import install_error_handlers
 from memory_layer.kit.http.limits import BodySizeLimitMiddleware, PathLimit
 from memory_layer.kit.http.openapi import install_openapi
@@ -53,6 +56,7 @@ from memory_layer.kit.observability.requests import RequestObservationMiddleware
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
 from memory_layer.kit.schemas import error_responses
+from memory_layer.locks import endpoints as locks_endpoints
 from memory_layer.mcp import http as mcp_http
 from memory_layer.mcp.runtime import app_runtime
 from memory_layer.mcp.server import build_server as build_mcp_server
@@ -107,6 +111,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             engine, autocommit=not settings.db_transaction_pooler
         )
         app.state.embedder = embedder
+        # Lock releases and appended events wake the waiting requests of every replica. Behind a
+        # transaction pooler a LISTEN session would be handed to other clients and miss its
+        # notifications: waiters re-check every half second instead.
+        listen_dsn = (
+            None
+            if settings.db_transaction_pooler
+            else to_libpq_url(engine.url.render_as_string(hide_password=False))
+        )
+        app.state.wakeups = await stack.enter_async_context(listening(Wakeups(listen_dsn)))
         language_provider = build_language_provider(settings)
         stack.push_async_callback(language_provider.close)
         app.state.language_provider = language_provider
@@ -215,7 +228,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         search_endpoints.router,
         search_endpoints.messages_router,
         context_endpoints.router,
+        # Before conversations: its `/{conversation_id:path}` would take `.../events`.
+        events_endpoints.router,
         conversations_endpoints.router,
+        locks_endpoints.router,
         stats_endpoints.router,
         erasure_endpoints.router,
         retention_endpoints.router,

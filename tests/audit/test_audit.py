@@ -83,7 +83,9 @@ async def test_actions_are_recorded_with_actor_target_counts_and_request_id(
     generated = conversation_deleted.headers["X-Request-ID"]
     assert generated not in ("", "req-42")
     assert by_action["conversation.deleted"]["request_id"] == generated
-    assert by_action["conversation.deleted"]["counts"] == {"messages": 1, "conversation_states": 0}
+    assert by_action["conversation.deleted"]["counts"] == {
+        "messages": 1, "conversation_states": 0, "events": 0
+    }
     assert by_action["user.erased"]["target"] == "user:eve"
     assert by_action["user.erased"]["counts"]["user_messages"] == 1
     assert by_action["import.completed"]["counts"]["stored"] == 1

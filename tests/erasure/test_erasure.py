@@ -79,6 +79,7 @@ async def test_erasing_a_user_leaves_nothing_of_them(
         "messages": 4, "user_messages": 3, "unattributed_messages": 1, "conversations": 2,
         "conversation_states": 0,
         "conversation_descriptions": 0,
+        "events": 0,
     }
     assert tenant not in sizes  # dropped after the commit
     assert sizes[other] == (3, 70, "messages")
@@ -135,6 +136,7 @@ async def test_erasing_again_is_harmless_and_recorded_again(
         "messages": 0, "user_messages": 0, "unattributed_messages": 0, "conversations": 0,
         "conversation_states": 0,
         "conversation_descriptions": 0,
+        "events": 0,
     }
     assert again.json()["erasure_id"] != first["erasure_id"]
     never = await client.delete("/v1/users/nobody", params={"tenant_id": tenant})
@@ -159,6 +161,7 @@ async def test_unattributed_messages_can_be_kept(
         "messages": 3, "user_messages": 3, "unattributed_messages": 0, "conversations": 2,
         "conversation_states": 0,
         "conversation_descriptions": 0,
+        "events": 0,
     }
     e1 = await client.get("/v1/conversations/e1/messages", params={"tenant_id": tenant})
     assert [item["role"] for item in e1.json()["items"]] == ["assistant"]

@@ -28,6 +28,7 @@ from memory_layer.conversations.repository import (
     ConversationSummary,
     summary_of,
 )
+from memory_layer.events import service as events
 from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import DomainError, InvalidInput, NotFound, PreconditionFailed
 from memory_layer.kit.pagination import (
@@ -210,11 +211,12 @@ async def describe_conversation(
 async def delete_conversation(
     session: AsyncSession, tenant_id: str, conversation_id: str, *, actor: audit.Actor
 ) -> int:
-    """Hard delete of every message of the conversation, its state and its metadata; 404 when
-    there was no message. Audited (`conversation.deleted`)."""
+    """Hard delete of every message of the conversation, its events, its state and its metadata;
+    404 when there was no message and no event. Audited (`conversation.deleted`)."""
     repository = ConversationRepository(session)
     deleted = await repository.delete(tenant_id, conversation_id)
-    if deleted == 0:
+    event_count = await events.delete_conversation_events(session, tenant_id, conversation_id)
+    if deleted == 0 and event_count == 0:
         raise _not_found(tenant_id, conversation_id)
     await repository.delete_description(tenant_id, conversation_id)
     states = await ConversationStateRepository(session).delete(tenant_id, conversation_id)
@@ -224,7 +226,7 @@ async def delete_conversation(
         actor=actor,
         tenant_id=tenant_id,
         target=f"conversation:{conversation_id}",
-        counts={"messages": deleted, "conversation_states": states},
+        counts={"messages": deleted, "conversation_states": states, "events": event_count},
     )
     note_write(session, tenant_id)
     return deleted

@@ -44,6 +44,11 @@ class ErasureCounts(BaseModel):
         description="Conversation titles, tags and metadata deleted: those of every conversation "
         "a message of theirs was in.",
     )
+    events: int = Field(
+        default=0,
+        description="Conversation events deleted: this user's, and (with include_unattributed) "
+        "the unnamed ones of conversations only this user was named in.",
+    )
 
 
 class ErasureRead(BaseModel):

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from memory_layer.audit import service as audit
 from memory_layer.conversations import service as conversations
 from memory_layer.erasure.repository import NEWEST_FIRST, ErasureRepository
+from memory_layer.events import service as events
 from memory_layer.kit.cache import TenantSizes, note_write, publish_writes
 from memory_layer.kit.pagination import CursorCodec, Page, PageRequest, Scope, paginate
 from memory_layer.models.erasure import Erasure
@@ -29,14 +30,17 @@ async def erase_user(
     include_unattributed: bool = True,
     tenant_sizes: TenantSizes | None = None,
 ) -> Erasure:
-    """Delete every message of the user in the tenant, and the states and descriptions (title,
-    tags) of their conversations, and record the erasure (in `erasures` and the audit log), in
+    """Delete every message and event of the user in the tenant, and the states and descriptions
+    (title, tags) of their conversations, and record the erasure (in `erasures` and the audit log), in
     one transaction; the record."""
     async with sessionmaker.begin() as session:
         repository = ErasureRepository(session)
         # First: the conversations are found through the messages about to go.
         states = await conversations.delete_user_states(session, tenant_id, user_id)
         described = await conversations.delete_user_descriptions(session, tenant_id, user_id)
+        event_count = await events.delete_user_events(
+            session, tenant_id, user_id, include_unattributed=include_unattributed
+        )
         erased = await repository.delete_user_messages(
             tenant_id, user_id, include_unattributed=include_unattributed
         )
@@ -47,6 +51,7 @@ async def erase_user(
             "conversations": erased.conversations,
             "conversation_states": states,
             "conversation_descriptions": described,
+            "events": event_count,
         }
         # Sessions do not expire objects on commit: the record stays readable after it.
         record = await repository.record(tenant_id, user_id, actor.label, counts)

@@ -6,6 +6,8 @@ from memory_layer.models.base import Base
 from memory_layer.models.conversation import Conversation
 from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.erasure import Erasure
+from memory_layer.models.event import ConversationEvent, EventStream
+from memory_layer.models.lock import Lock
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
 from memory_layer.models.policy import TenantPolicy, TenantUsage
 
@@ -15,11 +17,14 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Conversation",
+    "ConversationEvent",
     "ConversationState",
     "EmbeddingStatus",
     "Erasure",
+    "EventStream",
     "KeyScope",
     "Kind",
+    "Lock",
     "Message",
     "Role",
     "TenantPolicy",

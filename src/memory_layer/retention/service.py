@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from memory_layer.audit import service as audit
 from memory_layer.config import RetentionAction, Settings
 from memory_layer.conversations import service as conversations
+from memory_layer.events import service as events
 from memory_layer.kit.cache import note_write
 from memory_layer.kit.errors import Conflict
 from memory_layer.models.audit import AuditAction
@@ -61,6 +62,7 @@ class _Counts:
     matched: int = 0
     archived: int = 0
     deleted: int = 0
+    events_deleted: int = 0
 
 
 async def _apply_policy(
@@ -80,6 +82,11 @@ async def _apply_policy(
         narrowed = Scope(scope.tenants, scope.exclude, None if len(kinds) == len(Kind) else kinds)
         if delete_days > 0:
             cutoff = now - timedelta(days=delete_days)
+            if not dry_run and Kind.event.value in kinds:
+                # Events (and their description messages) age as memories of kind `event`.
+                counts.events_deleted += await events.delete_events_older_than(
+                    repository.session, scope.tenants, scope.exclude, cutoff
+                )
             if dry_run:
                 counts.matched += await repository.count_candidates(
                     narrowed, cutoff, None, include_archived=True
@@ -163,6 +170,10 @@ async def run_retention(
             counts.deleted = counts.matched = await repository.delete_older_than(
                 scope, cutoff, importance_below
             )
+            # Events carry no importance: an explicit delete rule takes them by age alone.
+            counts.events_deleted = await events.delete_events_older_than(
+                session, tenants, (), cutoff
+            )
 
     everyone = Scope(tenants=tenants)
     expired = (
@@ -174,6 +185,7 @@ async def run_retention(
     if not params.dry_run:
         # Expired working memory is already invisible; this frees its rows.
         states_deleted = await conversations.delete_expired_states(session, params.tenant_id)
+        counts.events_deleted += await events.delete_expired_events(session, tenants)
         if params.tenant_id is None:
             audit_deleted = await audit.purge_expired(session, settings.audit_retention_days)
         await audit.record(
@@ -187,6 +199,7 @@ async def run_retention(
                 "deleted": counts.deleted,
                 "expired": expired,
                 "conversation_states_deleted": states_deleted,
+                "events_deleted": counts.events_deleted,
                 "audit_events_deleted": audit_deleted,
             },
         )

@@ -1,0 +1,1 @@
+"""Event streams: append-only JSON events per conversation."""
