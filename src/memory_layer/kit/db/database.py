@@ -43,7 +43,7 @@ def embedded_parameters(settings: Settings) -> dict[str, str]:
     tenant's partition are stale until the next autoanalyze, and with "a handful of rows" the
     planner filters full text through the tenant's btree instead of the GIN index: searches
     took 2-3 times as long for up to a minute after a tenant's first messages
-    (docs/benchmarks.md, "Keyword search")."""
+    (docs/benchmarks.md, "Keyword search as a tenant grows")."""
     return {"shared_buffers": settings.embedded_shared_buffers, "autovacuum_naptime": "10s"}
 
 
