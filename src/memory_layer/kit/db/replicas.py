@@ -63,6 +63,7 @@ _LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 # How often a read that waits for its token asks the replicas again.
 _POLL_SECONDS = 0.003
 _CHECK_TIMEOUT_SECONDS = 2.0
+NOT_CHECKED = "not checked yet"
 
 
 def parse_lsn(value: str) -> int | None:
@@ -120,7 +121,7 @@ class Replica:
     healthy: bool = False
     replay_lsn: int = 0
     lag_seconds: float | None = None
-    reason: str | None = "not checked yet"
+    reason: str | None = NOT_CHECKED
     checked_at: float | None = None
 
     def detail(self) -> dict[str, Any]:
@@ -295,7 +296,7 @@ class ReplicaPool:
                 f"(MEMORY_REPLICA_MAX_LAG_SECONDS={self.max_lag_seconds:g})"
             )
             return
-        if not replica.healthy:
+        if not replica.healthy and replica.reason != NOT_CHECKED:
             logger.info("read replica %s (%s) back in use (lag %s s)", replica.name,
                         replica.description, "unknown" if lag is None else f"{lag:.2f}")
         replica.healthy = True
