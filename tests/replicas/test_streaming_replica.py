@@ -49,7 +49,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def service(cluster: Cluster, redis_url: str, redis_prefix: str, tmp_path: Path) -> Iterator[str]:
+def service(
+    cluster: Cluster, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> Iterator[tuple[str, Path]]:
     env = base_env(
         MEMORY_DATABASE_URL=cluster.primary_url(DATABASE),
         MEMORY_DATABASE_REPLICA_URLS=cluster.standby.url(DATABASE),
@@ -73,7 +75,7 @@ def service(cluster: Cluster, redis_url: str, redis_prefix: str, tmp_path: Path)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process)
-        yield url
+        yield url, log
     finally:
         process.terminate()
         try:
@@ -106,10 +108,11 @@ async def write_then_search(http: httpx.AsyncClient, number: int) -> tuple[str, 
 
 
 async def test_searches_on_the_standby_read_their_writes_and_survive_its_stop(
-    cluster: Cluster, service: str
+    cluster: Cluster, service: tuple[str, Path]
 ) -> None:
+    url, log = service
     async with httpx.AsyncClient(
-        base_url=service, timeout=30, headers={"X-API-Key": ADMIN}
+        base_url=url, timeout=30, headers={"X-API-Key": ADMIN}
     ) as http:
         # Which server runs a search: the statement logs of both, while one search runs.
         probe = f"probe{uuid.uuid4().hex[:10]}"
@@ -172,3 +175,7 @@ async def test_searches_on_the_standby_read_their_writes_and_survive_its_stop(
         metrics = (await http.get("/metrics")).text
         assert 'memory_db_reads_total{target="replica-0"}' in metrics
         assert 'memory_db_replica_up{replica="replica-0"} 1.0' in metrics
+    lines = log.read_text()
+    assert "read replica replica-0" in lines
+    assert "left out of reads" in lines
+    assert "back in use" in lines
