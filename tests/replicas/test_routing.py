@@ -12,9 +12,11 @@ from memory_layer.config import Settings
 from memory_layer.kit.cache import SearchCache
 from memory_layer.kit.db.replicas import ReplicaPool, format_lsn, parse_lsn
 from memory_layer.kit.observability.metrics import Metrics
-from tests.fixtures.app import ADMIN_KEY, running_client
+from tests.fixtures.app import ADMIN_KEY, AppClient, running_client
 from tests.fixtures.messages import remember
 from tests.fixtures.tenants import new_tenant
+from tests.support.cli import free_port
+from tests.support.metrics import sample_value, scrape
 
 TOKEN = "Memory-Consistency-Token"
 READ_FROM = "Memory-Read-From"
@@ -113,3 +115,63 @@ async def test_a_replica_that_is_not_a_standby_is_left_out_and_reads_go_to_the_p
         # A state read stays on the primary: no read route, no header.
         state = await client.get("/v1/conversations/c/state", params={"tenant_id": tenant})
         assert READ_FROM not in state.headers
+
+
+async def fallbacks(client: AppClient, reason: str) -> float:
+    return sample_value(await scrape(client), "memory_db_replica_fallbacks_total",
+                        {"reason": reason}) or 0.0
+
+
+async def test_a_replica_that_fails_under_a_read_hands_it_to_the_primary(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    # Nothing listens there: the start-up check leaves it out; marked well by hand, as a replica
+    # that stops between two checks is, the read meets a refused connection.
+    gone = f"postgresql://postgres@127.0.0.1:{free_port()}/memory_layer"
+    # No check after start-up: none may correct the state this test sets.
+    settings = settings_factory(database_replica_urls=[gone], replica_check_interval_seconds=3600)
+    async with running_client(settings, {"X-API-Key": ADMIN_KEY}) as client:
+        tenant = new_tenant()
+        await remember(client, tenant, "the parrot is called Rio")
+        pool: ReplicaPool = client.app.state.replicas
+        [replica] = pool.replicas
+        assert replica.healthy is False
+        replica.healthy = True
+        found = await client.post(
+            "/v1/memory/search", json={"tenant_id": tenant, "query": "parrot", "mode": "keyword"}
+        )
+        assert found.status_code == 200, found.text
+        assert found.headers[READ_FROM] == "primary"
+        assert len(found.json()["items"]) == 1
+        assert replica.healthy is False
+        assert await fallbacks(client, "replica_failed") == 1
+
+
+async def test_a_read_whose_token_no_replica_reached_goes_to_the_primary(
+    settings_factory: Callable[..., Settings], database_url: str
+) -> None:
+    # The primary's own URL stands for a replica that replays nothing: its
+    # pg_last_wal_replay_lsn() is NULL.
+    settings = settings_factory(
+        database_replica_urls=[database_url], replica_wait_ms=20,
+        replica_check_interval_seconds=3600,
+    )
+    async with running_client(settings, {"X-API-Key": ADMIN_KEY}) as client:
+        tenant = new_tenant()
+        wrote = await client.post("/v1/messages", json={
+            "tenant_id": tenant, "conversation_id": "c", "role": "user", "content": "parrot",
+        })
+        pool: ReplicaPool = client.app.state.replicas
+        pool.replicas[0].healthy = True
+        found = await client.post(
+            "/v1/memory/search", json={"tenant_id": tenant, "query": "parrot", "mode": "keyword"},
+            headers={TOKEN: wrote.headers[TOKEN]},
+        )
+        assert found.headers[READ_FROM] == "primary"
+        assert len(found.json()["items"]) == 1
+        assert await fallbacks(client, "behind_token") == 1
+        # Without a token the same replica takes the read.
+        anyway = await client.post(
+            "/v1/memory/search", json={"tenant_id": tenant, "query": "parrot", "mode": "keyword"}
+        )
+        assert anyway.headers[READ_FROM] == "replica-0"
