@@ -318,14 +318,17 @@ class ReplicaPool:
         return max(0.0, now - self._primary_history[0][0])
 
     async def run_checks(self, stop: asyncio.Event) -> None:
-        """Check every MEMORY_REPLICA_CHECK_INTERVAL_SECONDS until `stop` is set."""
-        while not stop.is_set():
+        """Check every MEMORY_REPLICA_CHECK_INTERVAL_SECONDS until `stop` is set (the first
+        check is the caller's, before the first request)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.check_interval_seconds)
+            if stop.is_set():
+                return
             try:
                 await self.check()
             except Exception:
                 logger.exception("replica check failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.check_interval_seconds)
 
     def details(self) -> list[dict[str, Any]]:
         return [replica.detail() for replica in self.replicas]
