@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from redis.asyncio import Redis
 
-from memory_layer.config import Settings
+from memory_layer.config import ConfigurationError, Settings, check_startup_settings
 from memory_layer.kit.cache import SearchCache
 from memory_layer.kit.db.replicas import ReplicaPool, format_lsn, parse_lsn
 from memory_layer.kit.observability.metrics import Metrics
@@ -175,3 +176,12 @@ async def test_a_read_whose_token_no_replica_reached_goes_to_the_primary(
             "/v1/memory/search", json={"tenant_id": tenant, "query": "parrot", "mode": "keyword"}
         )
         assert anyway.headers[READ_FROM] == "replica-0"
+
+
+def test_replicas_need_a_primary_the_operator_runs() -> None:
+    settings = Settings(_env_file=None, database_replica_urls="postgresql://standby/memory")
+    assert [url.get_secret_value() for url in settings.database_replica_urls] == [
+        "postgresql://standby/memory"
+    ]
+    with pytest.raises(ConfigurationError, match="MEMORY_DATABASE_URL"):
+        check_startup_settings(settings)
