@@ -62,6 +62,7 @@ _ROUTE = "replica_route"
 _LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 # How often a read that waits for its token asks the replicas again.
 _POLL_SECONDS = 0.003
+_POLL_TIMEOUT_SECONDS = 0.1
 _CHECK_TIMEOUT_SECONDS = 2.0
 NOT_CHECKED = "not checked yet"
 
@@ -141,7 +142,7 @@ class Route:
 
     replica: Replica | None
     read_lsn: int | None
-    reason: str  # replica, no_token_needed, no_healthy_replica, behind_token, no_replicas
+    reason: str  # replica, or why the primary: no_healthy_replica, behind_token, invalid_token
 
     @property
     def target(self) -> str:
@@ -206,10 +207,14 @@ class ReplicaPool:
 
     async def _replay_lsn(self, replica: Replica) -> int | None:
         try:
-            async with replica.engine.connect() as connection:
-                value = await connection.scalar(
-                    text("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
-                )
+            # A replica slow to answer is not down, but the read will not wait for it longer.
+            async with asyncio.timeout(self.wait_seconds + _POLL_TIMEOUT_SECONDS):
+                async with replica.engine.connect() as connection:
+                    value = await connection.scalar(
+                        text("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
+                    )
+        except TimeoutError:
+            return None
         except Exception as exc:
             self.mark_down(replica, exc)
             return None
