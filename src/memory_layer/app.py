@@ -40,6 +40,12 @@ from memory_layer.kit.db.engine import (
     to_libpq_url,
 )
 from memory_layer.kit.db.migrations import verify_schema
+from memory_layer.kit.db.replicas import (
+    CONSISTENCY_TOKEN_HEADER,
+    READ_FROM_HEADER,
+    ConsistencyTokenMiddleware,
+    open_replicas,
+)
 from memory_layer.kit.db.wakeups import Wakeups, listening
 from memory_layer.kit.http.errors import install_error_handlers
 from memory_layer.kit.http.limits import BodySizeLimitMiddleware, PathLimit
@@ -120,6 +126,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             else to_libpq_url(engine.url.render_as_string(hide_password=False))
         )
         app.state.wakeups = await stack.enter_async_context(listening(Wakeups(listen_dsn)))
+        if settings.database_replica_urls:
+            app.state.replicas = await stack.enter_async_context(
+                open_replicas(settings, engine, app.state.read_sessionmaker, app.state.metrics)
+            )
         language_provider = build_language_provider(settings)
         stack.push_async_callback(language_provider.close)
         app.state.language_provider = language_provider
@@ -189,6 +199,8 @@ EXPOSED_HEADERS = [
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
+    CONSISTENCY_TOKEN_HEADER,
+    READ_FROM_HEADER,
 ]
 
 
@@ -266,6 +278,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Inside the metrics, the access log and CORS: a 429 is counted, logged and readable by a browser.
     app.add_middleware(RateLimitMiddleware, global_rate_limit=settings.global_rate_limit)
     app.add_middleware(RequestObservationMiddleware, metrics=metrics)
+    if settings.database_replica_urls:
+        # Writes answer a consistency token, reads name the server that ran them.
+        app.add_middleware(ConsistencyTokenMiddleware)
     # Outside the access log, so its line (and every line logged while serving) has the id.
     app.add_middleware(
         CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=valid_request_id
@@ -280,6 +295,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "X-API-Key", "Content-Type", "If-Match", "If-None-Match", REQUEST_ID_HEADER,
                 # MCP clients in a browser: a bearer key and the protocol's own headers.
                 "Authorization", "Mcp-Protocol-Version", "Mcp-Session-Id",
+                CONSISTENCY_TOKEN_HEADER,
             ],
             expose_headers=EXPOSED_HEADERS,
         )

@@ -166,6 +166,17 @@ class Settings(BaseSettings):
     db_transaction_pooler: bool = False
     # None: migrate the embedded database at start-up, leave an external one to `memory-layer migrate`.
     auto_migrate: bool | None = None
+    # Hot standbys of MEMORY_DATABASE_URL (PostgreSQL streaming replication), comma-separated:
+    # routes that only read (search, listings, history, stats, export) run there; writes, state,
+    # keys and everything transactional stay on the primary (docs/scaling.md, "Read replicas").
+    database_replica_urls: CsvSecrets = Field(default_factory=list)
+    # A replica more than this far behind the primary (seconds of replay) takes no reads.
+    replica_max_lag_seconds: float = Field(default=5.0, gt=0)
+    # A read carrying a Memory-Consistency-Token waits this long for a replica to replay that far,
+    # then goes to the primary.
+    replica_wait_ms: int = Field(default=50, ge=0)
+    # How often each replica's replay position, lag and reachability are checked.
+    replica_check_interval_seconds: float = Field(default=1.0, gt=0)
 
     # Redis (cache and rate limits); unset means in-process fallbacks.
     redis_url: SecretStr | None = None
@@ -402,7 +413,8 @@ class Settings(BaseSettings):
     readiness_embed_timeout_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator(
-        "api_keys", "admin_api_keys", "allowed_origins", "retention_tenants", mode="before"
+        "api_keys", "admin_api_keys", "allowed_origins", "retention_tenants",
+        "database_replica_urls", mode="before"
     )
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -490,6 +502,11 @@ def check_startup_settings(settings: Settings) -> list[str]:
                 "MEMORY_ENVIRONMENT=production requires MEMORY_REDIS_URL while "
                 "MEMORY_REQUIRE_REDIS_IN_PRODUCTION is true."
             )
+    if settings.database_replica_urls and settings.database_url is None:
+        raise ConfigurationError(
+            "MEMORY_DATABASE_REPLICA_URLS needs MEMORY_DATABASE_URL: replicas stream from a "
+            "primary the operator runs, not from the embedded PostgreSQL."
+        )
     if settings.async_embeddings and not settings.worker_enabled:
         warnings.append(
             "MEMORY_ASYNC_EMBEDDINGS=true with MEMORY_WORKER_ENABLED=false: messages stay pending "

@@ -14,7 +14,7 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.auth.service import KeyRing, Principal, authenticate, require_scope, resolve_tenant
-from memory_layer.kit.db.session import SessionDep, read_sessionmaker_of
+from memory_layer.kit.db.session import ReadSessionDep, SessionDep, read_sessionmaker_of
 from memory_layer.kit.http.deps import settings_of
 from memory_layer.kit.observability.logging import record_tenant
 from memory_layer.models.api_key import KeyScope
@@ -82,3 +82,11 @@ async def get_caller(principal: PrincipalDep, session: SessionDep) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_read_caller(principal: PrincipalDep, session: ReadSessionDep) -> Caller:
+    return Caller(principal, session)
+
+
+# A tenant route that only reads: its session may be on a read replica (kit/db/replicas.py).
+ReadCallerDep = Annotated[Caller, Depends(get_read_caller)]

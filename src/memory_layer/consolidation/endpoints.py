@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from memory_layer.auth.deps import READ, WRITE, CallerDep, PrincipalDep
+from memory_layer.auth.deps import READ, WRITE, PrincipalDep, ReadCallerDep
 from memory_layer.auth.service import resolve_tenant
 from memory_layer.consolidation import service
 from memory_layer.consolidation.deps import DistillersDep
@@ -40,7 +40,7 @@ ConversationId = Annotated[
 async def list_user_facts(
     user_id: UserId,
     query: Annotated[FactListRequest, Query()],
-    caller: CallerDep,
+    caller: ReadCallerDep,
     cursors: CursorCodecDep,
 ) -> FactListResponse:
     """The user's current profile: the facts and preferences distilled from their turns, newest

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.auth.deps import READ, WRITE, CallerDep
+from memory_layer.auth.deps import READ, WRITE, CallerDep, ReadCallerDep
 from memory_layer.auth.service import Principal
 from memory_layer.conversations import service
 from memory_layer.conversations.schemas import (
@@ -50,7 +50,9 @@ ONE_CONVERSATION_ERRORS = error_responses(401, 403, 404, 422, 503)
     "", response_model=ConversationListResponse, responses=LISTING_ERRORS, dependencies=[READ]
 )
 async def list_conversations(
-    query: Annotated[ConversationListRequest, Query()], caller: CallerDep, cursors: CursorCodecDep
+    query: Annotated[ConversationListRequest, Query()],
+    caller: ReadCallerDep,
+    cursors: CursorCodecDep,
 ) -> ConversationListResponse:
     """The tenant's conversations, most recently active first, a page at a time."""
     listing = service.ConversationQuery(**query.model_dump(exclude={"tenant_id"}))
@@ -69,7 +71,7 @@ async def list_conversations(
 async def list_conversation_messages(
     conversation_id: ConversationId,
     query: Annotated[ConversationMessagesRequest, Query()],
-    caller: CallerDep,
+    caller: ReadCallerDep,
     cursors: CursorCodecDep,
 ) -> ConversationMessagesResponse:
     """A conversation's messages, chronological (`order=desc&limit=N`: the last N turns)."""

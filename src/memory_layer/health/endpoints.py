@@ -12,6 +12,7 @@ from memory_layer.embeddings.deps import EmbedderDep
 from memory_layer.embeddings.service import refresh_queue_depth
 from memory_layer.health import service
 from memory_layer.health.schemas import CheckResult, HealthResponse, ReadinessResponse
+from memory_layer.kit.db.replicas import ReplicaPool
 from memory_layer.kit.http.deps import MetricsDep, SettingsDep
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,10 @@ async def _readiness_checks(request: Request) -> dict[str, service.CheckResult]:
     }
     if request.app.state.redis is not None:
         results["redis"] = await service.redis_check(request.app.state.redis)
+    replicas: ReplicaPool | None = getattr(request.app.state, "replicas", None)
+    if replicas is not None:
+        # Never "not ready" for a replica: without one, reads go to the primary.
+        results["replicas"] = service.CheckResult(ok=True, detail=replicas.details())
     return results
 
 

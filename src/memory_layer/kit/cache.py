@@ -46,6 +46,10 @@ SESSION_WRITES = "written_tenants"
 ALL_TENANTS = "*"
 WARNING_INTERVAL_SECONDS = 30.0
 _FAILURES = (RedisError, OSError, TimeoutError)
+# A search cache entry starts with the WAL position its data includes (8 bytes, big-endian); the
+# largest value marks one computed on the primary.
+_LSN_BYTES = 8
+_FROM_PRIMARY = 2**64 - 1
 
 
 def digest(*parts: object) -> str:
@@ -142,24 +146,40 @@ class SearchCache(_Redis):
     def _entry_key(self, tenant_id: str, generation: str, request: str) -> str:
         return f"{self.prefix}:entry:{tenant_id}:{generation}:{request}"
 
-    async def get(self, tenant_id: str, generation: str, request: str) -> bytes | None:
+    async def get(
+        self, tenant_id: str, generation: str, request: str, floor: int | None = None
+    ) -> bytes | None:
+        """The entry, if it includes the WAL position `floor` (a read's consistency token)."""
         try:
-            return self.counted(await self.redis.get(self._entry_key(tenant_id, generation, request)))
+            raw = await self.redis.get(self._entry_key(tenant_id, generation, request))
         except _FAILURES as exc:
             self.failed(exc)
             return None
+        if isinstance(raw, str):  # the client is built without decode_responses
+            raw = raw.encode()
+        if raw is not None:
+            read_at = int.from_bytes(raw[:_LSN_BYTES], "big")
+            raw = raw[_LSN_BYTES:] if floor is None or read_at >= floor else None
+        return self.counted(raw)
 
     async def put(
         self, tenant_id: str, generation: str, request: str, value: bytes,
-        max_seconds: int | None = None,
+        max_seconds: int | None = None, read_lsn: int | None = None,
     ) -> None:
         """Keep the entry for the cache's TTL, or `max_seconds` when shorter (the first expiry
-        of a message it holds)."""
+        of a message it holds). `read_lsn`: the WAL position a replica that computed it had
+        replayed (None: the primary, which has every write the generation covers); a read whose
+        token is past it does not take the entry (a replica behind the generation's writes must
+        not answer a client that waits for one of them)."""
         if len(value) > self.max_bytes:
             return
         ttl = self.ttl if max_seconds is None else max(1, min(self.ttl, max_seconds))
+        read_at = _FROM_PRIMARY if read_lsn is None else read_lsn
         try:
-            await self.redis.set(self._entry_key(tenant_id, generation, request), value, ex=ttl)
+            await self.redis.set(
+                self._entry_key(tenant_id, generation, request),
+                read_at.to_bytes(_LSN_BYTES, "big") + value, ex=ttl,
+            )
         except _FAILURES as exc:
             self.failed(exc)
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import BaseModel
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from memory_layer.auth.deps import READ, WRITE, Caller, CallerDep
+from memory_layer.auth.deps import READ, WRITE, Caller, CallerDep, ReadCallerDep
 from memory_layer.config import Settings
 from memory_layer.embeddings.deps import embedder_of
 from memory_layer.embeddings.providers.base import EmbeddingProvider
@@ -192,7 +192,7 @@ async def create_messages_batch(
     dependencies=[READ],
 )
 async def list_messages(
-    query: Annotated[MessageListRequest, Query()], caller: CallerDep, cursors: CursorCodecDep
+    query: Annotated[MessageListRequest, Query()], caller: ReadCallerDep, cursors: CursorCodecDep
 ) -> MessageListResponse:
     """The tenant's messages across conversations, by kind, user, tag (metadata) and time, a page
     at a time; no query needed."""
@@ -216,7 +216,7 @@ async def list_messages(
     dependencies=[READ],
 )
 async def read_message(
-    message_id: uuid.UUID, caller: CallerDep, tenant_id: TenantQuery = None
+    message_id: uuid.UUID, caller: ReadCallerDep, tenant_id: TenantQuery = None
 ) -> MessageRead:
     """One stored message, with its embedding status."""
     message = await service.get_message(caller.session, caller.tenant(tenant_id), message_id)

@@ -17,6 +17,7 @@ from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import call_provider
 from memory_layer.kit.cache import SearchCache, TenantSizes, digest
+from memory_layer.kit.db.replicas import read_lsn_of, required_lsn_of
 from memory_layer.kit.errors import DomainError, NotFound, ServiceUnavailable
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.models.message import EmbeddingStatus
@@ -109,7 +110,7 @@ async def search_memory(
     if generation is None:  # Redis unreachable: uncached
         return await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
     request = _request_key(query, settings, embedder)
-    cached = await cache.get(tenant_id, generation, request)
+    cached = await cache.get(tenant_id, generation, request, floor=required_lsn_of(session))
     if cached is not None:
         return SearchOutcome(rows=_CACHED_ROWS.validate_json(cached), mode=query.mode, degraded=None)
     outcome = await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
@@ -122,7 +123,8 @@ async def search_memory(
             lifetime = math.floor((min(expiries) - datetime.now(UTC)).total_seconds())
         if lifetime is None or lifetime > 0:
             await cache.put(
-                tenant_id, generation, request, _CACHED_ROWS.dump_json(rows), max_seconds=lifetime
+                tenant_id, generation, request, _CACHED_ROWS.dump_json(rows), max_seconds=lifetime,
+                read_lsn=read_lsn_of(session),
             )
     return outcome
 

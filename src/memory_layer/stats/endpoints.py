@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from memory_layer.auth.deps import READ, CallerDep
+from memory_layer.auth.deps import READ, ReadCallerDep
 from memory_layer.kit.schemas import error_responses
 from memory_layer.stats import service
 from memory_layer.stats.schemas import StatsRequest, StatsResponse
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/stats", tags=["stats"])
     responses=error_responses(401, 403, 422, 503),
     dependencies=[READ],
 )
-async def get_stats(query: Annotated[StatsRequest, Query()], caller: CallerDep) -> StatsResponse:
+async def get_stats(query: Annotated[StatsRequest, Query()], caller: ReadCallerDep) -> StatsResponse:
     """Messages by role, kind and embedding status, conversations, users, bytes, time span."""
     tenant_id = caller.tenant(query.tenant_id)
     scope = query.model_dump(exclude={"tenant_id"})

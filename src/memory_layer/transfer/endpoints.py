@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from memory_layer.auth.deps import READ, WRITE, PrincipalDep
 from memory_layer.auth.service import resolve_tenant
 from memory_layer.embeddings.deps import EmbedderDep
-from memory_layer.kit.db.session import SessionmakerDep
+from memory_layer.kit.db.session import ReadSessionmakerDep, SessionmakerDep
 from memory_layer.kit.http.deps import SettingsDep
 from memory_layer.kit.http.streaming import NDJSONResponse
 from memory_layer.kit.schemas import Identifier, Timestamp, error_responses
@@ -44,7 +44,7 @@ ERRORS = error_responses(401, 403, 422, 503)
     dependencies=[READ],
 )
 async def export_messages(
-    sessionmaker: SessionmakerDep,
+    sessionmaker: ReadSessionmakerDep,
     principal: PrincipalDep,
     tenant_id: TenantQuery = None,
     conversation_id: Annotated[Identifier | None, Query()] = None,

@@ -13,6 +13,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
+
+
+class PrimarySession(Session):
+    """The session class of the write sessionmaker: kit/db/replicas.py listens to its commits to
+    answer the request a consistency token."""
 
 
 def to_async_url(url: str) -> str:
@@ -104,8 +110,11 @@ def create_sessionmaker(
     engine: AsyncEngine, info: dict[str, Any] | None = None
 ) -> async_sessionmaker[AsyncSession]:
     """Sessions for writes; `info` is copied into every session's `info` (kit/cache.py puts the
-    search cache there, for the sessions to invalidate after their commits)."""
-    return async_sessionmaker(engine, expire_on_commit=False, info=info)
+    search cache there, for the sessions to invalidate after their commits). Their commits mark
+    the request for a consistency token (kit/db/replicas.py)."""
+    return async_sessionmaker(
+        engine, expire_on_commit=False, info=info, sync_session_class=PrimarySession
+    )
 
 
 def create_read_sessionmaker(

@@ -126,6 +126,32 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.db_reads = Counter(
+            "memory_db_reads_total",
+            "Read requests (ReadSessionDep) by the server that ran them: primary or replica-N.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.replica_fallbacks = Counter(
+            "memory_db_replica_fallbacks_total",
+            "Reads sent to the primary with replicas configured, by reason (no_healthy_replica, "
+            "behind_token, replica_failed).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.replica_up = Gauge(
+            "memory_db_replica_up",
+            "1 while a read replica takes reads (answers, in recovery, within the lag bound).",
+            ["replica"],
+            registry=self.registry,
+        )
+        self.replica_lag = Gauge(
+            "memory_db_replica_lag_seconds",
+            "How far a read replica's replay trails the primary, at the last check.",
+            ["replica"],
+            registry=self.registry,
+        )
+
         self.rate_limited = Counter(
             "memory_rate_limited_requests_total",
             "Requests refused with 429 by scope (global: per client address; tenant).",
