@@ -8,6 +8,7 @@ from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.erasure import Erasure
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
 from memory_layer.models.policy import TenantPolicy, TenantUsage
+from memory_layer.models.run import Run, RunStatus, RunTaskOutput
 
 __all__ = [
     "ApiKey",
@@ -22,6 +23,9 @@ __all__ = [
     "Kind",
     "Message",
     "Role",
+    "Run",
+    "RunStatus",
+    "RunTaskOutput",
     "TenantPolicy",
     "TenantUsage",
 ]

@@ -23,6 +23,7 @@ from memory_layer.models.audit import AuditAction
 from memory_layer.models.message import Kind
 from memory_layer.policies.service import EffectivePolicy, all_policies, default_policy
 from memory_layer.retention.repository import RetentionRepository, Scope
+from memory_layer.runs import service as runs
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class RetentionReport:
     archived: int
     deleted: int
     expired: int
+    runs_deleted: int = 0
 
 
 @dataclass
@@ -61,6 +63,7 @@ class _Counts:
     matched: int = 0
     archived: int = 0
     deleted: int = 0
+    runs_deleted: int = 0
 
 
 async def _apply_policy(
@@ -73,6 +76,15 @@ async def _apply_policy(
 ) -> None:
     """One policy on the messages in `scope`: kinds that share (archive, delete) ages share
     statements; deletion first, so archiving never touches a row about to go."""
+    if policy.delete_after_days > 0:
+        # Runs as messages: created before the tenant's delete_after_days, they go.
+        counts.runs_deleted += await runs.delete_runs_created_before(
+            repository.session,
+            now - timedelta(days=policy.delete_after_days),
+            tenants=scope.tenants,
+            exclude=scope.exclude,
+            dry_run=dry_run,
+        )
     rules: dict[tuple[float, float], list[str]] = defaultdict(list)
     for kind in Kind:
         rules[policy.retention_of(kind)].append(kind.value)
@@ -186,6 +198,7 @@ async def run_retention(
                 "archived": counts.archived,
                 "deleted": counts.deleted,
                 "expired": expired,
+                "runs_deleted": counts.runs_deleted,
                 "conversation_states_deleted": states_deleted,
                 "audit_events_deleted": audit_deleted,
             },
@@ -204,4 +217,5 @@ async def run_retention(
         archived=counts.archived,
         deleted=counts.deleted,
         expired=expired,
+        runs_deleted=counts.runs_deleted,
     )
