@@ -34,7 +34,8 @@ async def test_lifecycle_sets_times_and_refuses_leaving_a_final_status(
     assert created.status_code == 201, created.text
     run = created.json()
     assert run["status"] == "pending"
-    assert run["started_at"] is None and run["finished_at"] is None
+    assert run["started_at"] is None
+    assert run["finished_at"] is None
     assert run["parameters"] == {"day": "2026-12-07"}
     run_url = f"/v1/runs/{run['run_id']}"
     scope = {"tenant_id": tenant}

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from memory_layer.auth.deps import READ, WRITE, CallerDep
 from memory_layer.kit.http.deps import CursorCodecDep, SettingsDep
 from memory_layer.kit.schemas import error_responses
-from memory_layer.models.run import Run, RunTaskOutput
+from memory_layer.models.run import Run, RunStatus, RunTaskOutput
 from memory_layer.policies.deps import RequestPoliciesDep
 from memory_layer.runs import service
 from memory_layer.runs.schemas import (
@@ -45,7 +45,7 @@ def _read(run: Run) -> RunRead:
     return RunRead(
         run_id=run.id,
         flow_name=run.flow_name,
-        status=run.status,  # type: ignore[arg-type]
+        status=RunStatus(run.status),
         parameters=run.parameters,
         created_at=run.created_at,
         updated_at=run.updated_at,

@@ -55,7 +55,7 @@ class RunRepository:
         status: str | None,
         since: datetime | None,
         until: datetime | None,
-    ) -> Select[tuple[Run]]:
+    ) -> Select[Run]:
         statement = select(Run).where(Run.tenant_id == tenant_id)
         if flow_name is not None:
             statement = statement.where(Run.flow_name == flow_name)
@@ -101,7 +101,7 @@ class RunRepository:
         statement = insert(RunTaskOutput).values(
             tenant_id=tenant_id, run_id=run_id, task_id=task_id, output=output, output_bytes=size
         )
-        statement = statement.on_conflict_do_update(
+        upsert = statement.on_conflict_do_update(
             index_elements=["tenant_id", "run_id", "task_id"],
             set_={
                 "output": statement.excluded.output,
@@ -109,11 +109,8 @@ class RunRepository:
                 "updated_at": func.now(),
             },
         ).returning(RunTaskOutput)
-        row = (
-            await self.session.execute(
-                statement, execution_options={"populate_existing": True}
-            )
-        ).scalar_one()
+        result = await self.session.execute(upsert, execution_options={"populate_existing": True})
+        row: RunTaskOutput = result.scalar_one()
         return row
 
     async def delete_created_before(
