@@ -9,6 +9,10 @@ failed | cancelled), parameters (jsonb) and their size, created/updated/started/
 indexes for the listings (per tenant, per tenant and flow, newest first).
 `run_task_outputs` (primary key `(tenant_id, run_id, task_id)`): one JSON document per task,
 with its size; deleted with its run (foreign key, ON DELETE CASCADE).
+
+And `messages.embedding_supplied` (boolean, default false): the client gave the row's vector
+(`embedding` on a write); such rows are never embedded again by the worker or `reembed`. Adding
+a column with a constant default changes the catalog only: no row is rewritten.
 """
 
 from collections.abc import Sequence
@@ -27,6 +31,10 @@ STAMP = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    op.add_column(
+        "messages",
+        sa.Column("embedding_supplied", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
     op.create_table(
         "runs",
         sa.Column("tenant_id", sa.String(128), nullable=False),
@@ -75,3 +83,4 @@ def downgrade() -> None:
     op.drop_index("ix_runs_tenant_id_flow_name_created_at", table_name="runs")
     op.drop_index("ix_runs_tenant_id_created_at_id", table_name="runs")
     op.drop_table("runs")
+    op.drop_column("messages", "embedding_supplied")

@@ -17,6 +17,7 @@ from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import call_provider
 from memory_layer.kit.cache import SearchCache, TenantSizes, digest
+from memory_layer.kit.db.vectors import check_vector
 from memory_layer.kit.errors import DomainError, NotFound, ServiceUnavailable
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.models.message import EmbeddingStatus
@@ -39,6 +40,10 @@ class SearchQuery:
     filters: SearchFilters = dataclasses.field(default_factory=SearchFilters)
     min_score: float | None = None
     diversity: float = 0.0
+    # A vector of the client's own instead of the text (then `text` is "" and the mode vector),
+    # compared with the stored vectors of `embedding_model` (None: the service's model).
+    vector: list[float] | None = None
+    embedding_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ async def _query_vector(
 ) -> tuple[list[float] | None, SearchMode, str | None]:
     if query.mode is SearchMode.keyword:
         return None, SearchMode.keyword, None
+    if query.vector is not None:
+        # The client's vector: no model call, vector-only (there is no text for keywords).
+        return query.vector, SearchMode.vector, None
     try:
         vector = await call_provider(embedder.embed_query(query.text), embedder, metrics)
     except EmbeddingError as exc:
@@ -189,6 +197,8 @@ async def _search(
     metrics: Metrics,
     tenant_sizes: TenantSizes | None,
 ) -> SearchOutcome:
+    if query.vector is not None:
+        check_vector(query.vector, settings.embedding_dimensions, field_name="vector")
     # The model first, then the database: no connection waits in a transaction on the provider.
     vector, mode, degraded = await _query_vector(query, embedder, metrics)
     repository = SearchRepository(session)
@@ -207,7 +217,7 @@ async def _search(
         query_vector=vector,
         mode=mode,
         fusion=settings.search_fusion,
-        model=embedder.model_name,
+        model=query.embedding_model or embedder.model_name,
         # Diversity and the session boost re-rank a longer list, so they need more than top_k.
         limit=candidate_pool if diversify or sessions else query.top_k,
         candidate_pool=candidate_pool,
