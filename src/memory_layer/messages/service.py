@@ -173,6 +173,8 @@ def _embedded(vector: list[float], model: str) -> dict[str, Any]:
     return {
         "embedding": vector,
         "embedding_model": model,
+        # The service's vector unless the caller says the client supplied it.
+        "embedding_supplied": False,
         "embedding_status": EmbeddingStatus.ready.value,
         "embedded_at": datetime.now(UTC),
         "embedding_error": None,
@@ -240,7 +242,8 @@ async def ingest_message(
         "pii_kinds": pii_kinds,
     }
     if data.embedding is not None and data.embedding_model is not None:
-        values.update(_embedded(data.embedding, data.embedding_model), embedding_supplied=True)
+        values.update(_embedded(data.embedding, data.embedding_model))
+        values["embedding_supplied"] = True
     elif vector is not None:
         values.update(_embedded(vector, embedder.model_name))
     else:
