@@ -169,7 +169,7 @@ async def test_search_by_vector_skips_the_model_and_is_vector_only(
         calls.append(query)
         return await original(query)
 
-    client.embedder.embed_query = counting  # type: ignore[method-assign]
+    client.embedder.embed_query = counting  # type: ignore[method-assign,assignment]
     try:
         response = await client.post(
             "/v1/memory/search",
@@ -177,7 +177,7 @@ async def test_search_by_vector_skips_the_model_and_is_vector_only(
                   "top_k": 10},
         )
     finally:
-        client.embedder.embed_query = original  # type: ignore[method-assign]
+        client.embedder.embed_query = original  # type: ignore[method-assign,assignment]
     assert response.status_code == 200, response.text
     body = response.json()
     assert calls == []

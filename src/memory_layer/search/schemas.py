@@ -20,8 +20,8 @@ from pydantic import (
 
 from memory_layer.kit import strict_json
 from memory_layer.kit.schemas import (
-    NON_BLANK_PATTERN,
     NO_NUL_PATTERN,
+    NON_BLANK_PATTERN,
     Identifier,
     JSONBody,
     NonBlankText,
