@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -169,15 +170,13 @@ async def test_search_by_vector_skips_the_model_and_is_vector_only(
         calls.append(query)
         return await original(query)
 
-    client.embedder.embed_query = counting  # type: ignore[method-assign,assignment]
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(client.embedder, "embed_query", counting)
         response = await client.post(
             "/v1/memory/search",
             json={"tenant_id": tenant, "vector": unit(10), "embedding_model": CLIENT_MODEL,
                   "top_k": 10},
         )
-    finally:
-        client.embedder.embed_query = original  # type: ignore[method-assign,assignment]
     assert response.status_code == 200, response.text
     body = response.json()
     assert calls == []
