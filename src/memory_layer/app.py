@@ -218,6 +218,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         context_endpoints.router,
         conversations_endpoints.router,
         stats_endpoints.router,
+        stats_endpoints.admin_router,
         erasure_endpoints.router,
         retention_endpoints.router,
         policies_endpoints.router,
