@@ -108,18 +108,46 @@ async def search_memory(
     cache: SearchCache | None = None,
 ) -> SearchOutcome:
     """The tenant's most relevant messages for the query, best first; from the search cache when
-    the tenant has not been written since the same search was answered."""
+    the tenant has not been written since the same search was answered. Counted in the search
+    metrics (mode, results, cached, degraded)."""
+    outcome, cached = await _cached_search(
+        session, tenant_id, query, settings, embedder, metrics, tenant_sizes, cache
+    )
+    metrics.observe_search(
+        outcome.mode.value, len(outcome.rows), cached=cached, degraded=outcome.degraded
+    )
+    return outcome
+
+
+async def _cached_search(
+    session: AsyncSession,
+    tenant_id: str,
+    query: SearchQuery,
+    settings: Settings,
+    embedder: EmbeddingProvider,
+    metrics: Metrics,
+    tenant_sizes: TenantSizes | None,
+    cache: SearchCache | None,
+) -> tuple[SearchOutcome, bool]:
+    """The outcome, and whether it came from the cache."""
     if cache is None:
-        return await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
+        return (
+            await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes),
+            False,
+        )
     # Read before the database: a write that commits meanwhile replaces this generation, so the
     # result computed below can never be served after that write's 2xx.
     generation = await cache.generation(tenant_id)
     if generation is None:  # Redis unreachable: uncached
-        return await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
+        return (
+            await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes),
+            False,
+        )
     request = _request_key(query, settings, embedder)
     cached = await cache.get(tenant_id, generation, request)
     if cached is not None:
-        return SearchOutcome(rows=_CACHED_ROWS.validate_json(cached), mode=query.mode, degraded=None)
+        rows = _CACHED_ROWS.validate_json(cached)
+        return SearchOutcome(rows=rows, mode=query.mode, degraded=None), True
     outcome = await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
     if outcome.degraded is None:  # a degraded answer is not the answer to keep
         rows = [dataclasses.replace(row, embedding=None) for row in outcome.rows]
@@ -132,7 +160,7 @@ async def search_memory(
             await cache.put(
                 tenant_id, generation, request, _CACHED_ROWS.dump_json(rows), max_seconds=lifetime
             )
-    return outcome
+    return outcome, False
 
 
 # A partition's name as the catalog prints it (`messages_p03`, or schema-qualified): spliced into
