@@ -71,6 +71,7 @@ SEMANTIC_MESSAGES = (
     "must not contain NUL",  # NUL nested in a metadata filter's values (any depth)
     "must be in the future",  # a key's expires_at already past (the clock, not the schema)
     "finished_at must not be before started_at",
+    "the database driver stores those two instants",  # 0001-01-01T00:00:00Z, 9999-12-31T23:59:59.999999Z
     "send embedding and embedding_model together",
     "send either query or vector",
     "a search by vector is vector-only",
