@@ -73,6 +73,7 @@ from memory_layer.ratelimit.middleware import RateLimitMiddleware
 from memory_layer.ratelimit.service import RateLimiter
 from memory_layer.retention import endpoints as retention_endpoints
 from memory_layer.retention.scheduler import retention_loop
+from memory_layer.runs import endpoints as runs_endpoints
 from memory_layer.search import endpoints as search_endpoints
 from memory_layer.stats import endpoints as stats_endpoints
 from memory_layer.transfer import endpoints as transfer_endpoints
@@ -245,6 +246,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         conversations_endpoints.router,
         locks_endpoints.router,
         stats_endpoints.router,
+        stats_endpoints.admin_router,
         erasure_endpoints.router,
         retention_endpoints.router,
         policies_endpoints.router,
@@ -253,6 +255,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth_endpoints.router,
         audit_endpoints.router,
         consolidation_endpoints.router,
+        runs_endpoints.router,
     ):
         app.include_router(router, dependencies=[TenantRateLimit], responses=error_responses(429))
     app.include_router(health_endpoints.router)

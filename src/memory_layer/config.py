@@ -319,6 +319,9 @@ class Settings(BaseSettings):
     # A conversation's working-memory document (PUT/PATCH /v1/conversations/{id}/state), as
     # compact UTF-8 JSON; larger is 413 state_too_large.
     max_state_bytes: int = Field(default=65_536, ge=2)
+    # A run task's output (PUT /v1/runs/{id}/tasks/{task}/output), as compact UTF-8 JSON; larger
+    # is 413 output_too_large. Below the default body limit, so the 413 names this setting.
+    max_task_output_bytes: int = Field(default=65_536, ge=2)
     # POST /v1/import: the whole NDJSON body (counted as it streams in, never buffered).
     max_import_bytes: int = Field(default=1 << 30, ge=1)
     # Import lines written per transaction: a bad line costs at most its own chunk.

@@ -56,6 +56,13 @@ SEMANTIC = {
     "invalid_scopes",  # the admin scope on a key bound to a tenant (a rule across two fields)
     "invalid_state",  # NUL in a nested string of a conversation state (keys and values, any depth)
     "invalid_data",  # NUL in a nested string of an event's data (keys and values, any depth)
+    "invalid_run_times",  # finished_at with a status that is not final, or before started_at
+    "invalid_parameters",  # NUL in a nested string of a run's parameters
+    "parameters_too_large",  # a run's parameters past MEMORY_MAX_METADATA_BYTES
+    "invalid_output",  # NUL in a nested string of a task output
+    "output_too_large",  # a task output past MEMORY_MAX_TASK_OUTPUT_BYTES
+    "embedding_dimension_mismatch",  # a client vector of another length than the column's
+    "invalid_embedding",  # a client vector of zeros (no direction for cosine)
 }
 # Refusals of schema-valid requests whose validation_error message is a rule across fields.
 SEMANTIC_MESSAGES = (
@@ -64,6 +71,12 @@ SEMANTIC_MESSAGES = (
     "send ttl_seconds or expires_at, not both",
     "must not contain NUL",  # NUL nested in a metadata filter's values (any depth)
     "must be in the future",  # a key's expires_at already past (the clock, not the schema)
+    "finished_at must not be before started_at",
+    "the database driver stores those two instants",  # 0001-01-01T00:00:00Z, 9999-12-31T23:59:59.999999Z
+    "send embedding and embedding_model together",
+    "send either query or vector",
+    "a search by vector is vector-only",
+    "embedding_model goes with vector",
 )
 
 

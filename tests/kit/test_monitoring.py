@@ -63,6 +63,8 @@ async def test_live_metrics_pass_promtool_check_metrics(
         "memory_db_pool_connections",
         "memory_db_pool_max_connections",
         "memory_readiness_check_up",
+        "memory_searches",
+        "memory_search_results",
     } <= families
 
 
@@ -149,7 +151,8 @@ def test_dashboard_has_the_panels_operators_look_for() -> None:
     for wanted in (
         "request rate", "errors", "latency p95 by route", "search latency", "queue depth",
         "oldest pending", "worker throughput", "provider errors", "cache hit rate",
-        "rate-limited", "database pool",
+        "rate-limited", "database pool", "searches by mode", "results per search",
+        "degraded search", "search result cache",
     ):
         assert wanted in titles, wanted
     expressions = " ".join(dashboard_expressions())

@@ -115,7 +115,9 @@ WHERE embedding_status = {PENDING} AND embedding_next_attempt_at <= now()
 """)
 
 # Rows whose vector is not the given model's (or missing): what a model change leaves behind.
-STALE = "(embedding_model IS DISTINCT FROM :model OR embedding IS NULL)"
+# A vector the client supplied is the client's: never stale (it is re-embedded only when the
+# column is retyped to another dimension, which clears every vector).
+STALE = "(embedding_model IS DISTINCT FROM :model OR embedding IS NULL) AND NOT embedding_supplied"
 
 
 @dataclass(frozen=True)
@@ -283,7 +285,7 @@ async def queue_everything_again(connection: AsyncConnection) -> int:
     result = await connection.execute(
         text(
             f"UPDATE messages SET embedding_model = NULL, embedding_error = NULL, "
-            f"embedded_at = NULL, {REQUEUED}"
+            f"embedded_at = NULL, embedding_supplied = false, {REQUEUED}"
         )
     )
     return int(result.rowcount)

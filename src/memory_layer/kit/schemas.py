@@ -76,9 +76,16 @@ def _representable(value: datetime) -> datetime:
     """0001-01-01T00:00:00+14:00 is a valid RFC 3339 time before year 1 in UTC: no database or
     client can hold it."""
     try:
-        value.astimezone(UTC)
+        utc = value.astimezone(UTC)
     except OverflowError as exc:
         raise ValueError("lies before 0001-01-01T00:00:00Z") from exc
+    if utc.replace(tzinfo=None) in (datetime.min, datetime.max):
+        # asyncpg writes Python's first and last instants as -infinity and infinity, which come
+        # back as naive datetimes: refused rather than stored as something else.
+        raise ValueError(
+            "must lie after 0001-01-01T00:00:00Z and before 9999-12-31T23:59:59.999999Z (the "
+            "database driver stores those two instants as -infinity and infinity)"
+        )
     return value
 
 

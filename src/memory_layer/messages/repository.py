@@ -55,29 +55,33 @@ INSERT_MANY_SQL = text(f"""
 INSERT INTO messages (
     tenant_id, id, conversation_id, user_id, role, kind, content, metadata, importance,
     client_message_id, created_at, archived_at, embedding, embedding_model, embedding_status,
-    embedded_at, embedding_next_attempt_at, embedding_error, request_id, expires_at, pii_kinds
+    embedded_at, embedding_next_attempt_at, embedding_error, request_id, expires_at, pii_kinds,
+    embedding_supplied
 )
 SELECT :tenant_id, r.id, r.conversation_id, r.user_id, r.role, r.kind, r.content,
        CAST(r.metadata AS jsonb), r.importance, r.client_message_id,
        coalesce(r.created_at, now() + make_interval(secs => (r.ord - 1) / 1e6)),
        r.archived_at,
        r.embedding,
-       CASE WHEN r.embedding IS NULL THEN NULL ELSE :model END,
+       CASE WHEN r.embedding IS NULL THEN NULL ELSE coalesce(r.embedding_model, :model) END,
        CASE WHEN r.embedding IS NULL THEN {PENDING} ELSE {READY} END,
        CASE WHEN r.embedding IS NULL THEN NULL ELSE now() END,
        CASE WHEN r.embedding IS NULL THEN now() END,
        r.embedding_error, r.request_id, r.expires_at,
-       coalesce(string_to_array(nullif(r.pii_kinds, ''), ','), '{{}}')
+       coalesce(string_to_array(nullif(r.pii_kinds, ''), ','), '{{}}'),
+       r.embedding IS NOT NULL AND r.embedding_model IS NOT NULL
 FROM unnest(
     CAST(:ids AS uuid[]), CAST(:conversation_ids AS text[]), CAST(:user_ids AS text[]),
     CAST(:roles AS text[]), CAST(:kinds AS text[]), CAST(:contents AS text[]),
     CAST(:metadata AS text[]), CAST(:importances AS float8[]), CAST(:client_message_ids AS text[]),
     CAST(:created_ats AS timestamptz[]), CAST(:archived_ats AS timestamptz[]), :embeddings,
     CAST(:embedding_errors AS text[]), CAST(:request_ids AS text[]),
-    CAST(:expires_ats AS timestamptz[]), CAST(:pii_kinds AS text[])
+    CAST(:expires_ats AS timestamptz[]), CAST(:pii_kinds AS text[]),
+    CAST(:embedding_models AS text[])
 ) WITH ORDINALITY
   AS r(id, conversation_id, user_id, role, kind, content, metadata, importance, client_message_id,
-       created_at, archived_at, embedding, embedding_error, request_id, expires_at, pii_kinds, ord)
+       created_at, archived_at, embedding, embedding_error, request_id, expires_at, pii_kinds,
+       embedding_model, ord)
 ON CONFLICT DO NOTHING
 RETURNING id, embedding_status
 """).bindparams(vector_array_param("embeddings"))
@@ -105,6 +109,8 @@ class NewRow:
     expires_at: datetime | None = None
     # The PII kinds found in `content` (a kind is a plain word: the array travels comma-joined).
     pii_kinds: Sequence[str] = ()
+    # Set with a vector the client supplied: its model (None: the service's model embedded it).
+    embedding_model: str | None = None
 
 
 class TimePosition(BaseModel):
@@ -262,6 +268,7 @@ class MessageRepository:
                 "request_ids": [row.request_id for row in rows],
                 "expires_ats": [row.expires_at for row in rows],
                 "pii_kinds": [",".join(row.pii_kinds) for row in rows],
+                "embedding_models": [row.embedding_model for row in rows],
             },
         )
         return {row.id: row.embedding_status for row in result}
@@ -281,6 +288,7 @@ class MessageRepository:
                 **values,
                 "embedding": None,
                 "embedding_model": None,
+                "embedding_supplied": False,
                 "embedded_at": None,
                 "embedding_status": EmbeddingStatus.pending.value,
                 "embedding_attempts": 0,

@@ -12,6 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, comp
 from memory_layer.kit.pagination import SortOrder
 from memory_layer.kit.schemas import (
     METADATA_DESCRIPTION,
+    NON_BLANK_PATTERN,
     CursorPage,
     Identifier,
     JSONBody,
@@ -29,6 +30,13 @@ def status_url(message_id: uuid.UUID, tenant_id: str) -> str:
     """The message's own URL, readable as given by the key that wrote it: it names the tenant,
     so service and admin keys need nothing added (`+` and `/` in a tenant id are encoded)."""
     return f"/v1/messages/{message_id}?tenant_id={quote(tenant_id, safe='')}"
+
+
+# pgvector's HNSW index holds at most 2,000 dimensions (the column's N is at most that).
+MAX_VECTOR_DIMENSIONS = 2000
+EmbeddingModelName = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=NON_BLANK_PATTERN, examples=["my-model-v1"])
+]
 
 
 class MessageFields(JSONBody):
@@ -64,10 +72,28 @@ class MessageFields(JSONBody):
         default=None, description="The time the message expires (instead of ttl_seconds)."
     )
 
+    embedding: list[float] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_VECTOR_DIMENSIONS,
+        description="The message's own vector, stored as given and never recomputed (the "
+        "worker and `reembed` leave it alone): exactly MEMORY_EMBEDDING_DIMENSIONS numbers (else "
+        "422 embedding_dimension_mismatch), not all zero. Requires embedding_model. Search "
+        "compares vectors by cosine similarity.",
+    )
+    embedding_model: EmbeddingModelName | None = Field(
+        default=None,
+        description="The model that produced `embedding` (required with it). A text search "
+        "uses only the vectors of the service's model (GET /v1/admin/readiness names it); a "
+        "`vector` search those of the model it names.",
+    )
+
     @model_validator(mode="after")
     def _one_expiry(self) -> MessageFields:
         if self.ttl_seconds is not None and self.expires_at is not None:
             raise ValueError("send ttl_seconds or expires_at, not both")
+        if (self.embedding is None) != (self.embedding_model is None):
+            raise ValueError("send embedding and embedding_model together")
         return self
 
 

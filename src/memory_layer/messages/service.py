@@ -17,6 +17,7 @@ from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
 from memory_layer.kit.cache import note_write
+from memory_layer.kit.db.vectors import check_vector
 from memory_layer.kit.errors import Conflict, InvalidInput, NotFound
 from memory_layer.kit.ids import new_id
 from memory_layer.kit.observability.metrics import Metrics
@@ -57,6 +58,9 @@ class NewMessage:
     created_at: datetime | None = None
     ttl_seconds: int | None = None
     expires_at: datetime | None = None
+    # The client's own vector and its model: stored as given (ready), never embedded again.
+    embedding: list[float] | None = None
+    embedding_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,8 @@ def check_limits(
 
 def _check(data: NewMessage, settings: Settings, where: str | None = None) -> None:
     check_limits(data.content, data.metadata, data.created_at, settings, where)
+    if data.embedding is not None:
+        check_vector(data.embedding, settings.embedding_dimensions, where=where)
     if data.expires_at is not None and data.expires_at <= datetime.now(UTC):
         raise InvalidInput(_located(where, "expires_at lies in the past"), code="invalid_expires_at")
 
@@ -167,6 +173,8 @@ def _embedded(vector: list[float], model: str) -> dict[str, Any]:
     return {
         "embedding": vector,
         "embedding_model": model,
+        # The service's vector unless the caller says the client supplied it.
+        "embedding_supplied": False,
         "embedding_status": EmbeddingStatus.ready.value,
         "embedded_at": datetime.now(UTC),
         "embedding_error": None,
@@ -203,9 +211,9 @@ async def ingest_message(
     """
     _check(data, settings)
     [(data, pii_kinds)] = await _screened([data], policy)
-    vector: list[float] | None = None
+    vector: list[float] | None = data.embedding
     error: str | None = None
-    if not settings.async_embeddings:
+    if vector is None and not settings.async_embeddings:
         # First the model, then the database: no pooled connection waits in a transaction
         # while a remote provider takes its time.
         vector, failure = await embed_or_defer(data.content, embedder, metrics)
@@ -233,7 +241,10 @@ async def ingest_message(
         "expires_at": _expiry(data, policy),
         "pii_kinds": pii_kinds,
     }
-    if vector is not None:
+    if data.embedding is not None and data.embedding_model is not None:
+        values.update(_embedded(data.embedding, data.embedding_model))
+        values["embedding_supplied"] = True
+    elif vector is not None:
         values.update(_embedded(vector, embedder.model_name))
     else:
         # The row is the worker's job; the insert trigger NOTIFYs listening workers on commit.
@@ -343,7 +354,12 @@ async def ingest_batch(
         if item.client_message_id is None or first_with_key[item.client_message_id] == index
     ]
 
+    # Vectors the clients supplied are stored as given; only the other texts go to the model.
     vectors: dict[int, list[float]] = {}
+    for index in fresh:
+        supplied = items[index].embedding
+        if supplied is not None:
+            vectors[index] = supplied
     error: str | None = None
     if not settings.async_embeddings:
         stored: set[str] = set()
@@ -357,15 +373,18 @@ async def ingest_batch(
         to_embed = [
             index
             for index in fresh
-            if items[index].client_message_id is None
-            or items[index].client_message_id not in stored
+            if index not in vectors
+            and (
+                items[index].client_message_id is None
+                or items[index].client_message_id not in stored
+            )
         ]
         if to_embed:
             embedded, failure = await embed_all_or_defer(
                 [items[index].content for index in to_embed], embedder, metrics
             )
             if embedded is not None:
-                vectors = dict(zip(to_embed, embedded, strict=True))
+                vectors.update(zip(to_embed, embedded, strict=True))
             elif failure is not None:
                 error = _failure_text(failure)
 
@@ -402,6 +421,7 @@ async def ingest_batch(
                     request_id=request_id,
                     expires_at=_expiry(item, policy),
                     pii_kinds=found[index],
+                    embedding_model=item.embedding_model if item.embedding is not None else None,
                 ),
             )
         )

@@ -10,6 +10,7 @@ from memory_layer.models.event import ConversationEvent, EventStream
 from memory_layer.models.lock import Lock
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
 from memory_layer.models.policy import TenantPolicy, TenantUsage
+from memory_layer.models.run import Run, RunStatus, RunTaskOutput
 
 __all__ = [
     "ApiKey",
@@ -27,6 +28,9 @@ __all__ = [
     "Lock",
     "Message",
     "Role",
+    "Run",
+    "RunStatus",
+    "RunTaskOutput",
     "TenantPolicy",
     "TenantUsage",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     ColumnElement,
     Computed,
@@ -149,6 +150,9 @@ class Message(Base):
     embedding_lease_owner: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     embedding_error: Mapped[str | None] = mapped_column(Text)
     embedded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The client gave the vector with the message (migration 0013): stored as given, never
+    # embedded again by the worker or `reembed` (until a content edit without a new vector).
+    embedding_supplied: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # X-Request-ID of the request that stored the message: the worker's log lines about its
     # embedding carry it, so one id follows the message from the API to its vector.

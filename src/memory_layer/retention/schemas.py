@@ -43,3 +43,8 @@ class RetentionResponse(BaseModel):
     archived: int
     deleted: int
     expired: int = Field(description="Expired messages deleted (counted, with dry_run).")
+    runs_deleted: int = Field(
+        default=0,
+        description="Runs (with their task outputs) created before their tenant's "
+        "delete_after_days, deleted (counted, with dry_run); runs follow the policies only.",
+    )

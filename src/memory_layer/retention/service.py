@@ -24,6 +24,7 @@ from memory_layer.models.audit import AuditAction
 from memory_layer.models.message import Kind
 from memory_layer.policies.service import EffectivePolicy, all_policies, default_policy
 from memory_layer.retention.repository import RetentionRepository, Scope
+from memory_layer.runs import service as runs
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class RetentionReport:
     archived: int
     deleted: int
     expired: int
+    runs_deleted: int = 0
 
 
 @dataclass
@@ -63,6 +65,7 @@ class _Counts:
     archived: int = 0
     deleted: int = 0
     events_deleted: int = 0
+    runs_deleted: int = 0
 
 
 async def _apply_policy(
@@ -75,6 +78,15 @@ async def _apply_policy(
 ) -> None:
     """One policy on the messages in `scope`: kinds that share (archive, delete) ages share
     statements; deletion first, so archiving never touches a row about to go."""
+    if policy.delete_after_days > 0:
+        # Runs as messages: created before the tenant's delete_after_days, they go.
+        counts.runs_deleted += await runs.delete_runs_created_before(
+            repository.session,
+            now - timedelta(days=policy.delete_after_days),
+            tenants=scope.tenants,
+            exclude=scope.exclude,
+            dry_run=dry_run,
+        )
     rules: dict[tuple[float, float], list[str]] = defaultdict(list)
     for kind in Kind:
         rules[policy.retention_of(kind)].append(kind.value)
@@ -198,6 +210,7 @@ async def run_retention(
                 "archived": counts.archived,
                 "deleted": counts.deleted,
                 "expired": expired,
+                "runs_deleted": counts.runs_deleted,
                 "conversation_states_deleted": states_deleted,
                 "events_deleted": counts.events_deleted,
                 "audit_events_deleted": audit_deleted,
@@ -217,4 +230,5 @@ async def run_retention(
         archived=counts.archived,
         deleted=counts.deleted,
         expired=expired,
+        runs_deleted=counts.runs_deleted,
     )

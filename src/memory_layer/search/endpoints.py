@@ -91,16 +91,21 @@ class Searcher:
 
     async def __call__(self, body: SearchRequest) -> SearchResponse:
         tenant_id = resolve_tenant(self.principal, body.tenant_id)
+        # Only a JSON body carries a vector of the client's own.
+        vector = body.vector if isinstance(body, SearchBody) else None
+        model = body.embedding_model if isinstance(body, SearchBody) else None
         outcome = await service.search_memory(
             self.session,
             tenant_id,
             service.SearchQuery(
-                text=body.query,
+                text=body.query or "",
                 top_k=body.top_k,
                 mode=body.mode,
                 filters=body.filters(),
                 min_score=body.min_score,
                 diversity=body.diversity,
+                vector=vector,
+                embedding_model=model,
             ),
             settings=self.settings,
             embedder=self.embedder,
@@ -114,7 +119,7 @@ class Searcher:
             items=items,
             mode=outcome.mode,
             degraded=outcome.degraded,
-            embedding_model=self.embedder.model_name,
+            embedding_model=model or self.embedder.model_name,
         )
 
 

@@ -21,6 +21,7 @@ from pydantic import (
 from memory_layer.kit import strict_json
 from memory_layer.kit.schemas import (
     NO_NUL_PATTERN,
+    NON_BLANK_PATTERN,
     Identifier,
     JSONBody,
     NonBlankText,
@@ -136,9 +137,30 @@ class SearchRequest(SearchFilterFields):
 
 
 class SearchBody(SearchRequest, JSONBody):
-    """The search of POST /v1/memory/search: the same fields as a JSON body, with JSON types."""
+    """The search of POST /v1/memory/search: the same fields as a JSON body, with JSON types;
+    `vector` instead of `query` searches by a vector of the client's own."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    query: NonBlankText | None = Field(  # type: ignore[assignment]
+        default=None, min_length=1, max_length=4096, description="The text to look for, or send `vector`."
+    )
+    vector: list[float] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description="Search by this vector instead of a query text (exactly "
+        "MEMORY_EMBEDDING_DIMENSIONS numbers, else 422 embedding_dimension_mismatch): no model "
+        "call, nearest stored vectors by cosine similarity. Vector-only: there is no text for the "
+        "keyword half, so `mode` must be `vector` (its default here).",
+    )
+    embedding_model: Annotated[
+        str, Field(min_length=1, max_length=128, pattern=NON_BLANK_PATTERN)
+    ] | None = Field(
+        default=None,
+        description="With `vector`: search the vectors stored with this model name (messages "
+        "written with their own `embedding`). Default: the service's model.",
+    )
 
     top_k: Annotated[
         int, Field(ge=1, le=100), Strict(False), BeforeValidator(json_integer)
@@ -149,6 +171,22 @@ class SearchBody(SearchRequest, JSONBody):
         "No NUL (\\u0000) in any key or string.",
         json_schema_extra={"propertyNames": {"pattern": NO_NUL_PATTERN}},
     )
+
+    @model_validator(mode="after")
+    def _query_or_vector(self) -> Self:
+        if (self.query is None) == (self.vector is None):
+            raise ValueError("send either query or vector")
+        if self.vector is not None:
+            if "mode" not in self.model_fields_set:
+                self.mode = SearchMode.vector
+            elif self.mode is not SearchMode.vector:
+                raise ValueError(
+                    "a search by vector is vector-only (no text for the keyword half): "
+                    "mode must be vector"
+                )
+        elif self.embedding_model is not None:
+            raise ValueError("embedding_model goes with vector")
+        return self
 
 
 class ScoreParts(BaseModel):

@@ -18,6 +18,7 @@ from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProv
 from memory_layer.embeddings.service import call_provider
 from memory_layer.kit.cache import SearchCache, TenantSizes, digest
 from memory_layer.kit.db.replicas import read_lsn_of, required_lsn_of
+from memory_layer.kit.db.vectors import check_vector
 from memory_layer.kit.errors import DomainError, NotFound, ServiceUnavailable
 from memory_layer.kit.observability.metrics import Metrics
 from memory_layer.models.message import EmbeddingStatus
@@ -40,6 +41,10 @@ class SearchQuery:
     filters: SearchFilters = dataclasses.field(default_factory=SearchFilters)
     min_score: float | None = None
     diversity: float = 0.0
+    # A vector of the client's own instead of the text (then `text` is "" and the mode vector),
+    # compared with the stored vectors of `embedding_model` (None: the service's model).
+    vector: list[float] | None = None
+    embedding_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ async def _query_vector(
 ) -> tuple[list[float] | None, SearchMode, str | None]:
     if query.mode is SearchMode.keyword:
         return None, SearchMode.keyword, None
+    if query.vector is not None:
+        # The client's vector: no model call, vector-only (there is no text for keywords).
+        return query.vector, SearchMode.vector, None
     try:
         vector = await call_provider(embedder.embed_query(query.text), embedder, metrics)
     except EmbeddingError as exc:
@@ -101,18 +109,46 @@ async def search_memory(
     cache: SearchCache | None = None,
 ) -> SearchOutcome:
     """The tenant's most relevant messages for the query, best first; from the search cache when
-    the tenant has not been written since the same search was answered."""
+    the tenant has not been written since the same search was answered. Counted in the search
+    metrics (mode, results, cached, degraded)."""
+    outcome, cached = await _cached_search(
+        session, tenant_id, query, settings, embedder, metrics, tenant_sizes, cache
+    )
+    metrics.observe_search(
+        outcome.mode.value, len(outcome.rows), cached=cached, degraded=outcome.degraded
+    )
+    return outcome
+
+
+async def _cached_search(
+    session: AsyncSession,
+    tenant_id: str,
+    query: SearchQuery,
+    settings: Settings,
+    embedder: EmbeddingProvider,
+    metrics: Metrics,
+    tenant_sizes: TenantSizes | None,
+    cache: SearchCache | None,
+) -> tuple[SearchOutcome, bool]:
+    """The outcome, and whether it came from the cache."""
     if cache is None:
-        return await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
+        return (
+            await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes),
+            False,
+        )
     # Read before the database: a write that commits meanwhile replaces this generation, so the
     # result computed below can never be served after that write's 2xx.
     generation = await cache.generation(tenant_id)
     if generation is None:  # Redis unreachable: uncached
-        return await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
+        return (
+            await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes),
+            False,
+        )
     request = _request_key(query, settings, embedder)
     cached = await cache.get(tenant_id, generation, request, floor=required_lsn_of(session))
     if cached is not None:
-        return SearchOutcome(rows=_CACHED_ROWS.validate_json(cached), mode=query.mode, degraded=None)
+        rows = _CACHED_ROWS.validate_json(cached)
+        return SearchOutcome(rows=rows, mode=query.mode, degraded=None), True
     outcome = await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
     if outcome.degraded is None:  # a degraded answer is not the answer to keep
         rows = [dataclasses.replace(row, embedding=None) for row in outcome.rows]
@@ -126,7 +162,7 @@ async def search_memory(
                 tenant_id, generation, request, _CACHED_ROWS.dump_json(rows), max_seconds=lifetime,
                 read_lsn=read_lsn_of(session),
             )
-    return outcome
+    return outcome, False
 
 
 # A partition's name as the catalog prints it (`messages_p03`, or schema-qualified): spliced into
@@ -191,6 +227,8 @@ async def _search(
     metrics: Metrics,
     tenant_sizes: TenantSizes | None,
 ) -> SearchOutcome:
+    if query.vector is not None:
+        check_vector(query.vector, settings.embedding_dimensions, field_name="vector")
     # The model first, then the database: no connection waits in a transaction on the provider.
     vector, mode, degraded = await _query_vector(query, embedder, metrics)
     repository = SearchRepository(session)
@@ -209,7 +247,7 @@ async def _search(
         query_vector=vector,
         mode=mode,
         fusion=settings.search_fusion,
-        model=embedder.model_name,
+        model=query.embedding_model or embedder.model_name,
         # Diversity and the session boost re-rank a longer list, so they need more than top_k.
         limit=candidate_pool if diversify or sessions else query.top_k,
         candidate_pool=candidate_pool,

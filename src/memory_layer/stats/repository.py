@@ -91,3 +91,30 @@ class StatsRepository:
                 for column, values in COUNTED.items()
             },
         )
+
+
+# The whole store (GET /v1/admin/stats): one scan of every partition.
+STORE_SQL = """
+SELECT count(*) AS messages,
+       count(*) FILTER (WHERE embedding_status = 'pending') AS messages_pending,
+       count(*) FILTER (WHERE embedding_status = 'ready') AS messages_ready,
+       count(*) FILTER (WHERE embedding_status = 'failed') AS messages_failed,
+       count(archived_at) AS messages_archived,
+       count(DISTINCT (tenant_id, conversation_id)) AS conversations,
+       count(DISTINCT tenant_id) AS tenants,
+       coalesce(sum(octet_length(content)), 0) AS content_bytes
+FROM messages
+"""
+
+
+async def store_message_counts(session: AsyncSession) -> dict[str, int]:
+    """Messages across every tenant (by embedding status, archived), distinct conversations and
+    tenants, content bytes; expired messages count until retention deletes them."""
+    row = (await session.execute(text(STORE_SQL))).one()._mapping
+    return {name: int(value) for name, value in row.items()}
+
+
+async def database_bytes(session: AsyncSession) -> int:
+    """The size of the database on disk (pg_database_size)."""
+    result = await session.execute(text("SELECT pg_database_size(current_database())"))
+    return int(result.scalar_one())

@@ -6,10 +6,14 @@ assembled here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import BindParameter, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from memory_layer.kit.errors import InvalidInput
 
 HNSW_INDEX_NAME = "ix_messages_embedding_hnsw"
 HNSW_INDEX_SQL = (
@@ -20,6 +24,32 @@ HNSW_INDEX_SQL = (
 # `messages` is partitioned by tenant (migration 0008): each partition has its own copy of the
 # graph, which PostgreSQL names after the partition and the column.
 PARTITION_HNSW_SUFFIX = "_embedding_idx"
+
+
+def check_vector(
+    vector: Sequence[float], dimensions: int, *, field_name: str = "embedding",
+    where: str | None = None,
+) -> None:
+    """A client's vector (a write's `embedding`, a search's `vector`) must have the column's
+    dimension and a direction (cosine needs one): else 422 `embedding_dimension_mismatch` (with
+    `expected` and `received`) or `invalid_embedding`. `where` prefixes the message (a batch item)."""
+    prefix = f"{where}: " if where else ""
+    if len(vector) != dimensions:
+        raise InvalidInput(
+            {
+                "message": f"{prefix}{field_name} has {len(vector)} dimensions; this service "
+                f"stores {dimensions} (MEMORY_EMBEDDING_DIMENSIONS)",
+                "field": field_name,
+                "expected": dimensions,
+                "received": len(vector),
+            },
+            code="embedding_dimension_mismatch",
+        )
+    if not any(vector):
+        raise InvalidInput(
+            f"{prefix}{field_name} is all zeros: it has no direction to compare by cosine",
+            code="invalid_embedding",
+        )
 
 
 def walks_graph(explain: str) -> bool:

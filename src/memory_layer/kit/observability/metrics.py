@@ -12,6 +12,8 @@ from sqlalchemy.pool import Pool, QueuePool
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Results per search: top_k is at most 100 (answer expansion may add a few).
+SEARCH_RESULT_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100)
 BATCH_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -182,6 +184,39 @@ class Metrics:
             ["cache"],
             registry=self.registry,
         )
+
+        self.searches = Counter(
+            "memory_searches_total",
+            "Searches answered (the search routes, /v1/context, MCP, the consolidation worker's "
+            "look-ups), by the mode that produced the answer, whether it came from the search "
+            "result cache, and whether it was degraded.",
+            ["mode", "cached", "degraded"],
+            registry=self.registry,
+        )
+        self.search_results = Histogram(
+            "memory_search_results",
+            "Results returned per search, by the mode that produced them.",
+            ["mode"],
+            buckets=SEARCH_RESULT_BUCKETS,
+            registry=self.registry,
+        )
+        self.search_degraded = Counter(
+            "memory_search_degraded_total",
+            "Searches answered in a lesser mode than asked (a hybrid search answered from keywords "
+            "when the embedding provider failed), by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def observe_search(self, mode: str, results: int, *, cached: bool, degraded: str | None) -> None:
+        """Count one answered search."""
+        self.searches.labels(
+            mode=mode, cached=str(cached).lower(), degraded=str(degraded is not None).lower()
+        ).inc()
+        self.search_results.labels(mode=mode).observe(results)
+        if degraded is not None:
+            # The reason's kind (`embedding_failed`), never its text: labels stay few.
+            self.search_degraded.labels(reason=degraded.split(":", 1)[0]).inc()
 
     def observe_pool(self, pool: Pool, max_connections: int) -> None:
         """Read the pool's counts into the gauges (at scrape time)."""
