@@ -55,7 +55,8 @@ INSERT_MANY_SQL = text(f"""
 INSERT INTO messages (
     tenant_id, id, conversation_id, user_id, role, kind, content, metadata, importance,
     client_message_id, created_at, archived_at, embedding, embedding_model, embedding_status,
-    embedded_at, embedding_next_attempt_at, embedding_error, request_id, expires_at, pii_kinds
+    embedded_at, embedding_next_attempt_at, embedding_error, request_id, expires_at, pii_kinds,
+    channel, encryption_key_id, ciphertext, consolidation_status
 )
 SELECT :tenant_id, r.id, r.conversation_id, r.user_id, r.role, r.kind, r.content,
        CAST(r.metadata AS jsonb), r.importance, r.client_message_id,
@@ -67,17 +68,21 @@ SELECT :tenant_id, r.id, r.conversation_id, r.user_id, r.role, r.kind, r.content
        CASE WHEN r.embedding IS NULL THEN NULL ELSE now() END,
        CASE WHEN r.embedding IS NULL THEN now() END,
        r.embedding_error, r.request_id, r.expires_at,
-       coalesce(string_to_array(nullif(r.pii_kinds, ''), ','), '{{}}')
+       coalesce(string_to_array(nullif(r.pii_kinds, ''), ','), '{{}}'),
+       r.channel, r.encryption_key_id, r.ciphertext,
+       CASE WHEN r.ciphertext IS NULL THEN 'pending' END
 FROM unnest(
     CAST(:ids AS uuid[]), CAST(:conversation_ids AS text[]), CAST(:user_ids AS text[]),
     CAST(:roles AS text[]), CAST(:kinds AS text[]), CAST(:contents AS text[]),
     CAST(:metadata AS text[]), CAST(:importances AS float8[]), CAST(:client_message_ids AS text[]),
     CAST(:created_ats AS timestamptz[]), CAST(:archived_ats AS timestamptz[]), :embeddings,
     CAST(:embedding_errors AS text[]), CAST(:request_ids AS text[]),
-    CAST(:expires_ats AS timestamptz[]), CAST(:pii_kinds AS text[])
+    CAST(:expires_ats AS timestamptz[]), CAST(:pii_kinds AS text[]),
+    CAST(:channels AS text[]), CAST(:encryption_key_ids AS text[]), CAST(:ciphertexts AS bytea[])
 ) WITH ORDINALITY
   AS r(id, conversation_id, user_id, role, kind, content, metadata, importance, client_message_id,
-       created_at, archived_at, embedding, embedding_error, request_id, expires_at, pii_kinds, ord)
+       created_at, archived_at, embedding, embedding_error, request_id, expires_at, pii_kinds,
+       channel, encryption_key_id, ciphertext, ord)
 ON CONFLICT DO NOTHING
 RETURNING id, embedding_status
 """).bindparams(vector_array_param("embeddings"))
@@ -105,6 +110,11 @@ class NewRow:
     expires_at: datetime | None = None
     # The PII kinds found in `content` (a kind is a plain word: the array travels comma-joined).
     pii_kinds: Sequence[str] = ()
+    # channels/: the row's channel; on an encrypted one `content` is '' and `metadata` {}, the
+    # two sealed in `ciphertext` under `encryption_key_id` (not consolidated: NULL status).
+    channel: str = "default"
+    encryption_key_id: str | None = None
+    ciphertext: bytes | None = None
 
 
 class TimePosition(BaseModel):
@@ -170,6 +180,8 @@ class MessageRepository:
             statement = statement.where(Message.created_at >= filters.since)
         if filters.until is not None:
             statement = statement.where(Message.created_at <= filters.until)
+        if filters.channel is not None:
+            statement = statement.where(Message.channel == filters.channel)
         if filters.metadata is not None:
             # jsonb @>: served by ix_messages_metadata (jsonb_path_ops) when selective.
             statement = statement.where(Message.metadata_.contains(filters.metadata))
@@ -262,6 +274,9 @@ class MessageRepository:
                 "request_ids": [row.request_id for row in rows],
                 "expires_ats": [row.expires_at for row in rows],
                 "pii_kinds": [",".join(row.pii_kinds) for row in rows],
+                "channels": [row.channel for row in rows],
+                "encryption_key_ids": [row.encryption_key_id for row in rows],
+                "ciphertexts": [row.ciphertext for row in rows],
             },
         )
         return {row.id: row.embedding_status for row in result}

@@ -22,6 +22,7 @@ from memory_layer.audit import service as audit
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.cache import publish_writes
+from memory_layer.kit.crypto import EncryptionKeyRing, keyring_of, open_message
 from memory_layer.kit.errors import DomainError, InvalidInput
 from memory_layer.messages.service import NewRow, check_limits, insert_rows
 from memory_layer.models.audit import AuditAction
@@ -48,16 +49,25 @@ class ExportQuery:
     user_id: str | None = None
     since: datetime | None = None
     include_embeddings: bool = False
+    channel: str | None = None
 
     @property
     def filter(self) -> ExportFilter:
-        return ExportFilter(self.tenant_id, self.conversation_id, self.user_id, self.since)
+        return ExportFilter(
+            self.tenant_id, self.conversation_id, self.user_id, self.since, self.channel
+        )
 
 
-def _encode(row: Any, include_embeddings: bool) -> str:
+def _encode(row: Any, include_embeddings: bool, ring: EncryptionKeyRing, tenant_id: str) -> str:
     # The row's columns are named as the line's fields (model_construct skips embedding_json: it
     # is no field); role and kind become their enums, which the serializer expects.
     fields = {**row._mapping, "role": Role(row.role), "kind": Kind(row.kind)}
+    key_id, sealed = fields.pop("encryption_key_id"), fields.pop("ciphertext")
+    if key_id is not None and sealed is not None:
+        # An encrypted channel's message: exported in plaintext to the authorised caller.
+        fields["content"], fields["metadata"] = open_message(
+            ring, tenant_id, row.message_id, key_id, sealed
+        )
     line = ExportedMessage.model_construct(**fields).model_dump_json(exclude={"embedding"})
     if not include_embeddings:
         return line
@@ -86,7 +96,9 @@ async def _export_chunks(
             size = 0
             while batch is not None:
                 for row in batch:
-                    line = _encode(row, query.include_embeddings)
+                    line = _encode(
+                        row, query.include_embeddings, keyring_of(session), query.tenant_id
+                    )
                     lines.append(line)
                     size += len(line)
                     if size >= EXPORT_FLUSH_BYTES:
