@@ -55,6 +55,11 @@ SEMANTIC = {
     "invalid_expires_at",  # an expires_at already past (the clock, not the schema)
     "invalid_scopes",  # the admin scope on a key bound to a tenant (a rule across two fields)
     "invalid_state",  # NUL in a nested string of a conversation state (keys and values, any depth)
+    "invalid_channel_name",  # a reserved channel name (admin, audit, ...): a list, not a pattern
+    "unknown_channel",  # a channel the tenant did not register (the tenant's state)
+    "ttl_violation",  # a TTL past the channel's ttl_sec (the tenant's channels)
+    "encryption_required",  # personal data on a channel that takes it only encrypted
+    "pii_rejected",  # personal data on a channel (or tenant) that refuses it
 }
 # Refusals of schema-valid requests whose validation_error message is a rule across fields.
 SEMANTIC_MESSAGES = (

@@ -20,10 +20,11 @@ from memory_layer.models.channel import Channel, ChannelUsage
 # channel queue here and are counted exactly (a rolled-back write takes its bytes back with it).
 CONSUME_SQL = text("""
 INSERT INTO channel_usage AS u (tenant_id, channel, user_id, day, bytes)
-SELECT :tenant_id, :channel, :user_id, :day, :bytes WHERE :bytes <= :quota
+SELECT :tenant_id, :channel, :user_id, CAST(:day AS date), CAST(:bytes AS bigint)
+WHERE CAST(:bytes AS bigint) <= CAST(:quota AS bigint)
 ON CONFLICT (tenant_id, channel, user_id, day)
 DO UPDATE SET bytes = u.bytes + excluded.bytes
-WHERE u.bytes + excluded.bytes <= :quota
+WHERE u.bytes + excluded.bytes <= CAST(:quota AS bigint)
 RETURNING bytes
 """)
 

@@ -37,6 +37,7 @@ ChannelName = Annotated[
         description=f"`{NAME_PATTERN}`, at most {NAME_MAX} characters, not "
         f"{', '.join(sorted(RESERVED))}.",
         examples=["working"],
+        json_schema_extra={"pattern": NAME_PATTERN, "not": {"enum": sorted(RESERVED)}},
     ),
 ]
 
