@@ -244,7 +244,10 @@ def _decrypt_on_load(target: Message, context: Any, *_: Any) -> None:
         return
     if target.ciphertext is None or target.encryption_key_id is None:
         return
-    ring = keyring_of(context.session)
+    session = context.session if context is not None else state.session
+    if session is None:
+        return
+    ring = keyring_of(session)
     content, metadata = open_message(
         ring, target.tenant_id, target.id, target.encryption_key_id, target.ciphertext
     )
