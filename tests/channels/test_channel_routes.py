@@ -20,7 +20,8 @@ async def test_register_read_list_replace_and_delete(client: AppClient, tenant: 
     }
     await put_channel(client, tenant, "procedure", encrypt=True)
     one = await client.get(f"/v1/admin/tenants/{tenant}/channels/working")
-    assert one.status_code == 200 and one.json()["ttl_sec"] == 3600
+    assert one.status_code == 200
+    assert one.json()["ttl_sec"] == 3600
     page = await client.get(f"/v1/admin/tenants/{tenant}/channels", params={"limit": 1})
     assert [c["name"] for c in page.json()["items"]] == ["procedure"]
     rest = await client.get(
@@ -32,7 +33,8 @@ async def test_register_read_list_replace_and_delete(client: AppClient, tenant: 
     deleted = await client.delete(f"/v1/admin/tenants/{tenant}/channels/working")
     assert deleted.status_code == 204
     gone = await client.get(f"/v1/admin/tenants/{tenant}/channels/working")
-    assert gone.status_code == 404 and gone.json()["error"] == "channel_not_found"
+    assert gone.status_code == 404
+    assert gone.json()["error"] == "channel_not_found"
     again = await client.delete(f"/v1/admin/tenants/{tenant}/channels/working")
     assert again.status_code == 404
     # Another tenant sees none of them.

@@ -5,7 +5,6 @@ the keyword index sees nothing; the worker embeds the plaintext; keys rotate; no
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.channels.service import MissingEncryptionKey, rotate_encryption
-from memory_layer.config import Settings
 from memory_layer.embeddings.providers.fake import FakeEmbeddingProvider
 from memory_layer.embeddings.worker import EmbeddingWorker
 from memory_layer.kit.crypto import SESSION_KEYRING, EncryptionKeyError, EncryptionKeyRing
@@ -53,10 +51,13 @@ async def test_the_table_holds_ciphertext_and_readers_get_plaintext(
     ))
     [row, plain] = await stored(db_engine, tenant)
     assert (row["content"], row["metadata"], row["tsv"]) == ("", {}, "")
-    assert row["encryption_key_id"] == "new" and row["channel"] == "vault"
-    assert b"marmalade" not in row["ciphertext"] and b"vault" not in row["ciphertext"]
+    assert row["encryption_key_id"] == "new"
+    assert row["channel"] == "vault"
+    assert b"marmalade" not in row["ciphertext"]
+    assert b"vault" not in row["ciphertext"]
     assert row["consolidation_status"] is None
-    assert plain["content"] == "marmalade in the open" and plain["encryption_key_id"] is None
+    assert plain["content"] == "marmalade in the open"
+    assert plain["encryption_key_id"] is None
 
     message_id = written.json()["message_id"]
     one = await client.get(f"/v1/messages/{message_id}", params={"tenant_id": tenant})
@@ -145,7 +146,8 @@ async def test_keys_rotate_to_the_newest_resumably(
         create_sessionmaker(db_engine), both, tenant_id=tenant, batch_size=2,
         progress=lambda p: seen.append((p.done, p.remaining)),
     )
-    assert done == 3 and seen == [(0, 3), (2, 1), (3, 0)]
+    assert done == 3
+    assert seen == [(0, 3), (2, 1), (3, 0)]
     assert {r["encryption_key_id"] for r in await stored(db_engine, tenant)} == {"new"}
     # Nothing left: a second run (a resumed one) does nothing.
     assert await rotate_encryption(create_sessionmaker(db_engine), both, tenant_id=tenant) == 0
@@ -212,4 +214,5 @@ async def test_the_worker_embeds_the_plaintext_of_an_encrypted_row(
             "tenant_id": tenant, "query": SECRET, "mode": "vector",
         })
     [hit] = hits.json()["items"]
-    assert hit["content"] == SECRET and hit["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert hit["content"] == SECRET
+    assert hit["similarity"] == pytest.approx(1.0, abs=1e-5)

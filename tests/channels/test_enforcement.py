@@ -19,10 +19,13 @@ from tests.fixtures.messages import count_rows, message_body
 
 async def test_a_tenant_without_channels_writes_as_before(client: AppClient, tenant: str) -> None:
     plain = await client.post("/v1/messages", json=message_body(tenant, "no channel named"))
-    assert plain.status_code == 200 and plain.json()["channel"] == "default"
+    assert plain.status_code == 200
+    assert plain.json()["channel"] == "default"
     named = await client.post("/v1/messages", json=message_body(tenant, "hi", channel="notes"))
-    assert named.status_code == 200 and named.json()["channel"] == "notes"
-    assert named.json()["expires_at"] is None and named.json()["encrypted"] is False
+    assert named.status_code == 200
+    assert named.json()["channel"] == "notes"
+    assert named.json()["expires_at"] is None
+    assert named.json()["encrypted"] is False
     bad = await client.post("/v1/messages", json=message_body(tenant, "hi", channel="Bad-Name"))
     assert bad.status_code == 422
 
@@ -39,7 +42,8 @@ async def test_unknown_channels_are_refused_once_the_tenant_has_channels(
         {"conversation_id": "c", "role": "user", "content": "fine", "channel": "working"},
         {"conversation_id": "c", "role": "user", "content": "not", "channel": "other"},
     ]})
-    assert batch.status_code == 422 and "messages[1]" in batch.json()["detail"]
+    assert batch.status_code == 422
+    assert "messages[1]" in batch.json()["detail"]
     assert await count_rows(db_engine, tenant) == 0
     # `default` always exists.
     ok = await client.post("/v1/messages", json=message_body(tenant, "x"))
@@ -89,19 +93,23 @@ async def test_personal_data_needs_an_encrypted_channel_when_the_channel_says_so
     clean = await client.post("/v1/messages", json=message_body(tenant, "no data", channel="open"))
     assert clean.status_code == 200
     sealed = await client.post("/v1/messages", json=message_body(tenant, email, channel="sealed"))
-    assert sealed.status_code == 200 and sealed.json()["content"] == email
+    assert sealed.status_code == 200
+    assert sealed.json()["content"] == email
     scrubbed = await client.post(
         "/v1/messages", json=message_body(tenant, email, channel="scrubbed")
     )
-    assert scrubbed.status_code == 200 and "ada@example.com" not in scrubbed.json()["content"]
+    assert scrubbed.status_code == 200
+    assert "ada@example.com" not in scrubbed.json()["content"]
     closed = await client.post("/v1/messages", json=message_body(tenant, email, channel="closed"))
-    assert closed.status_code == 422 and closed.json()["error"] == "pii_rejected"
+    assert closed.status_code == 422
+    assert closed.json()["error"] == "pii_rejected"
     # An edit that brings personal data to the open channel is refused too.
     edit = await client.patch(
         f"/v1/messages/{clean.json()['message_id']}",
         params={"tenant_id": tenant}, json={"content": email},
     )
-    assert edit.status_code == 422 and edit.json()["error"] == "encryption_required"
+    assert edit.status_code == 422
+    assert edit.json()["error"] == "encryption_required"
     assert await count_rows(db_engine, tenant) == 3
 
 
@@ -146,7 +154,8 @@ async def test_the_daily_quota_is_exact_under_twenty_concurrent_writers(
         "day", 100, 100, 10,
     )
     assert detail["resets_at"] == f"{(today + timedelta(days=1)).isoformat()}T00:00:00+00:00"
-    assert detail["channel"] == "working" and detail["user_id"] == "ada"
+    assert detail["channel"] == "working"
+    assert detail["user_id"] == "ada"
     assert await day_bytes(db_engine, tenant, "working", "ada") == 100
     assert await count_rows(db_engine, tenant) == 3
 
@@ -159,7 +168,8 @@ async def test_a_batch_past_the_quota_stores_nothing(
         {"conversation_id": "c", "role": "user", "content": "123456", "channel": "working"},
         {"conversation_id": "c", "role": "user", "content": "78901", "channel": "working"},
     ]})
-    assert batch.status_code == 429 and batch.json()["detail"]["requested"] == 11
+    assert batch.status_code == 429
+    assert batch.json()["detail"]["requested"] == 11
     assert await count_rows(db_engine, tenant) == 0
     fits = await client.post("/v1/messages/batch", json={"tenant_id": tenant, "messages": [
         {"conversation_id": "c", "role": "user", "content": "12345", "channel": "working"},

@@ -27,7 +27,8 @@ channels:
 
 def test_a_good_file_loads() -> None:
     channels = document.load(GOOD)
-    assert channels["working"].ttl_sec == 3600 and channels["working"].quota_bytes == 100000
+    assert channels["working"].ttl_sec == 3600
+    assert channels["working"].quota_bytes == 100000
     assert channels["procedure"].encrypt is True
     assert channels["procedure"].pii.value == "require_encryption"
 
@@ -78,7 +79,8 @@ def test_apply_export_and_schema_from_the_command_line(database_url: str, tmp_pa
     schema = run_cli("channels", "schema", env=env)
     assert json.loads(schema.stdout)["title"] == "memory-layer channels"
     checked = run_cli("channels", "schema", str(file), env=env)
-    assert checked.returncode == 2 and "colour" in checked.stderr
+    assert checked.returncode == 2
+    assert "colour" in checked.stderr
 
 
 def test_rotate_encryption_reports_progress(database_url: str) -> None:
@@ -92,4 +94,5 @@ def test_rotate_encryption_reports_progress(database_url: str) -> None:
     assert "0 left (key new)" in rotated.stderr
     keyless = base_env(MEMORY_DATABASE_URL=database_url, MEMORY_ENCRYPTION_KEYS="")
     refused = run_cli("keys", "rotate-encryption", env=keyless)
-    assert refused.returncode == 2 and "MEMORY_ENCRYPTION_KEYS is unset" in refused.stderr
+    assert refused.returncode == 2
+    assert "MEMORY_ENCRYPTION_KEYS is unset" in refused.stderr

@@ -42,7 +42,8 @@ def _key_node(root: yaml.Node | None, location: tuple[int | str, ...]) -> yaml.N
     if isinstance(parent, yaml.MappingNode):
         for key, _ in parent.value:
             if key.value == location[-1]:
-                return key
+                found: yaml.Node = key
+                return found
     return parent
 
 
@@ -71,10 +72,10 @@ def load(text: str, source: str = "<channels>") -> dict[str, ChannelFields]:
             node = (
                 _key_node(root, location) if unknown or bad_key else _node_at(root, location)
             )
-            line = node.start_mark.line + 1 if node is not None else 1
+            line_number = node.start_mark.line + 1 if node is not None else 1
             field = ".".join(str(part) for part in location) or "(document)"
             message = "unknown field" if unknown else error["msg"]
-            problems.append(f"{source}:{line}: {field}: {message}")
+            problems.append(f"{source}:{line_number}: {field}: {message}")
         raise DocumentError(problems) from exc
     return dict(document.channels)
 

@@ -184,7 +184,8 @@ async def _screened_one(
     try:
         await screen_all([item.content], mode, phone_region=policy.pii_phone_region)
     except PiiRejected as exc:
-        raise PiiRejected(exc.detail["kinds"], f"{where}[{index}]" if where else None) from None
+        kinds = list(exc.detail["kinds"]) if isinstance(exc.detail, dict) else []
+        raise PiiRejected(kinds, f"{where}[{index}]" if where else None) from None
 
 
 def _identity(data: NewMessage) -> tuple[Any, ...]:
