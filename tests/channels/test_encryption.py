@@ -5,13 +5,16 @@ the keyword index sees nothing; the worker embeds the plaintext; keys rotate; no
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory_layer.channels.service import MissingEncryptionKey, rotate_encryption
+from memory_layer.config import Settings
 from memory_layer.embeddings.providers.fake import FakeEmbeddingProvider
 from memory_layer.embeddings.worker import EmbeddingWorker
 from memory_layer.kit.crypto import SESSION_KEYRING, EncryptionKeyError, EncryptionKeyRing
@@ -20,6 +23,7 @@ from memory_layer.kit.observability.metrics import Metrics
 from tests.channels.helpers import put_channel
 from tests.fixtures.app import ADMIN_KEY, ENCRYPTION_KEYS, AppClient, make_settings, running_client
 from tests.fixtures.messages import message_body
+from tests.support.metrics import sample_value, scrape
 
 SECRET = "the vault code is marmalade-7781"
 METADATA = {"topic": "vault", "tags": ["secret"]}
@@ -216,3 +220,33 @@ async def test_the_worker_embeds_the_plaintext_of_an_encrypted_row(
     [hit] = hits.json()["items"]
     assert hit["content"] == SECRET
     assert hit["similarity"] == pytest.approx(1.0, abs=1e-5)
+
+
+async def test_a_retry_replays_and_redis_never_keeps_the_plaintext(
+    settings_factory: Callable[..., Settings], redis_url: str, redis_prefix: str, tenant: str
+) -> None:
+    settings = settings_factory(redis_url=redis_url, redis_key_prefix=redis_prefix)
+    async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
+        await put_channel(client, tenant, "vault", encrypt=True)
+        body = message_body(tenant, SECRET, channel="vault", client_message_id="once")
+        first = await client.post("/v1/messages", json=body)
+        again = await client.post("/v1/messages", json=body)
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json()["message_id"] == first.json()["message_id"]
+        assert again.json()["content"] == SECRET
+        query = {"tenant_id": tenant, "query": "vault code", "mode": "vector"}
+        for _ in range(2):
+            hits = await client.get("/v1/memory/search", params=query)
+            assert [item["content"] for item in hits.json()["items"]] == [SECRET]
+        scraped = await scrape(client)
+        assert sample_value(scraped, "memory_cache_hits_total", {"cache": "search_results"}) in (
+            None, 0.0,
+        )
+    redis = Redis.from_url(redis_url)
+    try:
+        async for key in redis.scan_iter(match=f"{redis_prefix}*"):
+            if await redis.type(key) == b"string":
+                value = await redis.get(key)
+                assert value is None or b"marmalade" not in value, key
+    finally:
+        await redis.aclose()
