@@ -250,3 +250,25 @@ async def test_a_retry_replays_and_redis_never_keeps_the_plaintext(
                 assert value is None or b"marmalade" not in value, key
     finally:
         await redis.aclose()
+
+
+async def test_an_export_imported_into_an_encrypted_default_channel_is_sealed(
+    client: AppClient, db_engine: AsyncEngine, tenant: str
+) -> None:
+    await put_channel(client, tenant, "vault", encrypt=True)
+    await client.post("/v1/messages", json=message_body(
+        tenant, SECRET, channel="vault", metadata=METADATA
+    ))
+    exported = await client.get("/v1/export", params={"tenant_id": tenant})
+    target = f"{tenant}-copy"
+    await put_channel(client, target, "default", encrypt=True)
+    imported = await client.post(
+        "/v1/import", params={"tenant_id": target}, content=exported.content,
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert imported.status_code == 200, imported.text
+    [row] = await stored(db_engine, target)
+    assert (row["content"], row["metadata"], row["channel"]) == ("", {}, "default")
+    assert b"marmalade" not in row["ciphertext"]
+    read = await client.get(f"/v1/messages/{row['id']}", params={"tenant_id": target})
+    assert (read.json()["content"], read.json()["metadata"]) == (SECRET, METADATA)

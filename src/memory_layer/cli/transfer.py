@@ -121,6 +121,7 @@ async def _import(
 
     from memory_layer.embeddings.providers import build_provider
     from memory_layer.kit.cache import session_info
+    from memory_layer.kit.crypto import SESSION_KEYRING
     from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 
     engine = create_engine(url, pool_size=1, max_overflow=0)
@@ -137,7 +138,9 @@ async def _import(
     try:
         async with search_cache(settings) as cache:
             return await service.import_ndjson(
-                create_sessionmaker(engine, session_info(cache)),
+                create_sessionmaker(
+                    engine, {**session_info(cache), SESSION_KEYRING: settings.keyring()}
+                ),
                 tenant,
                 blocks(),
                 settings=settings,

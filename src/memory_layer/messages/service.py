@@ -531,11 +531,29 @@ async def insert_rows(
     *,
     model: str,
     policy: EffectivePolicy,
+    channel_rules: ChannelRules | None = None,
 ) -> dict[uuid.UUID, str]:
     """Insert many messages in one statement, each ready with its vector (made by `model`) or
     pending for the worker; the embedding status of each row stored, by id. A row whose id or
     client_message_id the tenant already has is skipped, not checked: the caller decides. The
-    tenant's quotas apply (QuotaExceeded, nothing stored); its PII mode is the caller's."""
+    tenant's quotas apply (QuotaExceeded, nothing stored); its PII mode is the caller's. A row
+    of a channel `channel_rules` says is encrypted is sealed (its other rules are the caller's)."""
+    if channel_rules is not None:
+        ring = keyring_of(session)
+        sealed_rows = []
+        for row in rows:
+            rule = channel_rules.rule_for(row.channel)
+            text = channels.sealed_columns(
+                rule, ring, tenant_id, row.id, row.content, row.metadata
+            )
+            sealed_rows.append(
+                replace(
+                    row, content=text["content"], metadata=text["metadata"],
+                    encryption_key_id=text.get("encryption_key_id"),
+                    ciphertext=text.get("ciphertext"),
+                )
+            )
+        rows = sealed_rows
     async with quota_guard(session, policy):
         stored = await MessageRepository(session).insert_many(tenant_id, rows, model)
     if stored:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.audit import service as audit
+from memory_layer.channels.service import ChannelRules, load_rules
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.cache import publish_writes
@@ -265,9 +266,12 @@ async def _write_chunk(
     model: str,
     report: ImportReport,
     policy: EffectivePolicy,
+    rules: ChannelRules | None = None,
 ) -> None:
     async with sessionmaker.begin() as session:
-        stored = await insert_rows(session, tenant_id, rows, model=model, policy=policy)
+        stored = await insert_rows(
+            session, tenant_id, rows, model=model, policy=policy, channel_rules=rules
+        )
         passed_over = [row.id for row in rows if row.id not in stored]
         # Passed over: the tenant has the message already, or another message of the tenant
         # holds its client_message_id (that line's text is not stored).
@@ -320,13 +324,17 @@ async def import_ndjson(
     """
     report = ImportReport()
     policy = await load_policy(sessionmaker, tenant_id, settings)
+    # Lines land in the `default` channel: when the tenant made it encrypted, they are sealed.
+    rules = await load_rules(sessionmaker, tenant_id)
     chunk: list[NewRow] = []
     limit = max_line_bytes(settings)
     number = 0
 
     async def flush() -> None:
         try:
-            await _write_chunk(sessionmaker, tenant_id, chunk, embedder.model_name, report, policy)
+            await _write_chunk(
+                sessionmaker, tenant_id, chunk, embedder.model_name, report, policy, rules
+            )
         except QuotaExceeded as exc:
             raise stop(exc.code, exc.message, status_code=exc.status_code) from None
         report.stored_through_line = number
