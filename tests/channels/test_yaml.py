@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import Result
+from typer.testing import CliRunner
 
 from memory_layer.channels import document
+from memory_layer.cli import app
 from tests.fixtures.app import ENCRYPTION_KEYS
 from tests.fixtures.tenants import new_tenant
 from tests.support.cli import base_env, run_cli
@@ -60,39 +64,44 @@ def test_apply_export_and_schema_from_the_command_line(database_url: str, tmp_pa
     env = base_env(MEMORY_DATABASE_URL=database_url, MEMORY_EMBEDDING_PROVIDER="fake")
     file = tmp_path / "channels.yaml"
     file.write_text(GOOD)
+    # The console script once, as users run it; the other commands in process (each start of
+    # the script costs seconds of imports).
     applied = run_cli("channels", "apply", str(file), "--tenant", tenant, env=env)
     assert applied.returncode == 0, applied.stderr
     assert json.loads(applied.stdout) == {"applied": ["procedure", "working"], "deleted": []}
-    exported = run_cli("channels", "export", "--tenant", tenant, env=env)
-    assert exported.returncode == 0, exported.stderr
+    local = {k: v for k, v in env.items() if k.startswith("MEMORY_")}
+    exported = invoke(["channels", "export", "--tenant", tenant], local)
+    assert exported.exit_code == 0, exported.output
     assert yaml.safe_load(exported.stdout) == yaml.safe_load(GOOD)
 
     file.write_text("channels:\n  working:\n    ttl_sec: 60\n")
-    pruned = run_cli("channels", "apply", str(file), "--tenant", tenant, "--prune", env=env)
+    pruned = invoke(["channels", "apply", str(file), "--tenant", tenant, "--prune"], local)
     assert json.loads(pruned.stdout) == {"applied": ["working"], "deleted": ["procedure"]}
 
     file.write_text("channels:\n  working:\n    ttl_sec: 60\n    colour: red\n")
-    bad = run_cli("channels", "apply", str(file), "--tenant", tenant, env=env)
-    assert bad.returncode == 2
+    bad = invoke(["channels", "apply", str(file), "--tenant", tenant], local)
+    assert bad.exit_code == 2
     assert f"{file}:4: channels.working.colour: unknown field" in bad.stderr
 
-    schema = run_cli("channels", "schema", env=env)
+    schema = invoke(["channels", "schema"], local)
     assert json.loads(schema.stdout)["title"] == "memory-layer channels"
-    checked = run_cli("channels", "schema", str(file), env=env)
-    assert checked.returncode == 2
+    checked = invoke(["channels", "schema", str(file)], local)
+    assert checked.exit_code == 2
     assert "colour" in checked.stderr
 
 
 def test_rotate_encryption_reports_progress(database_url: str) -> None:
-    env = base_env(
-        MEMORY_DATABASE_URL=database_url, MEMORY_EMBEDDING_PROVIDER="fake",
-        MEMORY_ENCRYPTION_KEYS=ENCRYPTION_KEYS,
-    )
-    rotated = run_cli("keys", "rotate-encryption", "--tenant", new_tenant(), env=env)
-    assert rotated.returncode == 0, rotated.stderr
+    env = {"MEMORY_DATABASE_URL": database_url, "MEMORY_ENCRYPTION_KEYS": ENCRYPTION_KEYS}
+    rotated = invoke(["keys", "rotate-encryption", "--tenant", new_tenant()], env)
+    assert rotated.exit_code == 0, rotated.output
     assert json.loads(rotated.stdout) == {"reencrypted": 0, "key_id": "new"}
     assert "0 left (key new)" in rotated.stderr
-    keyless = base_env(MEMORY_DATABASE_URL=database_url, MEMORY_ENCRYPTION_KEYS="")
-    refused = run_cli("keys", "rotate-encryption", env=keyless)
-    assert refused.returncode == 2
+    refused = invoke(["keys", "rotate-encryption"], {**env, "MEMORY_ENCRYPTION_KEYS": ""})
+    assert refused.exit_code == 2
     assert "MEMORY_ENCRYPTION_KEYS is unset" in refused.stderr
+
+
+def invoke(args: list[str], env: dict[str, str]) -> Result:
+    """The command line in this process, with only these MEMORY_* settings."""
+    cleared: dict[str, str | None] = {k: None for k in os.environ if k.startswith("MEMORY_")}
+    return CliRunner().invoke(app, args, env={**cleared, **env})
