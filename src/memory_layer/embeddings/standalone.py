@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 
+from memory_layer.channels.service import check_keys
 from memory_layer.config import Settings
 from memory_layer.consolidation.providers import build_language_provider
 from memory_layer.consolidation.service import Distillers
@@ -58,6 +59,9 @@ async def run_worker(
                 SESSION_KEYRING: settings.keyring(),
             },
         )
+        async with sessionmaker() as session:
+            # Encrypted rows and no key: refused here, as `serve` refuses it.
+            await check_keys(session, settings.keyring())
         worker = EmbeddingWorker(engine, sessionmaker, embedder, settings, metrics)
         consolidation: ConsolidationWorker | None = None
         if settings.consolidation_enabled:
