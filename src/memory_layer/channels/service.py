@@ -182,17 +182,17 @@ def expiry(
     never."""
     now = datetime.now(UTC)
     ceiling = rule.settings.ttl_sec if rule is not None else None
-    prefix = f"{where}: " if where else ""
-    if ceiling is not None:
+    if rule is not None and ceiling is not None:
+        prefix = f"{where}: " if where else ""
         if ttl_seconds is not None and ttl_seconds > ceiling:
             raise TtlViolation(
-                f"{prefix}ttl_seconds {ttl_seconds} is past channel {rule.name!r}'s ttl_sec "  # type: ignore[union-attr]
+                f"{prefix}ttl_seconds {ttl_seconds} is past channel {rule.name!r}'s ttl_sec "
                 f"{ceiling}"
             )
         if expires_at is not None and expires_at > now + timedelta(seconds=ceiling) + TTL_SLACK:
             raise TtlViolation(
                 f"{prefix}expires_at {expires_at.isoformat()} is further than channel "
-                f"{rule.name!r}'s ttl_sec {ceiling} seconds ahead"  # type: ignore[union-attr]
+                f"{rule.name!r}'s ttl_sec {ceiling} seconds ahead"
             )
     if expires_at is not None:
         return expires_at
