@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
 
 from memory_layer.channels.service import (
     NAME_MAX,
@@ -16,7 +24,7 @@ from memory_layer.channels.service import (
     ChannelSettings,
     name_problem,
 )
-from memory_layer.kit.schemas import CursorPage
+from memory_layer.kit.schemas import CursorPage, json_integer
 from memory_layer.models.channel import ChannelPii
 
 MAX_BYTES = 2**63 - 1
@@ -48,8 +56,11 @@ class ChannelFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, from_attributes=True)
 
-    ttl_sec: int | None = Field(
-        default=None, ge=TTL_MIN, le=TTL_MAX,
+    # JSON Schema counts 3600.0 an integer too; `true` and "3600" are none.
+    ttl_sec: Annotated[
+        int, Field(ge=TTL_MIN, le=TTL_MAX), Strict(False), BeforeValidator(json_integer)
+    ] | None = Field(
+        default=None,
         description=f"Seconds a message on the channel lives ({TTL_MIN} to {TTL_MAX}), and the "
         "ceiling of a message's own ttl_seconds or expires_at (422 ttl_violation past it). "
         "Null: the tenant's default TTL, no ceiling.",
@@ -59,8 +70,10 @@ class ChannelFields(BaseModel):
         description="Store content and metadata encrypted (AES-GCM, MEMORY_ENCRYPTION_KEYS). "
         "Keyword search cannot see encrypted text: search there is by vector only.",
     )
-    quota_bytes: int | None = Field(
-        default=None, ge=1, le=MAX_BYTES,
+    quota_bytes: Annotated[
+        int, Field(ge=1, le=MAX_BYTES), Strict(False), BeforeValidator(json_integer)
+    ] | None = Field(
+        default=None,
         description="Bytes of content one user may write to the channel per UTC day (429 "
         "quota_exceeded past it, naming when it resets). Null: no quota.",
     )
