@@ -16,6 +16,8 @@ from memory_layer import __version__
 from memory_layer.audit import endpoints as audit_endpoints
 from memory_layer.auth import endpoints as auth_endpoints
 from memory_layer.auth.service import KeyRing
+from memory_layer.channels import endpoints as channels_endpoints
+from memory_layer.channels import service as channels_service
 from memory_layer.config import Settings, check_startup_settings
 from memory_layer.consolidation import endpoints as consolidation_endpoints
 from memory_layer.consolidation.providers import build_language_provider
@@ -31,6 +33,7 @@ from memory_layer.events import endpoints as events_endpoints
 from memory_layer.health import endpoints as health_endpoints
 from memory_layer.kit import tokens
 from memory_layer.kit.cache import build_caches, session_info
+from memory_layer.kit.crypto import SESSION_KEYRING
 from memory_layer.kit.db.database import open_database_async
 from memory_layer.kit.db.engine import (
     create_engine,
@@ -112,11 +115,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         embedder = await build_provider(settings, shared_queries)
         stack.push_async_callback(embedder.close)
         app.state.engine = engine
-        # Its sessions invalidate the tenant's cached searches after every committed write.
-        app.state.sessionmaker = create_sessionmaker(engine, session_info(app.state.search_cache))
-        app.state.read_sessionmaker = create_read_sessionmaker(
-            engine, autocommit=not settings.db_transaction_pooler
+        # Its sessions invalidate the tenant's cached searches after every committed write, and
+        # hold the encryption key ring (kit/crypto.py) that encrypted channels' rows open with.
+        encryption = settings.keyring()
+        app.state.sessionmaker = create_sessionmaker(
+            engine, {**session_info(app.state.search_cache), SESSION_KEYRING: encryption}
         )
+        app.state.read_sessionmaker = create_read_sessionmaker(
+            engine, autocommit=not settings.db_transaction_pooler,
+            info={SESSION_KEYRING: encryption},
+        )
+        async with app.state.read_sessionmaker() as session:
+            # Encrypted channels and no key: refused here, with what to set.
+            await channels_service.check_keys(session, encryption)
         app.state.embedder = embedder
         # Lock releases and appended events wake the waiting requests of every replica. Behind a
         # transaction pooler a LISTEN session would be handed to other clients and miss its
@@ -249,6 +260,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stats_endpoints.admin_router,
         erasure_endpoints.router,
         retention_endpoints.router,
+        # Before the policy routes: /v1/admin/tenants/{tenant}/channels/policy is a channel.
+        channels_endpoints.router,
+        channels_endpoints.schema_router,
         policies_endpoints.router,
         embeddings_endpoints.router,
         transfer_endpoints.router,

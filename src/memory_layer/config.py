@@ -10,6 +10,7 @@ import platformdirs
 from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from memory_layer.kit.crypto import EncryptionKeyRing
 from memory_layer.models.message import Kind
 from memory_layer.models.policy import PiiMode
 
@@ -221,6 +222,9 @@ class Settings(BaseSettings):
     # that accepts requests gets the CPU before the model.
     local_model_nice: int = Field(default=10, ge=0, le=19)
     gemini_api_key: SecretStr | None = None
+    # Encryption at rest of encrypted channels (kit/crypto.py): `id:base64-of-32-bytes,...`, the
+    # last key encrypts new rows, every key decrypts its own. Unset: no channel may be encrypted.
+    encryption_keys: SecretStr | None = None
     gemini_model: str = "gemini-embedding-001"
     # Unset: Google's endpoint. Set it to reach a proxy or a local stand-in of the Gemini REST API.
     gemini_base_url: str | None = None
@@ -459,6 +463,20 @@ class Settings(BaseSettings):
     @classmethod
     def _pairs(cls, value: object) -> object:
         return _split_pairs(value)
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _encryption_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        EncryptionKeyRing.parse(value.get_secret_value())  # ValueError naming the entry, never the key
+        return value
+
+    def keyring(self) -> EncryptionKeyRing:
+        """The MEMORY_ENCRYPTION_KEYS ring (empty when unset)."""
+        if self.encryption_keys is None:
+            return EncryptionKeyRing({})
+        return EncryptionKeyRing.parse(self.encryption_keys.get_secret_value())
 
     @property
     def uses_embedded_database(self) -> bool:

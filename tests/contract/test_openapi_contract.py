@@ -63,6 +63,11 @@ SEMANTIC = {
     "output_too_large",  # a task output past MEMORY_MAX_TASK_OUTPUT_BYTES
     "embedding_dimension_mismatch",  # a client vector of another length than the column's
     "invalid_embedding",  # a client vector of zeros (no direction for cosine)
+    "invalid_channel_name",  # a reserved channel name (admin, audit, ...): a list, not a pattern
+    "unknown_channel",  # a channel the tenant did not register (the tenant's state)
+    "ttl_violation",  # a TTL past the channel's ttl_sec (the tenant's channels)
+    "encryption_required",  # personal data on a channel that takes it only encrypted
+    "pii_rejected",  # personal data on a channel (or tenant) that refuses it
 }
 # Refusals of schema-valid requests whose validation_error message is a rule across fields.
 SEMANTIC_MESSAGES = (

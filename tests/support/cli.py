@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.fixtures.app import ENCRYPTION_KEYS
+
 CLI = str(Path(sys.executable).parent / "memory-layer")
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +27,9 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess
 
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")}
+    # The shared test database holds encrypted channels: a process without their keys refuses to
+    # start (tests/fixtures/app.py).
+    env["MEMORY_ENCRYPTION_KEYS"] = ENCRYPTION_KEYS
     env.update(extra)
     return env
 

@@ -1,4 +1,5 @@
-"""`memory-layer serve | worker | migrate | reembed | keys ... | retention run | export | import | mcp`."""
+"""`memory-layer serve | worker | migrate | reembed | keys ... | channels ... | retention run | export |
+import | mcp`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 import click
 import typer
 
-from memory_layer.cli import keys, mcp, reembed, retention, server, transfer
+from memory_layer.cli import channels, keys, mcp, reembed, retention, server, transfer
 from memory_layer.config import ConfigurationError
 from memory_layer.kit.db.migrations import SchemaMismatchError
 
@@ -33,7 +34,15 @@ app.command("import", help="import an NDJSON export into a tenant (- for stdin)"
 app.command("mcp", help="serve the MCP tools over stdio (for desktop clients; see docs/mcp.md)")(
     mcp.mcp
 )
+keys.app.command(
+    "rotate-encryption",
+    help="re-encrypt encrypted channels' messages with the newest MEMORY_ENCRYPTION_KEYS key "
+    "(resumable)",
+)(channels.rotate_encryption)
 app.add_typer(keys.app, name="keys", help="manage tenant-bound API keys")
+app.add_typer(
+    channels.app, name="channels", help="a tenant's channels as YAML: apply, export, schema"
+)
 app.add_typer(retention.app, name="retention", help="retention without the HTTP API")
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.config import Settings
 from memory_layer.kit.cache import SearchCache, build_caches, publish_writes, session_info
+from memory_layer.kit.crypto import SESSION_KEYRING
 from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 from memory_layer.kit.observability.logging import configure_logging
 from memory_layer.kit.observability.metrics import Metrics
@@ -54,7 +55,10 @@ async def transaction(url: str, settings: Settings | None = None) -> AsyncIterat
     engine = create_engine(url, pool_size=1, max_overflow=0)
     try:
         async with search_cache(settings) as cache:
-            async with create_sessionmaker(engine, session_info(cache)).begin() as session:
+            info = session_info(cache)
+            if settings is not None:
+                info[SESSION_KEYRING] = settings.keyring()
+            async with create_sessionmaker(engine, info).begin() as session:
                 yield session
             await publish_writes(session)
     finally:

@@ -63,10 +63,11 @@ def _size(n: int) -> str:
 async def _export(url: str, query: service.ExportQuery, out: IO[bytes]) -> tuple[int, int]:
     from tqdm import tqdm
 
+    from memory_layer.kit.crypto import SESSION_KEYRING
     from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 
     engine = create_engine(url, pool_size=1, max_overflow=0)
-    sessionmaker = create_sessionmaker(engine)
+    sessionmaker = create_sessionmaker(engine, {SESSION_KEYRING: load_settings().keyring()})
     lines = written = 0
     show = _progress_wanted()
     try:
@@ -94,12 +95,13 @@ def export_command(
     include_embeddings: Annotated[
         bool, typer.Option("--include-embeddings", help="add each message's vector")
     ] = False,
+    channel: Annotated[str | None, typer.Option(help="only this channel's messages")] = None,
 ) -> int:
     """Write a tenant's messages to FILE as NDJSON (the format of GET /v1/export)."""
     settings = load_settings()
     query = service.ExportQuery(
         tenant_id=tenant, conversation_id=conversation, user_id=user,
-        include_embeddings=include_embeddings,
+        include_embeddings=include_embeddings, channel=channel,
     )
     started = time.monotonic()
     with open_database(settings) as database, _output(file) as out:
@@ -119,6 +121,7 @@ async def _import(
 
     from memory_layer.embeddings.providers import build_provider
     from memory_layer.kit.cache import session_info
+    from memory_layer.kit.crypto import SESSION_KEYRING
     from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 
     engine = create_engine(url, pool_size=1, max_overflow=0)
@@ -135,7 +138,9 @@ async def _import(
     try:
         async with search_cache(settings) as cache:
             return await service.import_ndjson(
-                create_sessionmaker(engine, session_info(cache)),
+                create_sessionmaker(
+                    engine, {**session_info(cache), SESSION_KEYRING: settings.keyring()}
+                ),
                 tenant,
                 blocks(),
                 settings=settings,

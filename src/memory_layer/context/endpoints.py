@@ -79,6 +79,7 @@ async def get_context(
         query=body.query,
         budget_tokens=body.budget_tokens,
         max_turns=body.max_turns,
+        channel=body.channel,
         settings=settings_of(request),
         embedder=embedder_of(request),
         metrics=metrics_of(request),

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memory_layer.kit.crypto import keyring_of, open_message
 from memory_layer.models.message import CURRENT_SQL, UNEXPIRED_SQL, Kind, Role
 
 # One round trip for everything the context reads of the conversation itself (the long-term
@@ -18,12 +19,19 @@ from memory_layer.models.message import CURRENT_SQL, UNEXPIRED_SQL, Kind, Role
 # backwards. `turn` rows are the last :max_turns turns, newest first; `last_user` is the newest
 # user turn (the default query), asked for only when the caller gave no query.
 # Live: not archived, not expired, not replaced by a newer fact or summary (consolidation/).
-_LIVE = f"archived_at IS NULL AND {UNEXPIRED_SQL} AND {CURRENT_SQL}"
+_LIVE = (
+    f"archived_at IS NULL AND {UNEXPIRED_SQL} AND {CURRENT_SQL}"
+    " AND (CAST(:channel AS text) IS NULL OR channel = :channel)"
+)
 _CONVERSATION = "tenant_id = :tenant_id AND conversation_id = :conversation_id"
-_COLUMNS = "id, role, content, created_at, user_id, NULL::jsonb AS document, NULL::bigint AS version"
+_COLUMNS = (
+    "id, role, content, created_at, user_id, NULL::jsonb AS document, NULL::bigint AS version, "
+    "encryption_key_id, ciphertext"
+)
 
 STATE = f"""(SELECT 'state' AS part, NULL::uuid AS id, NULL AS role, NULL AS content,
-        updated_at AS created_at, user_id, document, version
+        updated_at AS created_at, user_id, document, version,
+        NULL AS encryption_key_id, NULL::bytea AS ciphertext
  FROM conversation_states
  WHERE {_CONVERSATION} AND (expires_at IS NULL OR expires_at > now()))"""
 SUMMARY = f"""(SELECT 'summary' AS part, {_COLUMNS} FROM messages
@@ -72,15 +80,23 @@ class ContextRepository:
         self.session = session
 
     async def window(
-        self, tenant_id: str, conversation_id: str, *, max_turns: int, with_last_user_turn: bool
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        *,
+        max_turns: int,
+        with_last_user_turn: bool,
+        channel: str | None = None,
     ) -> Window:
         """The conversation's state, newest summary and last `max_turns` turns, in one statement
         (archived and expired messages left out, as every read does)."""
         sql = WINDOW_WITH_LAST_USER_SQL if with_last_user_turn else WINDOW_SQL
         result = await self.session.execute(
             text(sql),
-            {"tenant_id": tenant_id, "conversation_id": conversation_id, "max_turns": max_turns},
+            {"tenant_id": tenant_id, "conversation_id": conversation_id, "max_turns": max_turns,
+             "channel": channel},
         )
+        ring = keyring_of(self.session)
         state: StoredState | None = None
         summary: StoredMessage | None = None
         last_user: StoredMessage | None = None
@@ -89,7 +105,13 @@ class ContextRepository:
             if row.part == "state":
                 state = StoredState(row.document, int(row.version), row.user_id)
                 continue
-            message = StoredMessage(row.id, row.role, row.content, row.created_at, row.user_id)
+            content = row.content
+            if row.ciphertext is not None:
+                # An encrypted channel's turn, opened for the context.
+                content = open_message(
+                    ring, tenant_id, row.id, row.encryption_key_id, row.ciphertext
+                )[0]
+            message = StoredMessage(row.id, row.role, content, row.created_at, row.user_id)
             if row.part == "summary":
                 summary = message
             elif row.part == "last_user":

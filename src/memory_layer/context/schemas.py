@@ -51,6 +51,10 @@ class ContextRequest(JSONBody):
         default=DEFAULT_MAX_TURNS,
         description="The most recent turns to consider (fewer are kept when the budget is short).",
     )
+    channel: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_]*$", max_length=50,
+        description="Only this channel's turns, summary and memories.",
+    )
 
 
 class ChatMessage(BaseModel):

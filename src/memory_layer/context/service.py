@@ -160,6 +160,7 @@ async def build_context(
     metrics: Metrics,
     tenant_sizes: TenantSizes | None = None,
     cache: SearchCache | None = None,
+    channel: str | None = None,
 ) -> Context:
     """The context for the conversation's next model call, within `budget_tokens`.
 
@@ -168,7 +169,8 @@ async def build_context(
     turn; with neither, no memories are searched.
     """
     window = await ContextRepository(session).window(
-        tenant_id, conversation_id, max_turns=max_turns, with_last_user_turn=query is None
+        tenant_id, conversation_id, max_turns=max_turns, with_last_user_turn=query is None,
+        channel=channel,
     )
     user = user_id or _conversation_user(window)
     query_text = query if query is not None else _last_user_turn(window)
@@ -178,6 +180,7 @@ async def build_context(
     if query_text is not None and query_text.strip():
         query_text = query_text[:MAX_QUERY_CHARS]
         filters = SearchFilters(user_id=user) if user else SearchFilters(conversation_id=conversation_id)
+        filters = replace(filters, channel=channel)
         top_k = min(50, max(5, budget_tokens // 100))
         for kinds in (FIRST_KINDS, OTHER_KINDS):
             outcome = await search.search_memory(

@@ -200,6 +200,7 @@ class ConversationRepository:
         include_archived: bool,
         pii_kind: str | None = None,
         include_superseded: bool = False,
+        channel: str | None = None,
     ) -> Select[Message]:
         """A conversation's messages, to page in HISTORY order (the index on (tenant_id,
         conversation_id, created_at) serves both directions)."""
@@ -208,6 +209,8 @@ class ConversationRepository:
         )
         if pii_kind is not None:
             statement = statement.where(Message.pii_kinds.contains([pii_kind]))
+        if channel is not None:
+            statement = statement.where(Message.channel == channel)
         if not include_archived:
             statement = statement.where(Message.archived_at.is_(None))
         if not include_superseded:

@@ -113,6 +113,10 @@ class ConversationMessagesRequest(BaseModel):
         description="Only messages in whose content this kind of personal data was found (PII "
         "mode detect or redact).",
     )
+    channel: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_]*$", max_length=50,
+        description="Only messages of this channel.",
+    )
 
 
 class ConversationMessagesResponse(CursorPage[MessageRead]):

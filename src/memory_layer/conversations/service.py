@@ -72,6 +72,7 @@ class HistoryQuery:
     role: Role | None = None
     kind: Kind | None = None
     pii_kind: PiiKind | None = None
+    channel: str | None = None
 
 
 def _not_found(tenant_id: str, conversation_id: str) -> NotFound:
@@ -148,6 +149,7 @@ async def list_conversation_messages(
         "role": query.role.value if query.role is not None else None,
         "kind": query.kind.value if query.kind is not None else None,
         "pii_kind": query.pii_kind.value if query.pii_kind is not None else None,
+        "channel": query.channel,
     }
     return await paginate(
         session,
@@ -159,6 +161,7 @@ async def list_conversation_messages(
             include_archived=query.include_archived,
             include_superseded=query.include_superseded,
             pii_kind=query.pii_kind.value if query.pii_kind is not None else None,
+            channel=query.channel,
         ),
         pagination=PageRequest(query.limit, query.cursor),
         keyset=HISTORY[query.order],

@@ -21,6 +21,7 @@ from pgvector import Vector
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from memory_layer.kit.crypto import keyring_of, open_message
 from memory_layer.kit.db.vectors import vector_array_param
 from memory_layer.models.message import EmbeddingStatus
 
@@ -53,7 +54,8 @@ SET embedding_lease_owner = :owner,
     embedding_attempts = m.embedding_attempts + 1
 FROM due
 WHERE m.tenant_id = due.tenant_id AND m.id = due.id
-RETURNING m.tenant_id, m.id, m.content, m.embedding_attempts, m.request_id
+RETURNING m.tenant_id, m.id, m.content, m.embedding_attempts, m.request_id, m.encryption_key_id,
+          m.ciphertext
 """)
 
 COMPLETE_SQL = text(f"""
@@ -157,8 +159,16 @@ class EmbeddingJobRepository:
         result = await self.session.execute(
             CLAIM_SQL, {"owner": owner, "limit": limit, "lease_seconds": lease_seconds}
         )
+        # An encrypted channel's text is opened here, in memory, for the model only.
+        ring = keyring_of(self.session)
         return [
-            Job(r.tenant_id, r.id, r.content, r.embedding_attempts, r.request_id) for r in result
+            Job(
+                r.tenant_id, r.id,
+                r.content if r.ciphertext is None
+                else open_message(ring, r.tenant_id, r.id, r.encryption_key_id, r.ciphertext)[0],
+                r.embedding_attempts, r.request_id,
+            )
+            for r in result
         ]
 
     async def complete(

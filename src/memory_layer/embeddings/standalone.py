@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 
+from memory_layer.channels.service import check_keys
 from memory_layer.config import Settings
 from memory_layer.consolidation.providers import build_language_provider
 from memory_layer.consolidation.service import Distillers
@@ -19,6 +20,7 @@ from memory_layer.consolidation.worker import ConsolidationWorker
 from memory_layer.embeddings.providers import build_provider
 from memory_layer.embeddings.worker import EmbeddingWorker, stop_worker
 from memory_layer.kit.cache import build_caches, session_info
+from memory_layer.kit.crypto import SESSION_KEYRING
 from memory_layer.kit.db.engine import create_engine, create_sessionmaker
 from memory_layer.kit.db.migrations import verify_schema
 from memory_layer.kit.observability.metrics import Metrics
@@ -49,9 +51,17 @@ async def run_worker(
             start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
         # With Redis, the worker invalidates the cached searches of the tenants it embeds for.
         redis = await stack.enter_async_context(open_redis(settings))
+        # And opens encrypted channels' texts to embed them (kit/crypto.py).
         sessionmaker = create_sessionmaker(
-            engine, session_info(build_caches(settings, redis, metrics)[1])
+            engine,
+            {
+                **session_info(build_caches(settings, redis, metrics)[1]),
+                SESSION_KEYRING: settings.keyring(),
+            },
         )
+        async with sessionmaker() as session:
+            # Encrypted rows and no key: refused here, as `serve` refuses it.
+            await check_keys(session, settings.keyring())
         worker = EmbeddingWorker(engine, sessionmaker, embedder, settings, metrics)
         consolidation: ConsolidationWorker | None = None
         if settings.consolidation_enabled:

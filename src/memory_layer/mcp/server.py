@@ -22,6 +22,7 @@ from mcp.types import INVALID_PARAMS, CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from memory_layer import __version__
+from memory_layer.channels import service as channels
 from memory_layer.consolidation import service as consolidation
 from memory_layer.context import service as context
 from memory_layer.conversations import service as conversations
@@ -145,6 +146,9 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
                                                  "seconds.")] = None,
         client_message_id: Annotated[Identifier | None, Field(
             description="Idempotency key: a retry with the same id stores nothing new.")] = None,
+        channel: Annotated[str, Field(
+            pattern=r"^[a-z][a-z0-9_]*$", max_length=50,
+            description="The channel (its TTL, quota, PII rule and encryption apply).")] = "default",
         tenant_id: TenantId = None,
     ) -> CallToolResult:
         """Store a memory: a conversation turn, or a fact or preference about the user. It is
@@ -156,13 +160,15 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
             data = messages.NewMessage(
                 conversation_id=conversation_id, role=role, content=content, kind=kind,
                 user_id=user_id, metadata=metadata or {}, importance_override=importance,
-                client_message_id=client_message_id, ttl_seconds=ttl_seconds,
+                client_message_id=client_message_id, ttl_seconds=ttl_seconds, channel=channel,
             )
             policy = await act.policy(tenant)
+            rules = await channels.load_rules(act.runtime.read_sessionmaker, tenant)
             async with act.transaction() as session:
                 result = await messages.ingest_message(
                     session, tenant, data, settings=act.runtime.settings, embedder=act.runtime.embedder,
                     metrics=act.runtime.metrics, policy=policy, request_id=act.request_id,
+                    channel_rules=rules,
                 )
                 stored = StoredMemory.model_validate(result.message)
             return stored.model_copy(update={"replayed": result.replayed})
@@ -449,11 +455,12 @@ def build_server(lifespan: RuntimeLifespan) -> MCPServer[Runtime]:
                 content=content, kind=kind, importance=importance, metadata=metadata
             )
             policy = await act.policy(tenant)
+            rules = await channels.load_rules(act.runtime.read_sessionmaker, tenant)
             async with act.transaction() as session:
                 message = await messages.update_message(
                     session, tenant, message_id, change, settings=act.runtime.settings,
                     embedder=act.runtime.embedder, metrics=act.runtime.metrics, policy=policy,
-                    request_id=act.request_id,
+                    request_id=act.request_id, channel_rules=rules,
                 )
                 return StoredMemory.model_validate(message)
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from memory_layer.auth.deps import READ, WRITE, Caller, CallerDep, ReadCallerDep
+from memory_layer.channels.service import ChannelRules, load_rules
 from memory_layer.config import Settings
 from memory_layer.embeddings.deps import embedder_of
 from memory_layer.embeddings.providers.base import EmbeddingProvider
@@ -62,7 +63,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return error_responses(*codes, 500, 503)
 
 
-WRITE_ERRORS = (401, 403, 409, 413, 422)
+WRITE_ERRORS = (401, 403, 409, 413, 422, 429)
 QUEUED = (
     "Committed; the embedding is queued for the worker. Poll `status_url` (also in the Location "
     "header)."
@@ -96,6 +97,10 @@ class Writer(Caller):
         session stays unused until the text is embedded); the read the tenant rate limit made for
         this request, when it made one."""
         return await self.policies.get(tenant_id)
+
+    async def channels(self, tenant_id: str) -> ChannelRules:
+        """The tenant's channels, read like the policy on a short session of its own."""
+        return await load_rules(self.policies.sessionmaker, tenant_id)
 
 
 async def get_writer(request: Request, caller: CallerDep) -> Writer:
@@ -134,6 +139,7 @@ async def create_message(body: MessageCreate, response: Response, writer: Writer
         metrics=writer.metrics,
         request_id=writer.request_id,
         policy=await writer.policy(tenant_id),
+        channel_rules=await writer.channels(tenant_id),
     )
     response.headers["Idempotent-Replayed"] = "true" if result.replayed else "false"
     return _answer(MessageRead.model_validate(result.message), response)
@@ -165,6 +171,7 @@ async def create_messages_batch(
         sessionmaker=sessionmaker,
         request_id=writer.request_id,
         policy=await writer.policy(tenant_id),
+        channel_rules=await writer.channels(tenant_id),
     )
     answers = [
         MessageBatchResult(
@@ -278,6 +285,7 @@ async def update_message(
         metrics=writer.metrics,
         request_id=writer.request_id,
         policy=await writer.policy(tenant),
+        channel_rules=await writer.channels(tenant),
     )
     return _answer(MessageRead.model_validate(message), response)
 

@@ -56,7 +56,7 @@ INSERT INTO messages (
     tenant_id, id, conversation_id, user_id, role, kind, content, metadata, importance,
     client_message_id, created_at, archived_at, embedding, embedding_model, embedding_status,
     embedded_at, embedding_next_attempt_at, embedding_error, request_id, expires_at, pii_kinds,
-    embedding_supplied
+    embedding_supplied, channel, encryption_key_id, ciphertext, consolidation_status
 )
 SELECT :tenant_id, r.id, r.conversation_id, r.user_id, r.role, r.kind, r.content,
        CAST(r.metadata AS jsonb), r.importance, r.client_message_id,
@@ -69,7 +69,9 @@ SELECT :tenant_id, r.id, r.conversation_id, r.user_id, r.role, r.kind, r.content
        CASE WHEN r.embedding IS NULL THEN now() END,
        r.embedding_error, r.request_id, r.expires_at,
        coalesce(string_to_array(nullif(r.pii_kinds, ''), ','), '{{}}'),
-       r.embedding IS NOT NULL AND r.embedding_model IS NOT NULL
+       r.embedding IS NOT NULL AND r.embedding_model IS NOT NULL,
+       r.channel, r.encryption_key_id, r.ciphertext,
+       CASE WHEN r.ciphertext IS NULL THEN 'pending' END
 FROM unnest(
     CAST(:ids AS uuid[]), CAST(:conversation_ids AS text[]), CAST(:user_ids AS text[]),
     CAST(:roles AS text[]), CAST(:kinds AS text[]), CAST(:contents AS text[]),
@@ -77,11 +79,12 @@ FROM unnest(
     CAST(:created_ats AS timestamptz[]), CAST(:archived_ats AS timestamptz[]), :embeddings,
     CAST(:embedding_errors AS text[]), CAST(:request_ids AS text[]),
     CAST(:expires_ats AS timestamptz[]), CAST(:pii_kinds AS text[]),
-    CAST(:embedding_models AS text[])
+    CAST(:embedding_models AS text[]),
+    CAST(:channels AS text[]), CAST(:encryption_key_ids AS text[]), CAST(:ciphertexts AS bytea[])
 ) WITH ORDINALITY
   AS r(id, conversation_id, user_id, role, kind, content, metadata, importance, client_message_id,
        created_at, archived_at, embedding, embedding_error, request_id, expires_at, pii_kinds,
-       embedding_model, ord)
+       embedding_model, channel, encryption_key_id, ciphertext, ord)
 ON CONFLICT DO NOTHING
 RETURNING id, embedding_status
 """).bindparams(vector_array_param("embeddings"))
@@ -111,6 +114,11 @@ class NewRow:
     pii_kinds: Sequence[str] = ()
     # Set with a vector the client supplied: its model (None: the service's model embedded it).
     embedding_model: str | None = None
+    # channels/: the row's channel; on an encrypted one `content` is '' and `metadata` {}, the
+    # two sealed in `ciphertext` under `encryption_key_id` (not consolidated: NULL status).
+    channel: str = "default"
+    encryption_key_id: str | None = None
+    ciphertext: bytes | None = None
 
 
 class TimePosition(BaseModel):
@@ -176,6 +184,8 @@ class MessageRepository:
             statement = statement.where(Message.created_at >= filters.since)
         if filters.until is not None:
             statement = statement.where(Message.created_at <= filters.until)
+        if filters.channel is not None:
+            statement = statement.where(Message.channel == filters.channel)
         if filters.metadata is not None:
             # jsonb @>: served by ix_messages_metadata (jsonb_path_ops) when selective.
             statement = statement.where(Message.metadata_.contains(filters.metadata))
@@ -269,6 +279,9 @@ class MessageRepository:
                 "expires_ats": [row.expires_at for row in rows],
                 "pii_kinds": [",".join(row.pii_kinds) for row in rows],
                 "embedding_models": [row.embedding_model for row in rows],
+                "channels": [row.channel for row in rows],
+                "encryption_key_ids": [row.encryption_key_id for row in rows],
+                "ciphertexts": [row.ciphertext for row in rows],
             },
         )
         return {row.id: row.embedding_status for row in result}

@@ -7,7 +7,16 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, computed_field, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    computed_field,
+    model_validator,
+)
 
 from memory_layer.kit.pagination import SortOrder
 from memory_layer.kit.schemas import (
@@ -23,7 +32,7 @@ from memory_layer.kit.schemas import (
 )
 from memory_layer.messages.service import MessageSort, MetadataMode, UsageOutcome
 from memory_layer.models.message import EmbeddingStatus, Kind, Role
-from memory_layer.search.schemas import SearchFilterFields
+from memory_layer.search.schemas import ChannelFilter, SearchFilterFields
 
 
 def status_url(message_id: uuid.UUID, tenant_id: str) -> str:
@@ -70,6 +79,13 @@ class MessageFields(JSONBody):
     )
     expires_at: Timestamp | None = Field(
         default=None, description="The time the message expires (instead of ttl_seconds)."
+    )
+    channel: ChannelFilter = Field(
+        default="default",
+        description="The channel the message belongs to. A tenant with registered channels "
+        "writes only to those and `default` (422 unknown_channel otherwise); a registered "
+        "channel's TTL ceiling, PII rule, daily quota and encryption apply (docs/api.md, "
+        "Channels).",
     )
 
     embedding: list[float] | None = Field(
@@ -131,6 +147,13 @@ class MessageRead(BaseModel):
     embedded_at: datetime | None
     archived_at: datetime | None
     expires_at: datetime | None = Field(description="When the message expires; null: never.")
+    channel: str = Field(default="default", description="The channel the message belongs to.")
+    encrypted: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("encrypted", "is_encrypted"),
+        description="Stored encrypted at rest (an encrypted channel); the content shown is "
+        "decrypted for the caller.",
+    )
     pii_kinds: list[str] = Field(
         description="Kinds of personal data found in the content (PII mode detect or redact): "
         "email, phone, payment_card, iban, ip_address, us_ssn."

@@ -13,10 +13,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.audit import service as audit
+from memory_layer.channels import service as channels
+from memory_layer.channels.service import DEFAULT_CHANNEL, ChannelRule, ChannelRules
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import embed_all_or_defer, embed_or_defer
 from memory_layer.kit.cache import note_write
+from memory_layer.kit.crypto import keyring_of, seal_message
 from memory_layer.kit.db.vectors import check_vector
 from memory_layer.kit.errors import Conflict, InvalidInput, NotFound
 from memory_layer.kit.ids import new_id
@@ -34,8 +37,9 @@ from memory_layer.kit.pagination import (
 from memory_layer.messages.importance import importance_for
 from memory_layer.messages.repository import BY_IMPORTANCE, BY_TIME, MessageRepository
 from memory_layer.messages.repository import NewRow as NewRow  # for insert_rows' callers
-from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
-from memory_layer.pii.service import screen_all
+from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role, decrypt_transient
+from memory_layer.models.policy import PiiMode
+from memory_layer.pii.service import PiiRejected, screen_all
 from memory_layer.policies.service import EffectivePolicy, check_usage, lock_usage, quota_guard
 from memory_layer.search.plan import SearchFilters
 
@@ -61,6 +65,7 @@ class NewMessage:
     # The client's own vector and its model: stored as given (ready), never embedded again.
     embedding: list[float] | None = None
     embedding_model: str | None = None
+    channel: str = DEFAULT_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -126,29 +131,67 @@ def _check(data: NewMessage, settings: Settings, where: str | None = None) -> No
         raise InvalidInput(_located(where, "expires_at lies in the past"), code="invalid_expires_at")
 
 
-def _expiry(data: NewMessage, policy: EffectivePolicy) -> datetime | None:
-    """When the message expires: the client's expires_at or ttl_seconds, else the tenant's
-    default TTL, else never."""
-    if data.expires_at is not None:
-        return data.expires_at
-    ttl = data.ttl_seconds if data.ttl_seconds is not None else policy.default_ttl_seconds
-    return datetime.now(UTC) + timedelta(seconds=ttl) if ttl else None
+def _expiry(
+    data: NewMessage,
+    policy: EffectivePolicy,
+    rule: ChannelRule | None = None,
+    where: str | None = None,
+) -> datetime | None:
+    """When the message expires: the client's expires_at or ttl_seconds (within the channel's
+    ttl_sec, 422 ttl_violation past it), else the channel's ttl_sec, else the tenant's default
+    TTL, else never."""
+    return channels.expiry(
+        rule, expires_at=data.expires_at, ttl_seconds=data.ttl_seconds,
+        default_ttl_seconds=policy.default_ttl_seconds, where=where,
+    )
 
 
 async def _screened(
-    items: Sequence[NewMessage], policy: EffectivePolicy, where: str | None = None
+    items: Sequence[NewMessage],
+    policy: EffectivePolicy,
+    where: str | None = None,
+    rules: Sequence[ChannelRule | None] | None = None,
 ) -> list[tuple[NewMessage, list[str]]]:
-    """Each message as the tenant's PII mode lets it be stored (redacted content), with the
-    kinds found; raises 422 pii_rejected in reject mode. Runs before the text is embedded or
-    stored."""
-    results = await screen_all(
-        [item.content for item in items], policy.pii_mode, phone_region=policy.pii_phone_region,
-        where=where,
-    )
+    """Each message as the tenant's PII mode (or its channel's PII rule) lets it be stored
+    (redacted content), with the kinds found; raises 422 pii_rejected in reject mode, 422
+    encryption_required for personal data on a channel that takes it only encrypted. Runs
+    before the text is embedded or stored."""
+    rules = rules if rules is not None else [None] * len(items)
+    modes = [channels.pii_mode(rule, policy.pii_mode) for rule in rules]
+    results: list[Any] = [None] * len(items)
+    # One screening per mode (a batch's items on different channels may differ).
+    for mode in dict.fromkeys(modes):
+        indexes = [index for index, item_mode in enumerate(modes) if item_mode is mode]
+        try:
+            found = await screen_all(
+                [items[index].content for index in indexes], mode,
+                phone_region=policy.pii_phone_region,
+            )
+        except PiiRejected as exc:
+            # Screened item by item only when refused: the error names the batch's own index.
+            for index in indexes:
+                await _screened_one(items[index], mode, policy, where, index)
+            raise exc  # pragma: no cover - one of them raised
+        for index, result in zip(indexes, found, strict=True):
+            channels.check_pii(
+                rules[index], mode, result.kinds,
+                f"{where}[{index}]" if where is not None else None,
+            )
+            results[index] = result
     return [
         (replace(item, content=result.content), result.kinds)
         for item, result in zip(items, results, strict=True)
     ]
+
+
+async def _screened_one(
+    item: NewMessage, mode: PiiMode, policy: EffectivePolicy, where: str | None, index: int
+) -> None:
+    try:
+        await screen_all([item.content], mode, phone_region=policy.pii_phone_region)
+    except PiiRejected as exc:
+        kinds = list(exc.detail["kinds"]) if isinstance(exc.detail, dict) else []
+        raise PiiRejected(kinds, f"{where}[{index}]" if where else None) from None
 
 
 def _identity(data: NewMessage) -> tuple[Any, ...]:
@@ -201,16 +244,20 @@ async def ingest_message(
     metrics: Metrics,
     policy: EffectivePolicy,
     request_id: str | None = None,
+    channel_rules: ChannelRules | None = None,
 ) -> IngestResult:
     """Store one message; a retried client_message_id returns the original.
 
     The tenant's policy applies first: its PII mode (the redacted text is what is embedded and
-    stored), its default TTL and its quotas. Inline mode embeds before the transaction starts
-    (status ready). With MEMORY_ASYNC_EMBEDDINGS, or when the provider fails inline, the message
-    is committed as pending and the worker embeds it.
+    stored), its default TTL and its quotas; then its channel's rules (channels/service.py:
+    TTL ceiling, PII rule, daily quota, encryption). Inline mode embeds before the transaction
+    starts (status ready). With MEMORY_ASYNC_EMBEDDINGS, or when the provider fails inline, the
+    message is committed as pending and the worker embeds it.
     """
     _check(data, settings)
-    [(data, pii_kinds)] = await _screened([data], policy)
+    rule = channel_rules.rule_for(data.channel) if channel_rules is not None else None
+    expires_at = _expiry(data, policy, rule)
+    [(data, pii_kinds)] = await _screened([data], policy, rules=[rule])
     vector: list[float] | None = data.embedding
     error: str | None = None
     if vector is None and not settings.async_embeddings:
@@ -226,20 +273,24 @@ async def ingest_message(
         if existing is not None:
             return _replay(existing, data)
 
+    message_id = new_id()
+    text = channels.sealed_columns(
+        rule, keyring_of(session), tenant_id, message_id, data.content, data.metadata
+    )
     values: dict[str, Any] = {
         "tenant_id": tenant_id,
-        "id": new_id(),
+        "id": message_id,
         "conversation_id": data.conversation_id,
         "user_id": data.user_id,
         "role": data.role.value,
         "kind": data.kind.value,
-        "content": data.content,
-        "metadata_": data.metadata,
         "importance": _importance(data),
         "client_message_id": data.client_message_id,
         "request_id": request_id,
-        "expires_at": _expiry(data, policy),
+        "expires_at": expires_at,
         "pii_kinds": pii_kinds,
+        "channel": data.channel,
+        **{("metadata_" if name == "metadata" else name): value for name, value in text.items()},
     }
     if data.embedding is not None and data.embedding_model is not None:
         values.update(_embedded(data.embedding, data.embedding_model))
@@ -260,9 +311,13 @@ async def ingest_message(
         if existing is None:  # pragma: no cover - the conflicting row cannot vanish mid-transaction
             raise Conflict("idempotency race; retry the request", code="idempotency_race")
         return _replay(existing, data)
+    # After the insert (a replay above counts nothing); an excess rolls the insert back.
+    await channels.consume_quota(
+        session, tenant_id, [(rule, data.user_id, len(data.content.encode()))]
+    )
     metrics.messages_ingested.labels(role=data.role.value).inc()
     note_write(session, tenant_id)
-    return IngestResult(message=message, replayed=False)
+    return IngestResult(message=decrypt_transient(message, keyring_of(session)), replayed=False)
 
 
 def _replay(existing: Message, data: NewMessage, where: str | None = None) -> IngestResult:
@@ -316,6 +371,7 @@ async def ingest_batch(
     sessionmaker: async_sessionmaker[AsyncSession],
     policy: EffectivePolicy,
     request_id: str | None = None,
+    channel_rules: ChannelRules | None = None,
 ) -> list[BatchItemResult]:
     """Store up to MEMORY_MAX_BATCH_MESSAGES messages of one tenant, all or nothing.
 
@@ -332,7 +388,16 @@ async def ingest_batch(
         )
     for index, item in enumerate(items):
         _check(item, settings, f"messages[{index}]")
-    screened = await _screened(items, policy, "messages")
+    rules = [
+        channel_rules.rule_for(item.channel, f"messages[{index}]")
+        if channel_rules is not None else None
+        for index, item in enumerate(items)
+    ]
+    expiries = [
+        _expiry(item, policy, rule, f"messages[{index}]")
+        for index, (item, rule) in enumerate(zip(items, rules, strict=True))
+    ]
+    screened = await _screened(items, policy, "messages", rules)
     items = [item for item, _ in screened]
     found = [kinds for _, kinds in screened]
     first_with_key: dict[str, int] = {}
@@ -394,6 +459,7 @@ async def ingest_batch(
     )
     results: list[BatchItemResult | None] = [None] * len(items)
     rows: list[tuple[int, NewRow]] = []
+    ring = keyring_of(session)
     for index in fresh:
         item = items[index]
         if item.client_message_id is not None and item.client_message_id in existing:
@@ -402,24 +468,31 @@ async def ingest_batch(
         # No vector: async mode, a provider failure, or an item the look-up found stored that
         # was deleted since. The row is then the worker's job (the insert trigger NOTIFYs it).
         vector = vectors.get(index)
+        row_id = new_id()
+        text = channels.sealed_columns(
+            rules[index], ring, tenant_id, row_id, item.content, item.metadata
+        )
         rows.append(
             (
                 index,
                 NewRow(
-                    id=new_id(),
+                    id=row_id,
                     conversation_id=item.conversation_id,
                     user_id=item.user_id,
                     role=item.role.value,
                     kind=item.kind.value,
-                    content=item.content,
-                    metadata=item.metadata,
+                    content=text["content"],
+                    metadata=text["metadata"],
+                    channel=item.channel,
+                    encryption_key_id=text.get("encryption_key_id"),
+                    ciphertext=text.get("ciphertext"),
                     importance=_importance(item),
                     client_message_id=item.client_message_id,
                     created_at=item.created_at,
                     embedding=vector,
                     embedding_error=error if vector is None else None,
                     request_id=request_id,
-                    expires_at=_expiry(item, policy),
+                    expires_at=expiries[index],
                     pii_kinds=found[index],
                     embedding_model=item.embedding_model if item.embedding is not None else None,
                 ),
@@ -433,6 +506,16 @@ async def ingest_batch(
         )
     if inserted:
         note_write(session, tenant_id)
+        # The bytes of what was really stored; an excess rolls the whole batch back.
+        await channels.consume_quota(
+            session,
+            tenant_id,
+            [
+                (rules[index], items[index].user_id, len(items[index].content.encode()))
+                for index, row in rows
+                if row.id in inserted
+            ],
+        )
     raced = [(index, row) for index, row in rows if row.id not in inserted]
     if raced:
         # A concurrent request stored some of the same client_message_ids first.
@@ -468,11 +551,29 @@ async def insert_rows(
     *,
     model: str,
     policy: EffectivePolicy,
+    channel_rules: ChannelRules | None = None,
 ) -> dict[uuid.UUID, str]:
     """Insert many messages in one statement, each ready with its vector (made by `model`) or
     pending for the worker; the embedding status of each row stored, by id. A row whose id or
     client_message_id the tenant already has is skipped, not checked: the caller decides. The
-    tenant's quotas apply (QuotaExceeded, nothing stored); its PII mode is the caller's."""
+    tenant's quotas apply (QuotaExceeded, nothing stored); its PII mode is the caller's. A row
+    of a channel `channel_rules` says is encrypted is sealed (its other rules are the caller's)."""
+    if channel_rules is not None:
+        ring = keyring_of(session)
+        sealed_rows = []
+        for row in rows:
+            rule = channel_rules.rule_for(row.channel)
+            text = channels.sealed_columns(
+                rule, ring, tenant_id, row.id, row.content, row.metadata
+            )
+            sealed_rows.append(
+                replace(
+                    row, content=text["content"], metadata=text["metadata"],
+                    encryption_key_id=text.get("encryption_key_id"),
+                    ciphertext=text.get("ciphertext"),
+                )
+            )
+        rows = sealed_rows
     async with quota_guard(session, policy):
         stored = await MessageRepository(session).insert_many(tenant_id, rows, model)
     if stored:
@@ -610,6 +711,7 @@ async def update_message(
     metrics: Metrics,
     policy: EffectivePolicy,
     request_id: str | None = None,
+    channel_rules: ChannelRules | None = None,
 ) -> Message:
     """Edit a message of the tenant (404 if it has none with this id).
 
@@ -675,6 +777,23 @@ async def update_message(
     if usage is not None and "content" in values:
         grown = len(values["content"].encode()) - len(message.content.encode())
         check_usage(policy, usage, (0, grown))
+    rule = channel_rules.rule_for(message.channel) if channel_rules is not None else None
+    if "content" in values and rule is not None:
+        # The channel's PII rule, known once the message is: stricter than the tenant's mode.
+        mode = channels.pii_mode(rule, policy.pii_mode)
+        [result] = await screen_all(
+            [values["content"]], mode, phone_region=policy.pii_phone_region
+        )
+        channels.check_pii(rule, mode, result.kinds)
+        values["content"], values["pii_kinds"] = result.content, result.kinds
+    if message.is_encrypted and ("content" in values or "metadata_" in values):
+        # An encrypted row stays encrypted: the edited text is sealed again (newest key).
+        sealed = seal_message(
+            keyring_of(session), tenant_id, message_id,
+            values.get("content", message.content), values.get("metadata_", message.metadata_),
+        )
+        values.update(content="", metadata_={}, encryption_key_id=sealed.key_id,
+                      ciphertext=sealed.ciphertext)
     note_write(session, tenant_id)
     return await repository.update(tenant_id, message_id, values, requeue_embedding=requeue)
 

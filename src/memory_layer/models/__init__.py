@@ -3,6 +3,7 @@
 from memory_layer.models.api_key import ApiKey, KeyScope
 from memory_layer.models.audit import AuditAction, AuditEvent
 from memory_layer.models.base import Base
+from memory_layer.models.channel import Channel, ChannelPii, ChannelUsage
 from memory_layer.models.conversation import Conversation
 from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.erasure import Erasure
@@ -17,6 +18,9 @@ __all__ = [
     "AuditAction",
     "AuditEvent",
     "Base",
+    "Channel",
+    "ChannelPii",
+    "ChannelUsage",
     "Conversation",
     "ConversationEvent",
     "ConversationState",

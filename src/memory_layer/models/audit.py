@@ -26,6 +26,8 @@ class AuditAction(StrEnum):
     import_completed = "import.completed"
     retention_run = "retention.run"
     embeddings_requeued = "embeddings.requeued"
+    channel_updated = "channel.updated"
+    channel_deleted = "channel.deleted"
 
 
 class AuditEvent(Base):

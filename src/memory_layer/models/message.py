@@ -17,16 +17,21 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    event,
     func,
+    inspect,
     or_,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
+from memory_layer.kit.crypto import EncryptionKeyRing, keyring_of, open_message
 from memory_layer.models.base import Base
 
 
@@ -75,6 +80,14 @@ class Message(Base):
         Index("ix_messages_tenant_conversation_created", "tenant_id", "conversation_id", "created_at"),
         Index("ix_messages_tenant_created", "tenant_id", "created_at"),
         Index("ix_messages_tenant_user", "tenant_id", "user_id"),
+        Index("ix_messages_tenant_channel_created", "tenant_id", "channel", "created_at"),
+        # `memory-layer keys rotate-encryption` finds the rows of older keys through this.
+        Index(
+            "ix_messages_encrypted",
+            "tenant_id",
+            "encryption_key_id",
+            postgresql_where=text("encryption_key_id IS NOT NULL"),
+        ),
         Index(
             "ix_messages_embedding_hnsw",
             "embedding",
@@ -185,11 +198,22 @@ class Message(Base):
         DateTime(timezone=True)
     )
     consolidation_error: Mapped[str | None] = mapped_column(Text)
+    # The channel (channels/): its TTL, quota, PII rule and encryption apply to the message.
+    channel: Mapped[str] = mapped_column(String(50), server_default="default")
+    # An encrypted channel's message: `content` is '' and `metadata` {} (the tsvector sees
+    # nothing), the two are in `ciphertext` (AES-GCM, kit/crypto.py) under this key of the ring.
+    encryption_key_id: Mapped[str | None] = mapped_column(String(64))
+    ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=False)
     content_tsv: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed("to_tsvector('english'::regconfig, content)", persisted=True),
         deferred=True,
     )
+
+    @property
+    def is_encrypted(self) -> bool:
+        """Stored encrypted (an encrypted channel's row)."""
+        return self.encryption_key_id is not None
 
 
 # Not expired: the condition every read of messages carries, so an expired message is gone for
@@ -211,3 +235,34 @@ CURRENT_SQL = "superseded_by IS NULL"
 def current() -> ColumnElement[bool]:
     """CURRENT_SQL as an expression on Message."""
     return Message.superseded_by.is_(None)
+
+
+@event.listens_for(Message, "load")
+@event.listens_for(Message, "refresh")
+def _decrypt_on_load(target: Message, context: Any, *_: Any) -> None:
+    """An encrypted message read through the ORM shows its plaintext to the code that reads it
+    (as committed values: nothing is written back), with the ring of the session's sessionmaker
+    (kit/crypto.py); the row itself keeps only the ciphertext."""
+    state = inspect(target)
+    if "ciphertext" not in state.dict or "encryption_key_id" not in state.dict:
+        return
+    if target.ciphertext is None or target.encryption_key_id is None:
+        return
+    session = context.session if context is not None else state.session
+    if session is None:
+        return
+    ring = keyring_of(session)
+    content, metadata = open_message(
+        ring, target.tenant_id, target.id, target.encryption_key_id, target.ciphertext
+    )
+    set_committed_value(target, "content", content)
+    set_committed_value(target, "metadata_", metadata)
+
+
+def decrypt_transient(message: Message, ring: EncryptionKeyRing) -> Message:
+    """The same for a message built from a RETURNING row (not loaded by the ORM)."""
+    if message.ciphertext is not None and message.encryption_key_id is not None:
+        message.content, message.metadata_ = open_message(
+            ring, message.tenant_id, message.id, message.encryption_key_id, message.ciphertext
+        )
+    return message

@@ -32,6 +32,8 @@ class SearchFilters:
     # Any of these kinds (the context asks for facts and preferences apart from the rest).
     kinds: tuple[str, ...] | None = None
     pii_kind: str | None = None
+    # channels/: only messages of this channel.
+    channel: str | None = None
     importance_min: float | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -119,6 +121,9 @@ class ScoredRow:
     mmr_rank: int | None = None
     # When the message expires (its TTL): a cached result holding it must not outlive it.
     expires_at: datetime | None = None
+    # An encrypted channel's row (channels/): the repository opens it, the cache never keeps it.
+    encryption_key_id: str | None = None
+    ciphertext: bytes | None = None
     # Usage feedback (POST /v1/messages/{id}/usage) and the factor it puts on the score.
     use_count: int = 0
     success_count: int = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import Float, String, TextClause, TextualSelect, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.config import KeywordScoring
+from memory_layer.kit.crypto import EncryptionKeyRing, keyring_of, open_message
 from memory_layer.kit.db.vectors import vector_param
 from memory_layer.models.message import CURRENT_SQL, UNEXPIRED_SQL, EmbeddingStatus
 from memory_layer.search.plan import ScoredRow, SearchFilters, SearchMode, SearchPlan
@@ -222,7 +224,7 @@ fused AS (
     FULL JOIN keyword_hits k ON k.tenant_id = v.tenant_id AND k.id = v.id
 ), hits AS (
     SELECT m.id, m.conversation_id, m.user_id, m.role, m.kind, m.content, m.metadata, m.importance,
-           m.created_at, m.expires_at, m.embedding_status,{embedding}
+           m.created_at, m.expires_at, m.embedding_status, m.encryption_key_id, m.ciphertext,{embedding}
            m.use_count, m.success_count, m.failure_count, m.last_used_at,
            f.vector_rank, {similarity} AS similarity,
            f.keyword_rank, f.keyword_score, f.fused,
@@ -249,6 +251,7 @@ _FILTERS = {
     "until": "created_at <= :until",
     "metadata": "metadata @> CAST(:metadata AS jsonb)",
     "pii_kind": ":pii_kind = ANY(pii_kinds)",
+    "channel": "channel = :channel",
 }
 
 
@@ -412,7 +415,8 @@ SELECT q.id AS question_id, a.*
 FROM {table} q
 CROSS JOIN LATERAL (
     SELECT id, conversation_id, user_id, role, kind, content, metadata, importance, created_at,
-           expires_at, embedding_status, use_count, success_count, failure_count, last_used_at
+           expires_at, embedding_status, use_count, success_count, failure_count, last_used_at,
+           tenant_id, encryption_key_id, ciphertext
     FROM {table}
     WHERE tenant_id = q.tenant_id
       AND conversation_id = q.conversation_id
@@ -428,7 +432,8 @@ WHERE q.tenant_id = :tenant_id AND q.id = ANY(CAST(:ids AS uuid[]))
 # search), for neighbour expansion (search/context.py): one statement, two index probes per hit
 # on the (tenant, conversation, created_at) index.
 _TURN_COLUMNS = """id, conversation_id, user_id, role, kind, content, metadata, importance, created_at,
-           expires_at, embedding_status, use_count, success_count, failure_count, last_used_at"""
+           expires_at, embedding_status, use_count, success_count, failure_count, last_used_at,
+           tenant_id, encryption_key_id, ciphertext"""
 NEIGHBOUR_TURNS_SQL = f"""
 SELECT h.id AS hit_id, n.*
 FROM {{table}} h
@@ -461,6 +466,29 @@ WHERE oid = (SELECT tableoid FROM messages WHERE tenant_id = :tenant_id LIMIT 1)
 """
 
 
+
+def opened_row(ring: EncryptionKeyRing, tenant_id: str, row: ScoredRow) -> ScoredRow:
+    """A hit of an encrypted channel with its content and metadata in plaintext."""
+    if row.ciphertext is None or row.encryption_key_id is None:
+        return row
+    content, metadata = open_message(
+        ring, tenant_id, row.id, row.encryption_key_id, row.ciphertext
+    )
+    return replace(row, content=content, metadata=metadata)
+
+
+def opened_turn(ring: EncryptionKeyRing, fields: dict[str, Any]) -> dict[str, Any]:
+    """A neighbouring turn (answer or neighbour expansion) in plaintext, without the columns
+    that opened it."""
+    tenant_id = fields.pop("tenant_id")
+    key_id = fields.pop("encryption_key_id")
+    ciphertext = fields.pop("ciphertext")
+    if key_id is not None and ciphertext is not None:
+        fields["content"], fields["metadata"] = open_message(
+            ring, tenant_id, fields["id"], key_id, ciphertext
+        )
+    return fields
+
 class SearchRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -473,7 +501,8 @@ class SearchRepository:
         statement, params = build_search_sql(plan)
         result = await self.session.execute(_typed(statement, plan.with_embedding), params)
         # The statement's columns are ScoredRow's fields, by name.
-        return [ScoredRow(**row._mapping) for row in result]
+        ring = keyring_of(self.session)
+        return [opened_row(ring, plan.tenant_id, ScoredRow(**row._mapping)) for row in result]
 
     async def next_turns(
         self, tenant_id: str, ids: list[uuid.UUID], filters: SearchFilters, table: str = "messages"
@@ -487,8 +516,13 @@ class SearchRepository:
             text(NEXT_TURNS_SQL.format(filters=where, table=table)),
             {**params, "tenant_id": tenant_id, "ids": ids},
         )
-        return {row.question_id: {k: v for k, v in row._mapping.items() if k != "question_id"}
-                for row in result}
+        ring = keyring_of(self.session)
+        return {
+            row.question_id: opened_turn(
+                ring, {k: v for k, v in row._mapping.items() if k != "question_id"}
+            )
+            for row in result
+        }
 
     async def neighbour_turns(
         self, tenant_id: str, ids: list[uuid.UUID], filters: SearchFilters, table: str = "messages"
@@ -504,7 +538,9 @@ class SearchRepository:
         )
         found: dict[uuid.UUID, list[dict[str, Any]]] = {}
         for row in result:
-            fields = {k: v for k, v in row._mapping.items() if k != "hit_id"}
+            fields = opened_turn(
+                keyring_of(self.session), {k: v for k, v in row._mapping.items() if k != "hit_id"}
+            )
             found.setdefault(row.hit_id, []).append(fields)
         return found
 

@@ -32,6 +32,9 @@ from memory_layer.models.message import EmbeddingStatus, Kind, Role
 from memory_layer.models.policy import PiiKind
 from memory_layer.search.plan import SearchFilters, SearchMode
 
+# A channel's name (channels/): a plain pattern here, the reserved names are the registration's.
+ChannelFilter = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=50)]
+
 
 class SearchFilterFields(BaseModel):
     """Which messages qualify: the filters of search, shared by the listings that take them."""
@@ -48,6 +51,9 @@ class SearchFilterFields(BaseModel):
         default=None,
         description="Only messages in whose content this kind of personal data was found (PII "
         "mode detect or redact).",
+    )
+    channel: ChannelFilter | None = Field(
+        default=None, description="Only messages of this channel (`default` unless written to another)."
     )
     importance_min: float | None = Field(default=None, ge=0.0, le=1.0)
     since: Timestamp | None = Field(default=None, description="Only messages written at or after this time.")
@@ -100,6 +106,7 @@ class SearchFilterFields(BaseModel):
             role=self.role.value if self.role is not None else None,
             kind=self.kind.value if self.kind is not None else None,
             pii_kind=self.pii_kind.value if self.pii_kind is not None else None,
+            channel=self.channel,
             importance_min=self.importance_min,
             since=self.since,
             until=self.until,

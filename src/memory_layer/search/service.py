@@ -150,7 +150,8 @@ async def _cached_search(
         rows = _CACHED_ROWS.validate_json(cached)
         return SearchOutcome(rows=rows, mode=query.mode, degraded=None), True
     outcome = await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
-    if outcome.degraded is None:  # a degraded answer is not the answer to keep
+    # Neither a degraded answer nor one holding an encrypted channel's plaintext is kept.
+    if outcome.degraded is None and not any(row.ciphertext for row in outcome.rows):
         rows = [dataclasses.replace(row, embedding=None) for row in outcome.rows]
         # A message expires in the middle of the cache's TTL: the entry must die with it.
         expiries = [row.expires_at for row in rows if row.expires_at is not None]

@@ -66,7 +66,12 @@ class StatsRepository:
         self.session = session
 
     async def counts(
-        self, tenant_id: str, *, user_id: str | None, conversation_id: str | None
+        self,
+        tenant_id: str,
+        *,
+        user_id: str | None,
+        conversation_id: str | None,
+        channel: str | None = None,
     ) -> StatsRow:
         filters = ""
         params: dict[str, object] = {"tenant_id": tenant_id, **COUNT_PARAMS}
@@ -76,6 +81,9 @@ class StatsRepository:
         if conversation_id is not None:
             filters += " AND conversation_id = :conversation_id"
             params["conversation_id"] = conversation_id
+        if channel is not None:
+            filters += " AND channel = :channel"
+            params["channel"] = channel
         sql = STATS_SQL.format(counts=COUNT_COLUMNS, unexpired=UNEXPIRED_SQL, filters=filters)
         row = (await self.session.execute(text(sql), params)).one()._mapping
         return StatsRow(

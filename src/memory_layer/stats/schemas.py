@@ -21,6 +21,10 @@ class StatsRequest(BaseModel):
     conversation_id: Identifier | None = Field(
         default=None, description="Only this conversation's messages."
     )
+    channel: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_]*$", max_length=50,
+        description="Only this channel's messages (content_bytes counts no encrypted text).",
+    )
 
 
 class StatsResponse(BaseModel):

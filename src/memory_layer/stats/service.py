@@ -41,10 +41,11 @@ async def get_stats(
     *,
     user_id: str | None = None,
     conversation_id: str | None = None,
+    channel: str | None = None,
 ) -> TenantStats:
-    """Counts of the tenant's messages, or of one user's or one conversation's."""
+    """Counts of the tenant's messages, or of one user's, one conversation's or one channel's."""
     row = await StatsRepository(session).counts(
-        tenant_id, user_id=user_id, conversation_id=conversation_id
+        tenant_id, user_id=user_id, conversation_id=conversation_id, channel=channel
     )
     return TenantStats(
         tenant_id=tenant_id,

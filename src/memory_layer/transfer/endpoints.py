@@ -55,10 +55,17 @@ async def export_messages(
     include_embeddings: Annotated[
         bool, Query(description="Add each message's vector (`embedding`).")
     ] = False,
+    channel: Annotated[
+        str | None,
+        Query(pattern=r"^[a-z][a-z0-9_]*$", max_length=50, description="Only this channel's messages."),
+    ] = None,
 ) -> NDJSONResponse:
-    """Export the tenant's messages as NDJSON (archived ones included), in the import's format."""
+    """Export the tenant's messages as NDJSON (archived ones included), in the import's format;
+    an encrypted channel's messages in plaintext."""
     tenant = resolve_tenant(principal, tenant_id)
-    query = service.ExportQuery(tenant, conversation_id, user_id, since, include_embeddings)
+    query = service.ExportQuery(
+        tenant, conversation_id, user_id, since, include_embeddings, channel=channel
+    )
     return NDJSONResponse(await service.open_export(sessionmaker, query))
 
 

@@ -24,6 +24,7 @@ class ExportFilter:
     conversation_id: str | None
     user_id: str | None
     since: datetime | None
+    channel: str | None = None
 
 
 def _where(spec: ExportFilter) -> list[ColumnElement[bool]]:
@@ -35,6 +36,8 @@ def _where(spec: ExportFilter) -> list[ColumnElement[bool]]:
         clauses.append(Message.user_id == spec.user_id)
     if spec.since is not None:
         clauses.append(Message.created_at >= spec.since)
+    if spec.channel is not None:
+        clauses.append(Message.channel == spec.channel)
     return clauses
 
 
@@ -53,6 +56,8 @@ class TransferRepository:
             Message.user_id, Message.role, Message.kind, Message.content,
             Message.metadata_.label("metadata"), Message.importance, Message.created_at,
             Message.archived_at, Message.expires_at, Message.pii_kinds, Message.embedding_model,
+            # An encrypted channel's row: the service opens it.
+            Message.encryption_key_id, Message.ciphertext,
         ]
         if include_embeddings:
             # pgvector's text form is already a JSON array of the stored float4 values.

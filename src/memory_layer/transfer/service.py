@@ -19,9 +19,11 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.audit import service as audit
+from memory_layer.channels.service import ChannelRules, load_rules
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingProvider
 from memory_layer.kit.cache import publish_writes
+from memory_layer.kit.crypto import EncryptionKeyRing, keyring_of, open_message
 from memory_layer.kit.errors import DomainError, InvalidInput
 from memory_layer.messages.service import NewRow, check_limits, insert_rows
 from memory_layer.models.audit import AuditAction
@@ -48,16 +50,25 @@ class ExportQuery:
     user_id: str | None = None
     since: datetime | None = None
     include_embeddings: bool = False
+    channel: str | None = None
 
     @property
     def filter(self) -> ExportFilter:
-        return ExportFilter(self.tenant_id, self.conversation_id, self.user_id, self.since)
+        return ExportFilter(
+            self.tenant_id, self.conversation_id, self.user_id, self.since, self.channel
+        )
 
 
-def _encode(row: Any, include_embeddings: bool) -> str:
+def _encode(row: Any, include_embeddings: bool, ring: EncryptionKeyRing, tenant_id: str) -> str:
     # The row's columns are named as the line's fields (model_construct skips embedding_json: it
     # is no field); role and kind become their enums, which the serializer expects.
     fields = {**row._mapping, "role": Role(row.role), "kind": Kind(row.kind)}
+    key_id, sealed = fields.pop("encryption_key_id"), fields.pop("ciphertext")
+    if key_id is not None and sealed is not None:
+        # An encrypted channel's message: exported in plaintext to the authorised caller.
+        fields["content"], fields["metadata"] = open_message(
+            ring, tenant_id, row.message_id, key_id, sealed
+        )
     line = ExportedMessage.model_construct(**fields).model_dump_json(exclude={"embedding"})
     if not include_embeddings:
         return line
@@ -86,7 +97,9 @@ async def _export_chunks(
             size = 0
             while batch is not None:
                 for row in batch:
-                    line = _encode(row, query.include_embeddings)
+                    line = _encode(
+                        row, query.include_embeddings, keyring_of(session), query.tenant_id
+                    )
                     lines.append(line)
                     size += len(line)
                     if size >= EXPORT_FLUSH_BYTES:
@@ -253,9 +266,12 @@ async def _write_chunk(
     model: str,
     report: ImportReport,
     policy: EffectivePolicy,
+    rules: ChannelRules | None = None,
 ) -> None:
     async with sessionmaker.begin() as session:
-        stored = await insert_rows(session, tenant_id, rows, model=model, policy=policy)
+        stored = await insert_rows(
+            session, tenant_id, rows, model=model, policy=policy, channel_rules=rules
+        )
         passed_over = [row.id for row in rows if row.id not in stored]
         # Passed over: the tenant has the message already, or another message of the tenant
         # holds its client_message_id (that line's text is not stored).
@@ -308,13 +324,17 @@ async def import_ndjson(
     """
     report = ImportReport()
     policy = await load_policy(sessionmaker, tenant_id, settings)
+    # Lines land in the `default` channel: when the tenant made it encrypted, they are sealed.
+    rules = await load_rules(sessionmaker, tenant_id)
     chunk: list[NewRow] = []
     limit = max_line_bytes(settings)
     number = 0
 
     async def flush() -> None:
         try:
-            await _write_chunk(sessionmaker, tenant_id, chunk, embedder.model_name, report, policy)
+            await _write_chunk(
+                sessionmaker, tenant_id, chunk, embedder.model_name, report, policy, rules
+            )
         except QuotaExceeded as exc:
             raise stop(exc.code, exc.message, status_code=exc.status_code) from None
         report.stored_through_line = number

@@ -118,7 +118,7 @@ def create_sessionmaker(
 
 
 def create_read_sessionmaker(
-    engine: AsyncEngine, *, autocommit: bool = True
+    engine: AsyncEngine, *, autocommit: bool = True, info: dict[str, Any] | None = None
 ) -> async_sessionmaker[AsyncSession]:
     """Sessions for reads that need no transaction: AUTOCOMMIT on the same pool, so asyncpg sends
     no BEGIN/COMMIT and each statement sees the latest committed data.
@@ -128,7 +128,7 @@ def create_read_sessionmaker(
     server connections unless a transaction holds them together.
     """
     if not autocommit:
-        return create_sessionmaker(engine)
+        return create_sessionmaker(engine, info)
     return async_sessionmaker(
-        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False, info=info
     )

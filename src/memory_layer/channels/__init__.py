@@ -1,0 +1,1 @@
+"""Channels: governed memory spaces of a tenant (TTL, daily quota, PII rule, encryption)."""
