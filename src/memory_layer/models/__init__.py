@@ -7,7 +7,7 @@ from memory_layer.models.conversation import Conversation
 from memory_layer.models.conversation_state import ConversationState
 from memory_layer.models.erasure import Erasure
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
-from memory_layer.models.policy import TenantPolicy, TenantUsage
+from memory_layer.models.policy import ConversationUsage, TenantPolicy, TenantUsage
 
 __all__ = [
     "ApiKey",
@@ -16,6 +16,7 @@ __all__ = [
     "Base",
     "Conversation",
     "ConversationState",
+    "ConversationUsage",
     "EmbeddingStatus",
     "Erasure",
     "KeyScope",

@@ -13,6 +13,7 @@ from typing import NamedTuple
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memory_layer.audit import service as audit
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import call_provider
@@ -101,6 +102,24 @@ async def search_memory(
 ) -> SearchOutcome:
     """The tenant's most relevant messages for the query, best first; from the search cache when
     the tenant has not been written since the same search was answered."""
+    outcome = await _cached_search(
+        session, tenant_id, query, settings, embedder, metrics, tenant_sizes, cache
+    )
+    # The audit log (audit_level `all`) keeps the query's length, never its text.
+    audit.note(query_chars=len(query.text), results=len(outcome.rows))
+    return outcome
+
+
+async def _cached_search(
+    session: AsyncSession,
+    tenant_id: str,
+    query: SearchQuery,
+    settings: Settings,
+    embedder: EmbeddingProvider,
+    metrics: Metrics,
+    tenant_sizes: TenantSizes | None,
+    cache: SearchCache | None,
+) -> SearchOutcome:
     if cache is None:
         return await _search(session, tenant_id, query, settings, embedder, metrics, tenant_sizes)
     # Read before the database: a write that commits meanwhile replaces this generation, so the
