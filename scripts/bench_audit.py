@@ -6,11 +6,11 @@ Starts a private embedded PostgreSQL in a temporary directory (stopped at the en
 this process (fake embedder, inline embeddings, an ASGI client: no socket), fills three tenants
 with the same messages, and gives them the audit levels `admin`, `writes` and `all`. Then it
 sends, round after round, the same requests to the three tenants in turn (so each sees the same
-machine state): a search (GET /v1/memory/search, one of nine queries: their vectors cached after the first round),
-a write (POST /v1/messages), and a read by id (GET /v1/messages/{id}). For each path and level it
-reports the median and p95 latency, this process's CPU per request (the app, the driver and the
-client: `time.process_time`) and the database server's CPU per request (utime + stime of every
-PostgreSQL process, from /proc).
+machine state): a search (GET /v1/memory/search, one of nine queries: their vectors cached after
+the first round), a write (POST /v1/messages), and a read by id (GET /v1/messages/{id}). For each
+path and level it reports the median and p95 latency, this process's CPU per request (the app, the
+driver and the client: `time.process_time`) and the database server's CPU per request (utime +
+stime of every PostgreSQL process, from /proc).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ async def run(messages: int, rounds: int) -> str:
         server.ensure_database("bench")
         await asyncio.to_thread(upgrade_to_head, server.url("bench"), 384)
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             database_url=server.url("bench"),
             data_dir=workdir,
             admin_api_keys=ADMIN_KEY,

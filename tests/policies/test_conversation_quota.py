@@ -5,6 +5,8 @@ and batch; the counters follow inserts and deletes."""
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -150,3 +152,24 @@ async def test_the_policy_field_is_validated_and_defaults_to_the_setting(
                                                                       conversation_id="c"))
         assert refused.status_code == 409
         assert refused.json()["detail"]["limit"] == 2
+
+
+async def test_an_import_chunk_past_a_conversation_quota_is_not_written(
+    client: AppClient, db_engine: AsyncEngine, tenant: str
+) -> None:
+    await set_policy(client, tenant, max_messages_per_conversation=2)
+    lines = [
+        json.dumps({
+            "message_id": str(uuid.uuid4()), "conversation_id": "imported",
+            "role": "user", "content": f"imported {n}", "importance": 0.5,
+            "created_at": "2025-01-01T00:00:00+00:00",
+        })
+        for n in range(3)
+    ]
+    imported = await client.post(
+        "/v1/import", params={"tenant_id": tenant}, content="\n".join(lines).encode(),
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert imported.status_code == 409, imported.text
+    assert imported.json()["error"] == "conversation_quota_exceeded"
+    assert await stored(db_engine, tenant, "imported") == (0, None)

@@ -329,9 +329,10 @@ def check_usage(
             raise QuotaExceeded(policy.tenant_id, quota, limit, current[index], adding[index])
 
 
-class ConversationQuotaExceeded(Conflict):
+class ConversationQuotaExceeded(QuotaExceeded):
     """A write would take a conversation past the tenant's max_messages_per_conversation;
-    nothing was written (the oldest messages are never trimmed to make room)."""
+    nothing was written (the oldest messages are never trimmed to make room). A QuotaExceeded,
+    so what stops at a tenant quota (an import's chunk) stops at this one too."""
 
     code = "conversation_quota_exceeded"
 
@@ -343,7 +344,8 @@ class ConversationQuotaExceeded(Conflict):
             f"max_messages_per_conversation quota: {current} stored + {requested} requested > "
             f"{limit}"
         )
-        super().__init__(
+        Conflict.__init__(
+            self,
             {
                 "message": self.message,
                 "quota": "max_messages_per_conversation",
