@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ from benchkit import percentile, postmaster_pid, process_tree, write_block  # no
 from memory_layer.app import create_app  # noqa: E402
 from memory_layer.config import Settings  # noqa: E402
 from memory_layer.kit.db.embedded import start_embedded  # noqa: E402
+from memory_layer.kit.db.engine import to_libpq_url  # noqa: E402
 from memory_layer.kit.db.migrations import upgrade_to_head  # noqa: E402
 
 ADMIN_KEY = "bench-admin-key"
@@ -151,6 +153,15 @@ async def run(messages: int, rounds: int) -> str:
             )
             recorded.raise_for_status()
             assert recorded.json()["items"], "the `all` tenant recorded nothing"
+        # What the log holds per entry, its indexes included.
+        connection = await asyncpg.connect(to_libpq_url(server.url("bench")))
+        try:
+            await connection.execute("VACUUM ANALYZE audit_events")
+            entries, size = await connection.fetchrow(
+                "SELECT count(*), pg_total_relation_size('audit_events') FROM audit_events"
+            )
+        finally:
+            await connection.close()
     finally:
         server.stop()
 
@@ -171,6 +182,11 @@ async def run(messages: int, rounds: int) -> str:
                 f"{percentile(entry.wall, 0.95):.2f} | {entry.cpu / rounds:.2f} | "
                 f"{entry.db_cpu / rounds:.2f} |"
             )
+    lines += [
+        "",
+        f"The audit log then held {entries:,} entries in {size / 1024 / 1024:.1f} MiB with its "
+        f"indexes: {size / entries:.0f} bytes per entry.",
+    ]
     return "\n".join(lines)
 
 
