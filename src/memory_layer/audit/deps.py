@@ -2,13 +2,16 @@
 
 One dependency on every router (app.py), next to the tenant rate limit: `admin` records nothing
 here (the audited services record the operators' actions themselves); `writes` records every
-request of a route that needs the write scope (a message, a batch, an edit, a deletion, a state
-or conversation write, an import) as `api.write`; `all` also every request of a route that needs
-the read scope (a read, a listing, a history, a search, a context call) as `api.read`.
+request of a route that needs the write scope (a message, a batch, an edit, a usage report, a
+state or conversation write) as `api.write`, but for those that record an entry of their own (a
+deletion, an erasure, an import); `all` also every request of a route that needs the read scope
+(a read, a listing, a history, a search, a context call, an export) as `api.read`.
 
 The entry is appended in the request's own transaction (SessionDep) after the route has
 succeeded and before the session commits: a write and its entry commit together, a refused or
-failed request records nothing, and a 2xx means the entry is committed. Routes under /v1/admin
+failed request records nothing, and a 2xx means the entry is committed. (The one route that
+writes in transactions of its own, POST .../summarize, which calls the language model between
+them, has its entry committed after its own commits, before the answer.) Routes under /v1/admin
 are not recorded here (they act on the service, and audit their changes themselves).
 """
 
@@ -61,8 +64,11 @@ async def audit_trail(
     """Record the request as its tenant's audit level asks, once the route has succeeded."""
     route = request.scope.get("route")
     action = _action(route) if isinstance(route, APIRoute) else None
+    if action is None or request.url.path.startswith(ADMIN_PREFIX):
+        yield
+        return
     tenant_id = principal.tenant_id or await named_tenant(request)
-    if action is None or tenant_id is None or request.url.path.startswith(ADMIN_PREFIX):
+    if tenant_id is None:  # the route answers 422 tenant_required
         yield
         return
     # The policy the tenant rate limit read for this request (RequestPolicies: one read).
