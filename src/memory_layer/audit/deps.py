@@ -71,11 +71,6 @@ async def audit_trail(
     if tenant_id is None:  # the route answers 422 tenant_required
         yield
         return
-    # The policy the tenant rate limit read for this request (RequestPolicies: one read).
-    policy = await policies_of(request).get(tenant_id)
-    if not _records(policy.audit_level, action):
-        yield
-        return
     assert isinstance(route, APIRoute)
     notes = audit.Notes()
     token = audit.current_notes.set(notes)
@@ -86,6 +81,11 @@ async def audit_trail(
         with contextlib.suppress(ValueError):
             audit.current_notes.reset(token)
     if notes.recorded:
+        return
+    # Read once the route has succeeded (a refused request reads nothing more): the read the
+    # tenant rate limit or the route already made for this request (RequestPolicies).
+    policy = await policies_of(request).get(tenant_id)
+    if not _records(policy.audit_level, action):
         return
     await audit.record(
         session,
