@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -164,6 +165,7 @@ async def run(messages: int, rounds: int) -> str:
             await connection.close()
     finally:
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     lines = [
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores "
