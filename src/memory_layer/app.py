@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 
 from memory_layer import __version__
 from memory_layer.audit import endpoints as audit_endpoints
+from memory_layer.audit.deps import AuditTrail
 from memory_layer.auth import endpoints as auth_endpoints
 from memory_layer.auth.service import KeyRing
 from memory_layer.channels import endpoints as channels_endpoints
@@ -271,7 +272,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         consolidation_endpoints.router,
         runs_endpoints.router,
     ):
-        app.include_router(router, dependencies=[TenantRateLimit], responses=error_responses(429))
+        app.include_router(
+            router, dependencies=[TenantRateLimit, AuditTrail], responses=error_responses(429)
+        )
     app.include_router(health_endpoints.router)
     # MCP over streamable HTTP: authenticated and rate limited like the routes (mcp/http.py).
     app.router.routes.append(mcp_http.route())

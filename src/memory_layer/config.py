@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memory_layer.kit.crypto import EncryptionKeyRing
 from memory_layer.models.message import Kind
-from memory_layer.models.policy import PiiMode
+from memory_layer.models.policy import AuditLevel, PiiMode
 
 
 class Environment(StrEnum):
@@ -399,6 +399,11 @@ class Settings(BaseSettings):
     quota_content_bytes: int = Field(default=0, ge=0)
     # Read by the conversation state (working memory): the bytes of state documents per tenant.
     quota_state_bytes: int = Field(default=0, ge=0)
+    # Messages one conversation may hold (every kind); a write past it is refused (409).
+    quota_messages_per_conversation: int = Field(default=0, ge=0)
+    # What the audit log records of a tenant's own requests: admin (operators' actions only),
+    # writes (also every write of its data), all (also every read and search).
+    audit_level: AuditLevel = AuditLevel.admin
     pii_mode: PiiMode = PiiMode.off
     # Region assumed for phone numbers written without a country code (PII detection).
     pii_phone_region: str = Field(default="US", min_length=2, max_length=2)

@@ -41,6 +41,11 @@ class AuditEventRead(BaseModel):
     target: str | None = Field(description="What was acted on, as `kind:id`.")
     counts: dict[str, int] = Field(description="Rows or lines the action touched.")
     request_id: str | None = Field(description="The request's X-Request-ID, when it sent one.")
+    route: str | None = Field(
+        default=None,
+        description="`METHOD /path` of an `api.write` or `api.read` entry (the tenant's "
+        "audit_level); null for the others.",
+    )
 
 
 class AuditListResponse(CursorPage[AuditEventRead]):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
@@ -302,7 +303,9 @@ async def ingest_message(
         values.update(embedding_status=EmbeddingStatus.pending.value, embedding_error=error)
     if data.created_at is not None:
         values["created_at"] = data.created_at
-    async with quota_guard(session, policy, (1, len(data.content.encode()))):
+    async with quota_guard(
+        session, policy, (1, len(data.content.encode())), {data.conversation_id: 1}
+    ):
         message = await repository.insert_if_new(values)
     if message is None:
         # A concurrent retry with the same client_message_id won the race.
@@ -317,6 +320,7 @@ async def ingest_message(
     )
     metrics.messages_ingested.labels(role=data.role.value).inc()
     note_write(session, tenant_id)
+    audit.note(target=f"message:{message.id}", messages=1)
     return IngestResult(message=decrypt_transient(message, keyring_of(session)), replayed=False)
 
 
@@ -500,7 +504,7 @@ async def ingest_batch(
         )
     # Checked after the insert, on what it really stored (an item whose key a concurrent request
     # stored first is skipped); an excess rolls the whole batch back.
-    async with quota_guard(session, policy):
+    async with quota_guard(session, policy, conversations=_per_conversation(row for _, row in rows)):
         inserted = await repository.insert_many(
             tenant_id, [row for _, row in rows], embedder.model_name
         )
@@ -541,7 +545,14 @@ async def ingest_batch(
             assert first_result is not None
             result = replace(first_result, replayed=True)
         done.append(result)
+    replayed = sum(1 for result in done if result.replayed)
+    audit.note(messages=len(done) - replayed, replayed=replayed)
     return done
+
+
+def _per_conversation(rows: Iterable[NewRow]) -> Counter[str]:
+    """How many of `rows` each conversation gets (the per-conversation quota's question)."""
+    return Counter(row.conversation_id for row in rows)
 
 
 async def insert_rows(
@@ -574,7 +585,7 @@ async def insert_rows(
                 )
             )
         rows = sealed_rows
-    async with quota_guard(session, policy):
+    async with quota_guard(session, policy, conversations=_per_conversation(rows)):
         stored = await MessageRepository(session).insert_many(tenant_id, rows, model)
     if stored:
         note_write(session, tenant_id)

@@ -10,7 +10,7 @@ from memory_layer.models.erasure import Erasure
 from memory_layer.models.event import ConversationEvent, EventStream
 from memory_layer.models.lock import Lock
 from memory_layer.models.message import EmbeddingStatus, Kind, Message, Role
-from memory_layer.models.policy import TenantPolicy, TenantUsage
+from memory_layer.models.policy import ConversationUsage, TenantPolicy, TenantUsage
 from memory_layer.models.run import Run, RunStatus, RunTaskOutput
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Conversation",
     "ConversationEvent",
     "ConversationState",
+    "ConversationUsage",
     "EmbeddingStatus",
     "Erasure",
     "EventStream",

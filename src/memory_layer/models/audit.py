@@ -28,6 +28,9 @@ class AuditAction(StrEnum):
     embeddings_requeued = "embeddings.requeued"
     channel_updated = "channel.updated"
     channel_deleted = "channel.deleted"
+    # Per the tenant's audit_level (audit/deps.py): a request that wrote or read its data.
+    api_write = "api.write"
+    api_read = "api.read"
 
 
 class AuditEvent(Base):
@@ -52,3 +55,5 @@ class AuditEvent(Base):
     target: Mapped[str | None] = mapped_column(String(300))
     counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     request_id: Mapped[str | None] = mapped_column(String(128))
+    # The route of an `api.write` / `api.read` entry, as `METHOD /path/{template}`.
+    route: Mapped[str | None] = mapped_column(String(200))

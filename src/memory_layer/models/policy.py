@@ -22,6 +22,14 @@ class PiiMode(StrEnum):
     reject = "reject"  # refuse the message (422 naming the kinds found)
 
 
+class AuditLevel(StrEnum):
+    """What a tenant's audit log records (audit/deps.py)."""
+
+    admin = "admin"  # the operators' actions only: keys, policies, deletions, erasures, imports
+    writes = "writes"  # also every write of the tenant's data: message, batch, edit, state ...
+    all = "all"  # also every read: gets, listings, histories, searches, context calls
+
+
 class PiiKind(StrEnum):
     """A kind of personal data the PII screen finds (the values stored in `messages.pii_kinds`)."""
 
@@ -40,6 +48,7 @@ class TenantPolicy(Base):
     __tablename__ = "tenant_policies"
     __table_args__ = (
         CheckConstraint("pii_mode IN ('off', 'detect', 'redact', 'reject')", name="pii_mode"),
+        CheckConstraint("audit_level IN ('admin', 'writes', 'all')", name="audit_level"),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -52,11 +61,13 @@ class TenantPolicy(Base):
     max_messages: Mapped[int | None] = mapped_column(BigInteger)
     max_content_bytes: Mapped[int | None] = mapped_column(BigInteger)
     max_state_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    max_messages_per_conversation: Mapped[int | None] = mapped_column(BigInteger)
     rate_limit: Mapped[str | None] = mapped_column(String(64))
     pii_mode: Mapped[str | None] = mapped_column(String(16))
     # Consolidation (consolidation/): facts from user turns, running conversation summaries.
     extract_facts: Mapped[bool | None] = mapped_column(Boolean)
     summarize: Mapped[bool | None] = mapped_column(Boolean)
+    audit_level: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -70,3 +81,15 @@ class TenantUsage(Base):
     tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     messages: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     content_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class ConversationUsage(Base):
+    """Messages a conversation stores (every row of any kind), kept by statement triggers on
+    `messages` (insert, delete) in the writing transaction like `tenant_usage`: the per-conversation
+    quota is checked on this one row instead of counting the conversation."""
+
+    __tablename__ = "conversation_usage"
+
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    messages: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

@@ -8,7 +8,7 @@ from sqlalchemy import Table, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.models.policy import TenantPolicy, TenantUsage
+from memory_layer.models.policy import ConversationUsage, TenantPolicy, TenantUsage
 
 # Creates the counter row if the tenant has none yet and locks it until the transaction ends:
 # a tenant's quota-checked writes queue here, so two of them never both pass on the same count.
@@ -17,6 +17,16 @@ LOCK_USAGE_SQL = text("""
 INSERT INTO tenant_usage (tenant_id) VALUES (:tenant_id)
 ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = excluded.tenant_id
 RETURNING messages, content_bytes
+""")
+
+# The same for the counter rows of a tenant's conversations, created if missing, locked in key
+# order (the order the usage triggers upsert them in).
+LOCK_CONVERSATIONS_SQL = text("""
+INSERT INTO conversation_usage (tenant_id, conversation_id)
+SELECT :tenant_id, conversation_id FROM unnest(CAST(:conversation_ids AS text[])) AS conversation_id
+ORDER BY conversation_id
+ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET tenant_id = excluded.tenant_id
+RETURNING conversation_id, messages
 """)
 
 
@@ -67,3 +77,25 @@ class PolicyRepository:
         )
         row = result.one_or_none()
         return (0, 0) if row is None else (int(row.messages), int(row.content_bytes))
+
+    async def lock_conversations(
+        self, tenant_id: str, conversation_ids: list[str]
+    ) -> dict[str, int]:
+        """Messages of each of the tenant's conversations, their counter rows locked until commit."""
+        result = await self.session.execute(
+            LOCK_CONVERSATIONS_SQL,
+            {"tenant_id": tenant_id, "conversation_ids": conversation_ids},
+        )
+        return {row.conversation_id: int(row.messages) for row in result}
+
+    async def conversation_counts(
+        self, tenant_id: str, conversation_ids: list[str]
+    ) -> dict[str, int]:
+        """Messages of each of the tenant's conversations (a conversation without a row has none)."""
+        result = await self.session.execute(
+            select(ConversationUsage.conversation_id, ConversationUsage.messages).where(
+                ConversationUsage.tenant_id == tenant_id,
+                ConversationUsage.conversation_id.in_(conversation_ids),
+            )
+        )
+        return {row.conversation_id: int(row.messages) for row in result}

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from memory_layer.kit.schemas import json_integer_or_null, json_number_or_null
 from memory_layer.models.message import Kind
-from memory_layer.models.policy import PiiMode
+from memory_layer.models.policy import AuditLevel, PiiMode
 
 DAYS = "Days after a message's creation; 0 means never."
 # A century of days, of seconds; and the largest count the database stores (bigint).
@@ -68,6 +68,12 @@ class PolicyFields(BaseModel):
     max_state_bytes: int | None = Field(
         default=None, ge=0, le=MAX_COUNT, description="Bytes of conversation state documents; 0: no quota."
     )
+    max_messages_per_conversation: int | None = Field(
+        default=None, ge=0, le=MAX_COUNT,
+        description="Stored messages per conversation (every kind, summaries and facts too); a "
+        "write past it is refused with 409 conversation_quota_exceeded, nothing trimmed; 0: no "
+        "quota.",
+    )
     rate_limit: str | None = Field(
         default=None, max_length=64, pattern=RATE_LIMIT_PATTERN, examples=["100/minute"],
         description="The tenant's request rate limit in slowapi syntax ('100/minute', "
@@ -89,9 +95,17 @@ class PolicyFields(BaseModel):
         "(MEMORY_SUMMARIZE).",
     )
 
+    audit_level: AuditLevel | None = Field(
+        default=None,
+        description="What the audit log records of the tenant's requests: admin (operators' "
+        "actions only); writes (also every write, edit and delete of its data: `api.write`); "
+        "all (also every read, listing, search and context call: `api.read`).",
+    )
+
     # JSON's types: `"max_state_bytes": false` is no quota of 0 bytes, `"0.5"` no share.
     _integers = field_validator(
-        "default_ttl_seconds", "max_messages", "max_content_bytes", "max_state_bytes", mode="before"
+        "default_ttl_seconds", "max_messages", "max_content_bytes", "max_state_bytes",
+        "max_messages_per_conversation", mode="before",
     )(json_integer_or_null)
     _numbers = field_validator(
         "archive_after_days", "delete_after_days", "retention_importance_below", mode="before"
@@ -113,10 +127,12 @@ class EffectivePolicyRead(PolicyFields):
     max_messages: int
     max_content_bytes: int
     max_state_bytes: int
+    max_messages_per_conversation: int
     rate_limit: str
     pii_mode: PiiMode
     extract_facts: bool
     summarize: bool
+    audit_level: AuditLevel
 
 
 class PolicyRead(BaseModel):

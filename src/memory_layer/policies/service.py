@@ -9,7 +9,8 @@ replica. Other domains call:
     RequestPolicies(sessionmaker, settings)         load_policy once per tenant for one request
     tenant_rate_limit(session, tenant_id, settings) the tenant's rate limit ("" for none)
     state_quota_bytes(session, tenant_id, settings) the conversation-state bytes quota (0: none)
-    quota_guard(session, policy, ...)               around a write of messages: QuotaExceeded
+    quota_guard(session, policy, ...)               around a write of messages: QuotaExceeded,
+                                                    ConversationQuotaExceeded
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from memory_layer.config import RetentionAction, Settings
 from memory_layer.kit.errors import Conflict, InvalidInput
 from memory_layer.models.audit import AuditAction
 from memory_layer.models.message import Kind
-from memory_layer.models.policy import PiiMode, TenantPolicy
+from memory_layer.models.policy import AuditLevel, PiiMode, TenantPolicy
 from memory_layer.policies.repository import PolicyRepository
 
 
@@ -53,10 +54,12 @@ class PolicyOverrides:
     max_messages: int | None = None
     max_content_bytes: int | None = None
     max_state_bytes: int | None = None
+    max_messages_per_conversation: int | None = None
     rate_limit: str | None = None
     pii_mode: PiiMode | None = None
     extract_facts: bool | None = None
     summarize: bool | None = None
+    audit_level: AuditLevel | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class EffectivePolicy:
     pii_phone_region: str
     extract_facts: bool = True  # the worker distils facts from the tenant's user turns
     summarize: bool = True  # and keeps a running summary of each conversation
+    max_messages_per_conversation: int = 0  # 0: no quota
+    audit_level: AuditLevel = AuditLevel.admin
 
     def retention_of(self, kind: Kind) -> tuple[float, float]:
         """(archive after days, delete after days) for messages of this kind; 0 means never."""
@@ -127,6 +132,8 @@ def _overrides(row: TenantPolicy | None) -> PolicyOverrides:
         pii_mode=PiiMode(row.pii_mode) if row.pii_mode is not None else None,
         extract_facts=row.extract_facts,
         summarize=row.summarize,
+        max_messages_per_conversation=row.max_messages_per_conversation,
+        audit_level=AuditLevel(row.audit_level) if row.audit_level is not None else None,
     )
 
 
@@ -161,6 +168,10 @@ def resolve(tenant_id: str, overrides: PolicyOverrides, settings: Settings) -> E
         pii_phone_region=settings.pii_phone_region,
         extract_facts=_pick(overrides.extract_facts, settings.extract_facts),
         summarize=_pick(overrides.summarize, settings.summarize),
+        max_messages_per_conversation=_pick(
+            overrides.max_messages_per_conversation, settings.quota_messages_per_conversation
+        ),
+        audit_level=_pick(overrides.audit_level, settings.audit_level),
     )
 
 
@@ -265,6 +276,8 @@ async def put_policy(
     }
     if overrides.pii_mode is not None:
         values["pii_mode"] = overrides.pii_mode.value
+    if overrides.audit_level is not None:
+        values["audit_level"] = overrides.audit_level.value
     row = await PolicyRepository(session).upsert(tenant_id, values)
     overridden = sum(1 for name, value in values.items() if value not in (None, {}))
     await audit.record(
@@ -316,27 +329,86 @@ def check_usage(
             raise QuotaExceeded(policy.tenant_id, quota, limit, current[index], adding[index])
 
 
+class ConversationQuotaExceeded(QuotaExceeded):
+    """A write would take a conversation past the tenant's max_messages_per_conversation;
+    nothing was written (the oldest messages are never trimmed to make room). A QuotaExceeded,
+    so what stops at a tenant quota (an import's chunk) stops at this one too."""
+
+    code = "conversation_quota_exceeded"
+
+    def __init__(
+        self, tenant_id: str, conversation_id: str, limit: int, current: int, requested: int
+    ) -> None:
+        self.message = (
+            f"conversation {conversation_id!r} of tenant {tenant_id!r} would exceed its "
+            f"max_messages_per_conversation quota: {current} stored + {requested} requested > "
+            f"{limit}"
+        )
+        Conflict.__init__(
+            self,
+            {
+                "message": self.message,
+                "quota": "max_messages_per_conversation",
+                "conversation_id": conversation_id,
+                "limit": limit,
+                "current": current,
+                "requested": requested,
+            }
+        )
+
+
+def check_conversations(
+    policy: EffectivePolicy, current: Mapping[str, int], adding: Mapping[str, int]
+) -> None:
+    """Raise ConversationQuotaExceeded when `adding` (messages per conversation) takes one of
+    the `current` counts past the tenant's max_messages_per_conversation."""
+    limit = policy.max_messages_per_conversation
+    if limit <= 0:
+        return
+    for conversation_id in sorted(adding):
+        stored, requested = current.get(conversation_id, 0), adding[conversation_id]
+        if requested > 0 and stored + requested > limit:
+            raise ConversationQuotaExceeded(
+                policy.tenant_id, conversation_id, limit, stored, requested
+            )
+
+
 @asynccontextmanager
 async def quota_guard(
-    session: AsyncSession, policy: EffectivePolicy, adding: tuple[int, int] | None = None
+    session: AsyncSession,
+    policy: EffectivePolicy,
+    adding: tuple[int, int] | None = None,
+    conversations: Mapping[str, int] | None = None,
 ) -> AsyncIterator[None]:
     """Around the insert of a tenant's messages, in the writing transaction.
 
     With a quota, the tenant's usage row is locked first (concurrent writers of the tenant wait
-    for this transaction to end) and read. When `adding` (messages, bytes) is known it is checked
-    before the insert; otherwise the usage is read again after it (the insert's trigger has
-    counted the rows really stored) and the excess raises QuotaExceeded, which rolls the
-    transaction back. Without a quota this costs nothing.
+    for this transaction to end) and read; with a per-conversation quota, then the counter rows
+    of the `conversations` written (messages per conversation), in key order: the order every
+    writer of the tenant locks them in, the usage triggers included. When `adding` (messages,
+    bytes) is known it is checked, with `conversations`, before the insert; otherwise the
+    counts are read again after it (the insert's triggers have counted the rows really stored)
+    and an excess raises QuotaExceeded or ConversationQuotaExceeded, which rolls the transaction
+    back. Without a quota this costs nothing.
     """
-    if not policy.has_quota:
+    per_conversation = policy.max_messages_per_conversation > 0 and bool(conversations)
+    if not policy.has_quota and not per_conversation:
         yield
         return
     repository = PolicyRepository(session)
     before = await repository.lock_usage(policy.tenant_id)
+    keys = sorted(conversations or {}) if per_conversation else []
+    counted = await repository.lock_conversations(policy.tenant_id, keys) if keys else {}
     if adding is not None:
         check_usage(policy, before, adding)
+        check_conversations(policy, counted, conversations or {})
         yield
         return
     yield
     after = await repository.usage(policy.tenant_id)
     check_usage(policy, before, (after[0] - before[0], after[1] - before[1]))
+    if keys:
+        now = await repository.conversation_counts(policy.tenant_id, keys)
+        check_conversations(
+            policy, counted, {key: now.get(key, 0) - counted.get(key, 0) for key in keys}
+        )

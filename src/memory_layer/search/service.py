@@ -13,6 +13,7 @@ from typing import NamedTuple
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memory_layer.audit import service as audit
 from memory_layer.config import Settings
 from memory_layer.embeddings.providers.base import EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.service import call_provider
@@ -117,6 +118,8 @@ async def search_memory(
     metrics.observe_search(
         outcome.mode.value, len(outcome.rows), cached=cached, degraded=outcome.degraded
     )
+    # The audit log (audit_level `all`) keeps the query's length, never its text.
+    audit.note(query_chars=len(query.text), results=len(outcome.rows))
     return outcome
 
 
