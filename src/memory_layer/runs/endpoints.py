@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from memory_layer.auth.deps import READ, WRITE, CallerDep
+from memory_layer.auth.deps import READ, WRITE, CallerDep, ReadCallerDep
 from memory_layer.kit.http.deps import CursorCodecDep, SettingsDep
 from memory_layer.kit.schemas import error_responses
 from memory_layer.models.run import Run, RunStatus, RunTaskOutput
@@ -96,7 +96,7 @@ async def create_run(
 @router.get("", response_model=RunListResponse, responses=error_responses(400, 401, 403, 422, 503),
             dependencies=[READ])
 async def list_runs(
-    query: Annotated[RunListRequest, Query()], caller: CallerDep, cursors: CursorCodecDep
+    query: Annotated[RunListRequest, Query()], caller: ReadCallerDep, cursors: CursorCodecDep
 ) -> RunListResponse:
     """The tenant's runs by flow, status and creation time, newest first, a page at a time."""
     page = await service.list_runs(
@@ -114,7 +114,7 @@ async def list_runs(
     responses=error_responses(401, 403, 404, 422, 503),
     dependencies=[READ],
 )
-async def get_run(run_id: RunId, query: Scope, caller: CallerDep) -> RunRead:
+async def get_run(run_id: RunId, query: Scope, caller: ReadCallerDep) -> RunRead:
     """One run."""
     return _read(await service.get_run(caller.session, caller.tenant(query.tenant_id), run_id))
 
@@ -194,7 +194,7 @@ async def put_task_output(
     dependencies=[READ],
 )
 async def get_task_output(
-    run_id: RunId, task_id: TaskId, query: Scope, caller: CallerDep
+    run_id: RunId, task_id: TaskId, query: Scope, caller: ReadCallerDep
 ) -> TaskOutputRead:
     """A task's stored output (404 `run_not_found` or `output_not_found`)."""
     output = await service.get_output(
