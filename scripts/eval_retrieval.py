@@ -123,7 +123,23 @@ async def ingest(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
             await asyncio.sleep(0.1)
         else:
             raise RuntimeError(f"{url} still pending after 120 s")
+    await wait_for_context_vectors(client, tenant)
     return len(turns)
+
+
+async def wait_for_context_vectors(client: httpx.AsyncClient, tenant: str,
+                                   timeout_seconds: float = 3600.0) -> None:
+    """Wait until the worker has given every turn its context vector (MEMORY_CONTEXT_VECTORS),
+    as the admin queue route counts them; returns at once when the service does not count them
+    (context vectors off) or the key may not read the queue."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds
+    while loop.time() < deadline:
+        response = await send(client, "GET", "/v1/admin/embeddings", params={"tenant_id": tenant})
+        if response.status_code != 200 or not response.json().get("context_pending"):
+            return
+        await asyncio.sleep(1.0)
+    raise RuntimeError(f"context vectors of {tenant} still pending after {timeout_seconds} s")
 
 
 async def evaluate(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,

@@ -280,6 +280,7 @@ class MessageRepository:
             values = {
                 **values,
                 "embedding": None,
+                "context_embedding": None,
                 "embedding_model": None,
                 "embedded_at": None,
                 "embedding_status": EmbeddingStatus.pending.value,

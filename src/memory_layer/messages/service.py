@@ -166,6 +166,8 @@ def _embedded(vector: list[float], model: str) -> dict[str, Any]:
     lease left over from an earlier attempt."""
     return {
         "embedding": vector,
+        # The text changed: the worker computes its context vector anew.
+        "context_embedding": None,
         "embedding_model": model,
         "embedding_status": EmbeddingStatus.ready.value,
         "embedded_at": datetime.now(UTC),

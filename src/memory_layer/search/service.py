@@ -225,6 +225,7 @@ async def _search(
         words=tuple(query_words(query.text)) if settings.search_speaker_boost > 0 else (),
         speaker_boost=settings.search_speaker_boost,
         keyword_scoring=settings.search_keyword_scoring,
+        context_vectors=settings.context_vectors,
     )
     rows = await repository.search(plan)
     if sessions:
