@@ -267,9 +267,12 @@ async def test_search_compares_the_query_with_the_context_vector(
         max_rank, max_similarity = await rank_of_reply(
             context_vectors="max", search_exact_max_rows=exact_rows
         )
-        assert max_rank is not None and max_rank <= 1
+        assert max_rank is not None
+        assert max_rank <= 1
         mean_rank, mean_similarity = await rank_of_reply(
             context_vectors="mean", search_exact_max_rows=exact_rows
         )
-        assert mean_rank is not None and mean_similarity is not None
-        assert max_similarity is not None and mean_similarity < max_similarity
+        assert mean_rank is not None
+        assert mean_similarity is not None
+        assert max_similarity is not None
+        assert mean_similarity < max_similarity
