@@ -59,12 +59,14 @@ def upgrade() -> None:
         ["tenant_id"],
         postgresql_where=sa.text(CONTEXT_PENDING),
     )
-    # The function of migration 0002 (a NOTIFY on the workers' channel).
+    # The function of migration 0002 (a NOTIFY on the workers' channel). A new row never has a
+    # context vector; the condition leaves `context_embedding` out, so that changing the
+    # dimension (kit/db/vectors.py) can retype the column.
     op.execute(
-        f"""
+        """
         CREATE TRIGGER trg_messages_notify_context_insert
         AFTER INSERT ON messages
-        FOR EACH ROW WHEN (NEW.{CONTEXT_PENDING.replace(" AND ", " AND NEW.")})
+        FOR EACH ROW WHEN (NEW.embedding_status = 'ready' AND NEW.kind = 'message')
         EXECUTE FUNCTION memory_layer_notify_pending()
         """
     )
