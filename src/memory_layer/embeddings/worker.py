@@ -239,7 +239,7 @@ class EmbeddingWorker:
     async def fill_context_once(self) -> int:
         """Claim up to MEMORY_WORKER_BATCH_SIZE turns that have their own vector but no context
         vector, embed "previous turn, then the turn" for each in one provider call, write them.
-        Returns the number claimed (0: nothing to do)."""
+        Returns the number handled (0: nothing to do, or the provider failed as a whole)."""
         async with self.sessionmaker.begin() as session:
             jobs = await EmbeddingJobRepository(session).claim_context(
                 self.owner, self.settings.worker_batch_size, self.settings.worker_lease_seconds
@@ -252,8 +252,9 @@ class EmbeddingWorker:
             await asyncio.shield(self.release())
             raise
         if done is None:
-            # The provider is unavailable or rate limited: the rows return when the lease ends.
-            return len(jobs)
+            # The provider is unavailable or rate limited: the rows return when the lease ends,
+            # and the caller waits rather than claiming the next batch at once.
+            return 0
         async with self.sessionmaker.begin() as session:
             written = await EmbeddingJobRepository(session).complete_context(self.owner, done)
             for tenant_id in {job.tenant_id for job, _ in done}:
