@@ -276,3 +276,30 @@ async def test_search_compares_the_query_with_the_context_vector(
         assert mean_similarity is not None
         assert max_similarity is not None
         assert mean_similarity < max_similarity
+
+
+async def test_a_refused_text_keeps_its_own_vector_and_an_outage_waits(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
+) -> None:
+    """A context text the provider refuses gets the turn's own vector (it is never retried); an
+    unavailable provider leaves the turns to a later batch."""
+    await insert_turns(engine, ["a greeting", "POISON reply", "a closing line"])
+    on = worker_settings(worker_database_url, context_vectors="max", worker_lease_seconds=0.2)
+    await make_worker(engine, sessionmaker, CountingProvider(), on).drain()
+
+    down = make_worker(engine, sessionmaker, CountingProvider(poison="a", kind="unavailable"), on)
+    assert await down.fill_context_once() == 0
+    assert not any(row["has_context"] for row in (await vectors(engine)).values())
+
+    refusing = make_worker(engine, sessionmaker, CountingProvider(poison="POISON"), on)
+
+    async def filled() -> bool:
+        await refusing.fill_context()  # the outage's leases run out after 0.2 s
+        return all(row["has_context"] for row in (await vectors(engine)).values())
+
+    await wait_until(filled, message="the refused text never got its own vector")
+    rows = await vectors(engine)
+    # "a greeting\nPOISON reply" and "POISON reply\na closing line" were refused.
+    assert rows["POISON reply"]["context_is_own"]
+    assert rows["a closing line"]["context_is_own"]
+    assert rows["a greeting"]["context_is_own"]  # the first turn
