@@ -256,13 +256,11 @@ class EmbeddingWorker:
             # and the caller waits rather than claiming the next batch at once.
             return 0
         async with self.sessionmaker.begin() as session:
-            written = await EmbeddingJobRepository(session).complete_context(self.owner, done)
+            # memory_worker_embeddings_total counts the turns' own vectors only.
+            await EmbeddingJobRepository(session).complete_context(self.owner, done)
             for tenant_id in {job.tenant_id for job, _ in done}:
                 note_write(session, tenant_id)
         await publish_writes(session)
-        self.metrics.worker_embeddings.labels(model=self.embedder.model_name).inc(
-            sum(1 for job, vector in done if vector is not None and job.id in written)
-        )
         return len(jobs)
 
     async def _embed_context(
