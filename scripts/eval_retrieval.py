@@ -80,8 +80,9 @@ def load_dataset(path: Path, conversations: list[str] | None = None,
 
 
 async def ingest(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
-                 concurrency: int = 8) -> int:
-    """POST every turn; wait until each queued one is embedded. Returns the number stored."""
+                 concurrency: int = 8, *, wait_for_context: bool = False) -> int:
+    """POST every turn; wait until each queued one is embedded (and, with `wait_for_context`,
+    until the worker has given each its context vector). Returns the number stored."""
     turns = [(c["conversation_id"], t) for c in data["conversations"] for t in c["turns"]]
     pending: list[str] = []
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
@@ -123,7 +124,33 @@ async def ingest(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
             await asyncio.sleep(0.1)
         else:
             raise RuntimeError(f"{url} still pending after 120 s")
+    if wait_for_context:
+        await wait_for_context_vectors(client, tenant)
     return len(turns)
+
+
+async def wait_for_context_vectors(client: httpx.AsyncClient, tenant: str,
+                                   stall_seconds: float = 120.0) -> None:
+    """Wait until the worker has given every turn its context vector (MEMORY_CONTEXT_VECTORS),
+    as the admin queue route counts them; returns at once when the service does not count them
+    (context vectors off) or the key may not read the queue. Fails when the count stops falling
+    for `stall_seconds` (no worker runs)."""
+    loop = asyncio.get_running_loop()
+    last: int | None = None
+    since = loop.time()
+    while True:
+        response = await send(client, "GET", "/v1/admin/embeddings", params={"tenant_id": tenant})
+        pending = response.json().get("context_pending") if response.status_code == 200 else None
+        if not pending:
+            return
+        if last is None or pending < last:
+            last, since = pending, loop.time()
+        elif loop.time() - since > stall_seconds:
+            raise RuntimeError(
+                f"{pending} turns of {tenant} still wait for a context vector after "
+                f"{stall_seconds:.0f} s without progress: is a worker running?"
+            )
+        await asyncio.sleep(1.0)
 
 
 async def evaluate(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,
@@ -231,7 +258,7 @@ async def run(args: argparse.Namespace) -> Report:
     tenant = args.tenant or f"eval-{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=args.base_url, headers=headers, timeout=120) as client:
         if not args.skip_ingest:
-            await ingest(client, data, tenant)
+            await ingest(client, data, tenant, wait_for_context=True)
         ranks: dict[str, dict[str, list[str]]] = {}
         report = await evaluate(client, data, tenant, tuple(args.modes), ranks=ranks)
     if args.ranks:

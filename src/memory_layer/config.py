@@ -67,6 +67,14 @@ class KeywordScoring(StrEnum):
     cover_density = "cover_density"
 
 
+class ContextVectors(StrEnum):
+    """Whether each turn also gets a vector in context, and how search uses it (docs/evaluation.md)."""
+
+    off = "off"
+    max = "max"
+    mean = "mean"
+
+
 class RetentionAction(StrEnum):
     archive = "archive"
     delete = "delete"
@@ -391,6 +399,12 @@ class Settings(BaseSettings):
     search_neighbour_decay: float = Field(default=0.8, ge=0.0, le=1.0)
     search_session_boost: float = Field(default=0.05, ge=0.0, le=1.0)
     search_session_gap_minutes: int = Field(default=180, ge=1)
+    # Context vectors (docs/evaluation.md has the measurements): the embedding worker also embeds
+    # each turn with the turn before it in its conversation ("previous turn, then the turn") into
+    # `context_embedding`, and search compares the query with both vectors of a message: max (the
+    # better similarity of the two) or mean (their average). off: no second vector is computed
+    # and search reads only the turn's own one. Costs a second model call per turn.
+    context_vectors: ContextVectors = ContextVectors.max
 
     # Tenant policy defaults: what a tenant without its own policy (PUT
     # /v1/admin/tenants/{tenant_id}/policy) gets. 0 means none: no TTL, no quota.

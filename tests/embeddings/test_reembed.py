@@ -18,7 +18,8 @@ async def test_reembed_moves_every_row_to_the_current_model(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
 ) -> None:
     await insert_pending(engine, [f"old vector {i}" for i in range(30)])
-    settings = worker_settings(worker_database_url)
+    # The turns' own vectors only (tests/embeddings/test_context_vectors.py: context vectors).
+    settings = worker_settings(worker_database_url, context_vectors="off")
     await make_worker(engine, sessionmaker, CountingProvider(), settings).drain()
     async with engine.begin() as connection:
         await connection.execute(text("UPDATE messages SET embedding_model = 'retired-model'"))

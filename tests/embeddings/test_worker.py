@@ -77,10 +77,13 @@ async def test_poison_message_fails_after_max_attempts_and_can_be_requeued(
     assert {row["embedding_status"] for row in rows.values()} == {"ready"}
     assert worker.metrics.registry.get_sample_value("memory_worker_messages_failed_total") == 1
 
-    settings_api = make_settings(worker_database_url)
+    # The queue of the turns' own vectors only (no context_pending count).
+    settings_api = make_settings(worker_database_url, context_vectors="off")
     async with running_client(settings_api, headers={"X-API-Key": ADMIN_KEY}) as client:
         queue = await client.get("/v1/admin/embeddings")
-        assert queue.json() == {"tenant_id": None, "pending": 0, "failed": 1}
+        assert queue.json() == {
+            "tenant_id": None, "pending": 0, "failed": 1, "context_pending": None
+        }
         metrics = await scrape(client)
         assert sample_value(metrics, "memory_embedding_queue_messages", {"status": "failed"}) == 1.0
         requeued = await client.post("/v1/admin/embeddings/requeue", json={"tenant_id": "t-worker"})
@@ -349,7 +352,8 @@ async def test_next_batch_is_in_the_model_while_the_previous_one_is_written(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
 ) -> None:
     await insert_pending(engine, [f"overlap {i}" for i in range(12)])
-    settings = worker_settings(worker_database_url, worker_batch_size=4)
+    # Batches of the turns' own texts only (no context vectors between them).
+    settings = worker_settings(worker_database_url, worker_batch_size=4, context_vectors="off")
     provider = LockingProvider(engine)
     worker = make_worker(engine, sessionmaker, provider, settings)
     stop = asyncio.Event()

@@ -77,7 +77,8 @@ def reembed(
     chunk_size: Annotated[int, typer.Option(help="rows queued per transaction")] = 1000,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> int:
-    """Embed again every message whose vector came from another model."""
+    """Embed again every message whose vector came from another model; then give every turn
+    without one its context vector (MEMORY_CONTEXT_VECTORS not off)."""
     settings = load_settings()
     options = _Options(tenant, include_failed, change_dimension, enqueue_only, chunk_size, quiet)
     with open_database(settings) as database:

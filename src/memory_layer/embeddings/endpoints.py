@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from memory_layer.auth.deps import AdminDep
+from memory_layer.config import ContextVectors
 from memory_layer.embeddings import service
 from memory_layer.embeddings.schemas import (
     EmbeddingQueueResponse,
@@ -14,6 +15,7 @@ from memory_layer.embeddings.schemas import (
     RequeueResponse,
 )
 from memory_layer.kit.db.session import SessionDep
+from memory_layer.kit.http.deps import SettingsDep
 from memory_layer.kit.schemas import Identifier, error_responses
 
 router = APIRouter(prefix="/v1/admin/embeddings", tags=["admin"])
@@ -24,15 +26,18 @@ ADMIN_ERRORS = error_responses(401, 403, 422)
 @router.get("", response_model=EmbeddingQueueResponse, responses=ADMIN_ERRORS)
 async def embedding_queue_status(
     session: SessionDep,
+    settings: SettingsDep,
     _: AdminDep,
     tenant_id: Annotated[
         Identifier | None, Query(description="Only this tenant; default: every tenant.")
     ] = None,
 ) -> EmbeddingQueueResponse:
     """Messages waiting for the embedding worker and messages it gave up on."""
-    depth = await service.queue_status(session, tenant_id)
+    depth = await service.queue_status(
+        session, tenant_id, with_context=settings.context_vectors is not ContextVectors.off
+    )
     return EmbeddingQueueResponse(tenant_id=depth.tenant_id, pending=depth.pending,
-                                  failed=depth.failed)
+                                  failed=depth.failed, context_pending=depth.context_pending)
 
 
 @router.post("/requeue", response_model=RequeueResponse, responses=ADMIN_ERRORS)

@@ -28,6 +28,9 @@ class ReembedReport:
     embedded: int
     pending: int
     failed: int
+    # Turns given a context vector by this run, and turns still without one (MEMORY_CONTEXT_VECTORS).
+    context_filled: int = 0
+    context_pending: int = 0
 
 
 async def change_dimension_if_needed(
@@ -82,6 +85,7 @@ async def reembed(
         if marked < chunk_size:
             break
     embedded = 0
+    context_filled = 0
     if not enqueue_only:
         worker = EmbeddingWorker(engine, sessionmaker, embedder, settings, Metrics())
         while True:
@@ -90,12 +94,21 @@ async def reembed(
             on_progress(outcome.ready)
             if outcome.claimed == 0:
                 break
+        if worker.context_enabled:
+            # Turns stored before context vectors (or before this model) get theirs; each
+            # batch is committed, so an interrupted run resumes where it stopped.
+            while claimed := await worker.fill_context_once():
+                context_filled += claimed
     async with sessionmaker() as session:
-        counts = await EmbeddingJobRepository(session).status_counts(tenant_id)
+        repository = EmbeddingJobRepository(session)
+        counts = await repository.status_counts(tenant_id)
+        context_pending = await repository.count_context_pending(tenant_id)
     return ReembedReport(
         dimension_changed_from=changed_from,
         queued=queued,
         embedded=embedded,
         pending=counts["pending"],
         failed=counts["failed"],
+        context_filled=context_filled,
+        context_pending=context_pending,
     )

@@ -116,6 +116,69 @@ FROM messages
 WHERE embedding_status = {PENDING} AND embedding_next_attempt_at <= now()
 """)
 
+# Context vectors (MEMORY_CONTEXT_VECTORS): a turn that has its own vector but no context vector
+# is a job of the worker's second queue (the partial index ix_messages_context_pending). Claiming
+# leases it with the same lease columns as the main queue (which a ready row does not otherwise
+# use) and returns its text with the previous turn of its conversation, by (created_at, id):
+# the (tenant, conversation, created_at) index serves that look-up. A turn whose text is sealed
+# (an encrypted channel: its content column is empty), or follows a sealed one, and a turn whose
+# vector the client supplied (made by another model than ours) get no previous turn: their own
+# vector serves as their context vector.
+CONTEXT_PENDING = (
+    f"context_embedding IS NULL AND embedding_status = {READY} AND kind = 'message'"
+)
+CLAIM_CONTEXT_SQL = text(f"""
+WITH due AS (
+    SELECT tenant_id, id
+    FROM messages
+    WHERE {CONTEXT_PENDING}
+      AND (embedding_lease_expires_at IS NULL OR embedding_lease_expires_at <= now())
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE messages m
+SET embedding_lease_owner = :owner,
+    embedding_lease_expires_at = now() + make_interval(secs => :lease_seconds)
+FROM due
+WHERE m.tenant_id = due.tenant_id AND m.id = due.id
+RETURNING m.tenant_id, m.id, m.content, m.request_id, CASE
+    WHEN m.ciphertext IS NULL AND NOT m.embedding_supplied THEN (
+        SELECT CASE WHEN p.ciphertext IS NULL THEN p.content END FROM messages p
+        WHERE p.tenant_id = m.tenant_id AND p.conversation_id = m.conversation_id
+          AND p.kind = 'message' AND (p.created_at, p.id) < (m.created_at, m.id)
+        ORDER BY p.created_at DESC, p.id DESC
+        LIMIT 1
+    )
+END AS previous
+""")
+
+# A NULL vector stands for "the turn's own vector": the first turn of a conversation (nothing
+# before it) and a text the provider refused in context.
+COMPLETE_CONTEXT_SQL = text(f"""
+UPDATE messages m
+SET context_embedding = coalesce(v.embedding, m.embedding),
+    {NO_LEASE}
+FROM unnest(CAST(:tenant_ids AS text[]), CAST(:ids AS uuid[]), :vectors)
+     AS v(tenant_id, id, embedding)
+WHERE m.tenant_id = v.tenant_id AND m.id = v.id
+  AND m.embedding_status = {READY} AND m.embedding_lease_owner = :owner
+RETURNING m.id
+""").bindparams(vector_array_param("vectors"))
+
+RELEASE_CONTEXT_SQL = text(f"""
+UPDATE messages SET {NO_LEASE}
+WHERE embedding_lease_owner = :owner AND embedding_status = {READY}
+""")
+
+
+def context_text(previous: str | None, content: str) -> str | None:
+    """The text of a turn's context vector: the previous turn, then the turn (None: no previous
+    turn, the turn's own vector serves)."""
+    if previous is None:
+        return None
+    return f"{previous}\n{content}"
+
+
 # Rows whose vector is not the given model's (or missing): what a model change leaves behind.
 # A vector the client supplied is the client's: never stale (it is re-embedded only when the
 # column is retyped to another dimension, which clears every vector).
@@ -129,6 +192,15 @@ class Job:
     content: str
     attempts: int
     # X-Request-ID of the request that stored the text, for the worker's log lines.
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ContextJob:
+    tenant_id: str
+    id: uuid.UUID
+    # "previous turn, then the turn"; None for the first turn of a conversation.
+    text: str | None
     request_id: str | None = None
 
 
@@ -188,6 +260,50 @@ class EmbeddingJobRepository:
             },
         )
         return {row.id for row in result}
+
+    async def claim_context(
+        self, owner: uuid.UUID, limit: int, lease_seconds: float
+    ) -> list[ContextJob]:
+        """Lease up to `limit` turns that need a context vector, with their context texts."""
+        result = await self.session.execute(
+            CLAIM_CONTEXT_SQL, {"owner": owner, "limit": limit, "lease_seconds": lease_seconds}
+        )
+        return [
+            ContextJob(r.tenant_id, r.id, context_text(r.previous, r.content), r.request_id)
+            for r in result
+        ]
+
+    async def complete_context(
+        self, owner: uuid.UUID, done: list[tuple[ContextJob, list[float] | None]]
+    ) -> set[uuid.UUID]:
+        """Write the context vectors of turns the owner still leases (None: the turn's own
+        vector); the ids written."""
+        if not done:
+            return set()
+        result = await self.session.execute(
+            COMPLETE_CONTEXT_SQL,
+            {
+                "owner": owner,
+                "tenant_ids": [job.tenant_id for job, _ in done],
+                "ids": [job.id for job, _ in done],
+                "vectors": [Vector(v) if v is not None else None for _, v in done],
+            },
+        )
+        return {row.id for row in result}
+
+    async def release_context(self, owner: uuid.UUID) -> int:
+        """Hand back the context jobs this owner still leases."""
+        result = await self.session.execute(RELEASE_CONTEXT_SQL, {"owner": owner})
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def count_context_pending(self, tenant_id: str | None = None) -> int:
+        """Turns still without a context vector (from the partial index)."""
+        params: dict[str, Any] = {}
+        statement = text(
+            f"SELECT count(*) FROM messages WHERE {CONTEXT_PENDING}"
+            + _tenant_clause(tenant_id, params)
+        )
+        return int((await self.session.execute(statement, params)).scalar_one())
 
     async def fail(
         self, owner: uuid.UUID, failures: list[Failure], max_attempts: int
@@ -272,7 +388,8 @@ class EmbeddingJobRepository:
                     FOR UPDATE SKIP LOCKED
                 )
                 UPDATE messages m
-                SET embedding = NULL, embedding_error = NULL, {REQUEUED}
+                SET embedding = NULL, context_embedding = NULL, embedding_error = NULL,
+                    {REQUEUED}
                 FROM stale WHERE m.tenant_id = stale.tenant_id AND m.id = stale.id
                 """
             ),

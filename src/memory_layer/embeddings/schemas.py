@@ -13,6 +13,11 @@ class EmbeddingQueueResponse(BaseModel):
     tenant_id: str | None = Field(description="The tenant counted; null means all tenants.")
     pending: int
     failed: int
+    context_pending: int | None = Field(
+        default=None,
+        description="Turns that have their own vector but no context vector yet "
+        "(MEMORY_CONTEXT_VECTORS); null when context vectors are off.",
+    )
 
 
 class RequeueRequest(JSONBody):

@@ -66,12 +66,25 @@ class QueueDepth:
     tenant_id: str | None
     pending: int
     failed: int
+    # Turns with their own vector but no context vector yet (MEMORY_CONTEXT_VECTORS); None when
+    # not counted.
+    context_pending: int | None = None
 
 
-async def queue_status(session: AsyncSession, tenant_id: str | None) -> QueueDepth:
-    """Pending and failed message counts, for one tenant or all."""
-    counts = await EmbeddingJobRepository(session).status_counts(tenant_id)
-    return QueueDepth(tenant_id=tenant_id, pending=counts["pending"], failed=counts["failed"])
+async def queue_status(
+    session: AsyncSession, tenant_id: str | None, *, with_context: bool = False
+) -> QueueDepth:
+    """Pending and failed message counts, for one tenant or all (and, `with_context`, the turns
+    waiting for a context vector)."""
+    repository = EmbeddingJobRepository(session)
+    counts = await repository.status_counts(tenant_id)
+    context = await repository.count_context_pending(tenant_id) if with_context else None
+    return QueueDepth(
+        tenant_id=tenant_id,
+        pending=counts["pending"],
+        failed=counts["failed"],
+        context_pending=context,
+    )
 
 
 async def requeue_failed(

@@ -23,9 +23,15 @@ from datetime import UTC, datetime
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from memory_layer.config import Settings
+from memory_layer.config import ContextVectors, Settings
 from memory_layer.embeddings.providers.base import PER_TEXT_KINDS, EmbeddingError, EmbeddingProvider
-from memory_layer.embeddings.repository import CHANNEL, EmbeddingJobRepository, Failure, Job
+from memory_layer.embeddings.repository import (
+    CHANNEL,
+    ContextJob,
+    EmbeddingJobRepository,
+    Failure,
+    Job,
+)
 from memory_layer.embeddings.service import refresh_queue_depth
 from memory_layer.kit.cache import note_write, publish_writes
 from memory_layer.kit.db.engine import to_libpq_url
@@ -219,7 +225,77 @@ class EmbeddingWorker:
 
     async def release(self) -> int:
         async with self.sessionmaker.begin() as session:
-            return await EmbeddingJobRepository(session).release(self.owner)
+            repository = EmbeddingJobRepository(session)
+            return await repository.release(self.owner) + await repository.release_context(
+                self.owner
+            )
+
+    # --- context vectors -------------------------------------------------------------------
+
+    @property
+    def context_enabled(self) -> bool:
+        return self.settings.context_vectors is not ContextVectors.off
+
+    async def fill_context_once(self) -> int:
+        """Claim up to MEMORY_WORKER_BATCH_SIZE turns that have their own vector but no context
+        vector, embed "previous turn, then the turn" for each in one provider call, write them.
+        Returns the number handled (0: nothing to do, or the provider failed as a whole)."""
+        async with self.sessionmaker.begin() as session:
+            jobs = await EmbeddingJobRepository(session).claim_context(
+                self.owner, self.settings.worker_batch_size, self.settings.worker_lease_seconds
+            )
+        if not jobs:
+            return 0
+        try:
+            done = await self._embed_context(jobs)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.release())
+            raise
+        if done is None:
+            # The provider is unavailable or rate limited: the rows return when the lease ends,
+            # and the caller waits rather than claiming the next batch at once.
+            return 0
+        async with self.sessionmaker.begin() as session:
+            # memory_worker_embeddings_total counts the turns' own vectors only.
+            await EmbeddingJobRepository(session).complete_context(self.owner, done)
+            for tenant_id in {job.tenant_id for job, _ in done}:
+                note_write(session, tenant_id)
+        await publish_writes(session)
+        return len(jobs)
+
+    async def _embed_context(
+        self, jobs: list[ContextJob]
+    ) -> list[tuple[ContextJob, list[float] | None]] | None:
+        """Each job's context vector (None: the turn's own vector serves, for a first turn or a
+        text the provider refuses); None when the provider as a whole failed."""
+        with_text = [job for job in jobs if job.text is not None]
+        vectors: dict[uuid.UUID, list[float]] = {}
+        if with_text:
+            try:
+                found = await self._call([job.text for job in with_text if job.text is not None])
+                vectors = {job.id: vector for job, vector in zip(with_text, found, strict=True)}
+            except EmbeddingError as exc:
+                self._count_error(exc)
+                if exc.kind not in PER_TEXT_KINDS:
+                    return None
+                for job in with_text:
+                    assert job.text is not None
+                    try:
+                        vectors[job.id] = (await self._call([job.text]))[0]
+                    except EmbeddingError as one:
+                        self._count_error(one)
+                        if one.kind not in PER_TEXT_KINDS:
+                            return None
+        return [(job, vectors.get(job.id)) for job in jobs]
+
+    async def fill_context(self) -> int:
+        """Fill context vectors until none is due; the number of turns handled."""
+        handled = 0
+        while True:
+            claimed = await self.fill_context_once()
+            handled += claimed
+            if claimed < self.settings.worker_batch_size:
+                return handled
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -273,6 +349,8 @@ class EmbeddingWorker:
                 if writing is not None:
                     await self._finish(writing)
                     writing = None
+                if self.context_enabled and await self._fill_context_safely():
+                    continue  # a full batch of context vectors: more is probably due
                 await self._sleep_until(stop, await self._seconds_until_due())
                 self.wake.clear()
                 if self.settings.worker_batch_wait_ms > 0 and not stop.is_set():
@@ -288,6 +366,17 @@ class EmbeddingWorker:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+
+    async def _fill_context_safely(self) -> bool:
+        """One batch of context vectors, once the main queue is empty; whether it was full."""
+        try:
+            claimed = await self.fill_context_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("filling context vectors failed; retrying after the poll interval")
+            return False
+        return claimed >= self.settings.worker_batch_size
 
     async def _hand_back(self, claiming: asyncio.Task[list[Job]]) -> None:
         """Release the rows of a claim made ahead that the loop will not embed."""

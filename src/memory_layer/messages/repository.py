@@ -300,6 +300,7 @@ class MessageRepository:
             values = {
                 **values,
                 "embedding": None,
+                "context_embedding": None,
                 "embedding_model": None,
                 "embedding_supplied": False,
                 "embedded_at": None,

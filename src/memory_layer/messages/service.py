@@ -216,6 +216,8 @@ def _embedded(vector: list[float], model: str) -> dict[str, Any]:
     lease left over from an earlier attempt."""
     return {
         "embedding": vector,
+        # The text changed: the worker computes its context vector anew.
+        "context_embedding": None,
         "embedding_model": model,
         # The service's vector unless the caller says the client supplied it.
         "embedding_supplied": False,

@@ -95,6 +95,22 @@ class Message(Base):
             postgresql_with={"m": 16, "ef_construction": 128},
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
+        # Each turn's vector in context (the turn before it, then the turn): migration 0011.
+        Index(
+            "ix_messages_context_embedding_hnsw",
+            "context_embedding",
+            postgresql_using="hnsw",
+            postgresql_with={"m": 16, "ef_construction": 128},
+            postgresql_ops={"context_embedding": "vector_cosine_ops"},
+        ),
+        # The worker's queue of turns that have their own vector but no context vector yet.
+        Index(
+            "ix_messages_context_pending",
+            "tenant_id",
+            postgresql_where=text(
+                "context_embedding IS NULL AND embedding_status = 'ready' AND kind = 'message'"
+            ),
+        ),
         Index("ix_messages_content_tsv", "content_tsv", postgresql_using="gin"),
         # Retention finds expired rows through this; reads filter expiry row by row.
         Index(
@@ -152,6 +168,9 @@ class Message(Base):
     # The dimension is fixed by the migration; the type here needs none to bind or read.
     # Deferred: parsing 384 floats per row is wasted work for every read that only shows the text.
     embedding: Mapped[list[float] | None] = mapped_column(Vector(), deferred=True)
+    # The vector of the previous turn of the conversation and this one, by the same model
+    # (MEMORY_CONTEXT_VECTORS); NULL until the worker fills it. Search compares a query with both.
+    context_embedding: Mapped[list[float] | None] = mapped_column(Vector(), deferred=True)
     embedding_model: Mapped[str | None] = mapped_column(String(128))
     embedding_status: Mapped[str] = mapped_column(String(16), server_default="pending")
     embedding_attempts: Mapped[int] = mapped_column(Integer, server_default="0")

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from memory_layer.config import KeywordScoring, SearchFusion
+from memory_layer.config import ContextVectors, KeywordScoring, SearchFusion
 from memory_layer.search.cues import Period
 
 if TYPE_CHECKING:
@@ -82,6 +82,9 @@ class SearchPlan:
     # BM25's statistics from a sample of the scope's newest rows (a tenant larger than the
     # sample) rather than counted exactly (search/repository.py).
     sampled_statistics: bool = False
+    # Whether the query is also compared with each turn's context vector, and how the two
+    # similarities combine (MEMORY_CONTEXT_VECTORS).
+    context_vectors: ContextVectors = ContextVectors.off
 
     def __post_init__(self) -> None:
         if (self.query_vector is None) != (self.mode is SearchMode.keyword):

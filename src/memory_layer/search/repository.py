@@ -12,7 +12,7 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy import Float, String, TextClause, TextualSelect, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from memory_layer.config import KeywordScoring
+from memory_layer.config import ContextVectors, KeywordScoring
 from memory_layer.kit.crypto import EncryptionKeyRing, keyring_of, open_message
 from memory_layer.kit.db.vectors import vector_param
 from memory_layer.models.message import CURRENT_SQL, UNEXPIRED_SQL, EmbeddingStatus
@@ -51,6 +51,64 @@ vector_hits AS (
         LIMIT :candidate_pool
     ) nearest
 )"""
+
+# With context vectors (MEMORY_CONTEXT_VECTORS) a message's distance to the query is the lesser of
+# its two vectors' distances (max: the better similarity) or their mean; a message without a
+# context vector yet counts its own vector twice. Candidates come from both HNSW graphs (each
+# walked as the single-vector search walks its graph), merged, and the nearest :candidate_pool
+# kept; the exact form compares the combined distance of every one of the tenant's rows.
+CONTEXT_DISTANCE = {
+    ContextVectors.max: (
+        "least({p}embedding <=> CAST(:query_vector AS vector), "
+        "{p}context_embedding <=> CAST(:query_vector AS vector))"
+    ),
+    ContextVectors.mean: (
+        "(({p}embedding <=> CAST(:query_vector AS vector)) + coalesce("
+        "{p}context_embedding <=> CAST(:query_vector AS vector), "
+        "{p}embedding <=> CAST(:query_vector AS vector))) / 2.0"
+    ),
+}
+CONTEXT_SIDE = f"""
+        (SELECT tenant_id, id, {{distance}} AS distance
+         FROM {{table}}
+         WHERE tenant_id = :tenant_id
+           AND embedding_status = {READY}
+           AND embedding_model = :model{{filters}}
+         ORDER BY {{column}} <=> CAST(:query_vector AS vector)
+         LIMIT :candidate_pool)"""
+CONTEXT_VECTOR_HITS = """
+vector_hits AS (
+    SELECT tenant_id, id, distance,
+           row_number() OVER (ORDER BY distance, id) AS vector_rank
+    FROM (
+        SELECT tenant_id, id, min(distance) AS distance
+        FROM ({own}
+         UNION ALL{context}
+        ) both_graphs
+        GROUP BY tenant_id, id
+        ORDER BY distance, id
+        LIMIT :candidate_pool
+    ) nearest
+)"""
+
+
+def _vector_hits(plan: SearchPlan, where: str) -> str:
+    if plan.context_vectors is ContextVectors.off:
+        return VECTOR_HITS.format(
+            filters=where, vector_order=EXACT_ORDER if plan.exact else INDEX_ORDER,
+            table=plan.table,
+        )
+    distance = CONTEXT_DISTANCE[plan.context_vectors].format(p="")
+    if plan.exact:
+        return VECTOR_HITS.replace(INDEX_ORDER + " AS distance", distance + " AS distance").format(
+            filters=where, vector_order=distance, table=plan.table
+        )
+    side = {"distance": distance, "table": plan.table, "filters": where}
+    return CONTEXT_VECTOR_HITS.format(
+        own=CONTEXT_SIDE.format(column="embedding", **side),
+        context=CONTEXT_SIDE.format(column="context_embedding", **side),
+    )
+
 
 # The HNSW index serves `ORDER BY embedding <=> q` only; the `+ 0` form makes PostgreSQL compare
 # every one of the tenant's vectors (through the tenant index): exact, and for a small tenant
@@ -213,6 +271,17 @@ SIMILARITY_FROM_VECTORS = f"""CASE WHEN f.distance IS NOT NULL THEN greatest(0.0
                 END"""
 NO_SIMILARITY = "NULL::float8"
 
+
+def _similarity(plan: SearchPlan) -> str:
+    if plan.mode is SearchMode.keyword:
+        return NO_SIMILARITY
+    if plan.context_vectors is ContextVectors.off:
+        return SIMILARITY_FROM_VECTORS
+    return SIMILARITY_FROM_VECTORS.replace(
+        "(m.embedding <=> CAST(:query_vector AS vector))",
+        CONTEXT_DISTANCE[plan.context_vectors].format(p="m."),
+    )
+
 SEARCH_SQL = """
 WITH {vector_hits}, {keyword_hits},
 fused AS (
@@ -362,14 +431,11 @@ def build_search_sql(plan: SearchPlan) -> tuple[TextClause, dict[str, Any]]:
     where, params = _filter_sql(plan.filters)
     uses_vectors = plan.mode is not SearchMode.keyword
     sql = SEARCH_SQL.format(
-        vector_hits=(VECTOR_HITS if uses_vectors else NO_VECTOR_HITS).format(
-            filters=where, vector_order=EXACT_ORDER if plan.exact else INDEX_ORDER,
-            table=plan.table,
-        ),
+        vector_hits=_vector_hits(plan, where) if uses_vectors else NO_VECTOR_HITS,
         keyword_hits=_keyword_hits(plan, where),
         table=plan.table,
         relevance=_relevance_with_cues(plan, params),
-        similarity=SIMILARITY_FROM_VECTORS if uses_vectors else NO_SIMILARITY,
+        similarity=_similarity(plan),
         recency=RECENCY_SQL.format(
             created_at=FRESH_SINCE_SQL.format(created_at="m.created_at", last_used_at="m.last_used_at"),
             kind="m.kind",

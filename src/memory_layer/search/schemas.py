@@ -209,7 +209,9 @@ class Explanation(BaseModel):
 
     vector_rank: int | None = Field(description="Rank among the nearest neighbours, from 1; null "
                                     "when not among the vector candidates.")
-    similarity: float | None = Field(description="Cosine similarity to the query; null when the "
+    similarity: float | None = Field(description="Cosine similarity to the query (with "
+                                     "MEMORY_CONTEXT_VECTORS, the better of the message's own "
+                                     "and its context vector's, or their mean); null when the "
                                      "message has no vector of the current model yet.")
     keyword_rank: int | None = Field(description="Rank among the full-text matches, from 1.")
     keyword_score: float | None = Field(description="Full-text score in [0, 1]: by "
@@ -251,8 +253,9 @@ class SearchItem(BaseModel):
     embedding_status: EmbeddingStatus
     score: float = Field(description="Final rank score in [0, 1].")
     similarity: float | None = Field(
-        description="Cosine similarity to the query, floored at 0; null when the message has no "
-        "vector of the current model yet (or in keyword mode)."
+        description="Cosine similarity to the query, floored at 0 (with MEMORY_CONTEXT_VECTORS, "
+        "the better of the message's own and its context vector's, or their mean); null when "
+        "the message has no vector of the current model yet (or in keyword mode)."
     )
     importance: float
     recency: float = Field(

@@ -270,6 +270,7 @@ async def _search(
         speaker_boost=settings.search_speaker_boost,
         keyword_scoring=settings.search_keyword_scoring,
         sampled_statistics=sampled_statistics(extent.rows),
+        context_vectors=settings.context_vectors,
     )
     rows = await repository.search(plan)
     if sessions:

@@ -20,6 +20,12 @@ HNSW_INDEX_SQL = (
     f"CREATE INDEX {HNSW_INDEX_NAME} ON messages USING hnsw (embedding vector_cosine_ops) "
     "WITH (m = 16, ef_construction = 128)"
 )
+# The context vectors' graph (migration 0011): same model, same dimension.
+CONTEXT_HNSW_INDEX_NAME = "ix_messages_context_embedding_hnsw"
+CONTEXT_HNSW_INDEX_SQL = (
+    f"CREATE INDEX {CONTEXT_HNSW_INDEX_NAME} ON messages "
+    "USING hnsw (context_embedding vector_cosine_ops) WITH (m = 16, ef_construction = 128)"
+)
 
 # `messages` is partitioned by tenant (migration 0008): each partition has its own copy of the
 # graph, which PostgreSQL names after the partition and the column.
@@ -82,13 +88,20 @@ async def stored_embedding_dimensions(connection: AsyncConnection) -> int | None
 
 
 async def retype_embedding_column(connection: AsyncConnection, dimensions: int) -> None:
-    """Make the column `vector(dimensions)`, clearing every vector, and rebuild the HNSW index.
+    """Make both vector columns `vector(dimensions)`, clearing every vector, and rebuild their
+    HNSW indexes.
 
     The caller's transaction also queues every message for a new vector (the embeddings domain
     owns that statement); texts are untouched.
     """
     await connection.execute(text(f"DROP INDEX IF EXISTS {HNSW_INDEX_NAME}"))
-    await connection.execute(
-        text(f"ALTER TABLE messages ALTER COLUMN embedding TYPE vector({int(dimensions)}) USING NULL")
-    )
+    await connection.execute(text(f"DROP INDEX IF EXISTS {CONTEXT_HNSW_INDEX_NAME}"))
+    for column in ("embedding", "context_embedding"):
+        await connection.execute(
+            text(
+                f"ALTER TABLE messages ALTER COLUMN {column} TYPE vector({int(dimensions)}) "
+                "USING NULL"
+            )
+        )
     await connection.execute(text(HNSW_INDEX_SQL))
+    await connection.execute(text(CONTEXT_HNSW_INDEX_SQL))
