@@ -42,8 +42,9 @@ def refused(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 @asynccontextmanager
 async def stdio_session(*args: str, env: dict[str, str]) -> AsyncIterator[ClientSession]:
-    """An initialized SDK client of `memory-layer mcp ARGS` started as a subprocess."""
-    server = StdioServerParameters(command=CLI, args=["mcp", *args], env=env, cwd=ROOT)
+    """An initialized SDK client of `memory-layer mcp ARGS` started as a subprocess (with the
+    test database's encryption keys, as every process on it: tests/support/cli.py)."""
+    server = StdioServerParameters(command=CLI, args=["mcp", *args], env=base_env(**env), cwd=ROOT)
     async with (
         stdio_client(server, errlog=sys.stderr) as (read, write),
         ClientSession(read, write, read_timeout_seconds=120) as session,

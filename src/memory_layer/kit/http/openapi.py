@@ -31,6 +31,13 @@ WITH_A_BODY = {
     "schema refuses.",
 }
 
+# Answered to a request whose path parameter the route's path cannot take (a control character
+# in a conversation id, say): no route matches, and the router answers 404 before any route runs.
+WITH_PATH_PARAMETERS = {
+    404: "No route matches the path (`not_found`): a path parameter this route cannot take, or "
+    "what the route names does not exist where the route says so.",
+}
+
 
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": ERROR_REF}}}
@@ -67,10 +74,12 @@ def complete_responses(document: dict[str, Any]) -> dict[str, Any]:
     schemas.setdefault(
         "ErrorResponse", ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     )
-    for item in document.get("paths", {}).values():
+    for path, item in document.get("paths", {}).items():
         for operation in item.values():
             responses = operation.setdefault("responses", {})
             statuses = dict(EVERY_ROUTE)
+            if "{" in path:
+                statuses.update(WITH_PATH_PARAMETERS)
             if "requestBody" in operation:
                 statuses.update(WITH_A_BODY)
             for status, description in statuses.items():
