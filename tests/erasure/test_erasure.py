@@ -272,8 +272,11 @@ async def test_routes_are_documented(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     erase = paths["/v1/users/{user_id}"]["delete"]
     assert erase["operationId"] == "erase_user"
-    # 413 and 500 are added to every operation (kit/http/openapi.py).
-    assert set(erase["responses"]) == {"200", "401", "403", "413", "422", "429", "500", "503"}
+    # 413 and 500 are added to every operation, 404 to every path with a parameter
+    # (kit/http/openapi.py).
+    assert set(erase["responses"]) == {
+        "200", "401", "403", "404", "413", "422", "429", "500", "503"
+    }
     listing = paths["/v1/admin/erasures"]["get"]
     assert listing["operationId"] == "list_erasures"
     assert set(listing["responses"]) == {"200", "400", "401", "403", "413", "422", "429", "500", "503"}
