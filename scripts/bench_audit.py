@@ -34,7 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchkit import percentile, postmaster_pid, process_tree, write_block  # noqa: E402
+from benchkit import percentile, server_cpu_seconds, write_block  # noqa: E402
 
 from memory_layer.app import create_app  # noqa: E402
 from memory_layer.config import Settings  # noqa: E402
@@ -46,19 +46,6 @@ ADMIN_KEY = "bench-admin-key"
 LEVELS = ("admin", "writes", "all")
 TOPICS = ["python", "travel", "cooking", "music", "finance", "health", "family", "work", "garden"]
 QUERIES = [f"what did I say about {topic}" for topic in TOPICS]
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def server_cpu_seconds(pgdata: Path) -> float:
-    """utime + stime of the PostgreSQL server and every backend below it."""
-    total = 0
-    for pid in process_tree(postmaster_pid(pgdata)):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICK
 
 
 class Samples:

@@ -44,7 +44,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchkit import free_port, wait_ready, write_block  # noqa: E402
+from benchkit import free_port, process_cpu_seconds, wait_ready, write_block  # noqa: E402
 
 from memory_layer.kit.db.embedded import start_embedded  # noqa: E402
 
@@ -56,12 +56,6 @@ PATHS = ("post", "search", "health")
 def loop_seconds(pid: int) -> float:
     """CPU seconds of the process's main thread (serve's event loop), to the nanosecond."""
     return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
-
-
-def process_seconds(pid: int) -> float:
-    """CPU seconds (user + system) of every thread of the process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -120,13 +114,13 @@ async def one_round(source: Path, url: str, data_dir: Path, args: argparse.Names
                     if response.status_code != 202:
                         raise RuntimeError(f"POST answered {response.status_code}: {response.text}")
 
-            loop0, process0 = loop_seconds(pid), process_seconds(pid)
+            loop0, process0 = loop_seconds(pid), process_cpu_seconds(pid)
             await asyncio.gather(*(poster() for _ in range(CLIENTS)))
             record(figures["post"], pid, loop0, process0, args.posts, latencies)
 
             for name in ("search", "health"):
                 latencies = []
-                loop0, process0 = loop_seconds(pid), process_seconds(pid)
+                loop0, process0 = loop_seconds(pid), process_cpu_seconds(pid)
                 for _ in range(args.searches):
                     started = time.perf_counter()
                     if name == "search":
@@ -144,7 +138,7 @@ async def one_round(source: Path, url: str, data_dir: Path, args: argparse.Names
 def record(figures: Figures, pid: int, loop0: float, process0: float, count: int,
            latencies: list[float]) -> None:
     figures.loop_ms.append(1000 * (loop_seconds(pid) - loop0) / count)
-    figures.process_ms.append(1000 * (process_seconds(pid) - process0) / count)
+    figures.process_ms.append(1000 * (process_cpu_seconds(pid) - process0) / count)
     figures.p50_ms.append(1000 * statistics.median(latencies))
 
 

@@ -35,18 +35,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchkit import process_cpu_seconds, write_block  # noqa: E402
+
 DATASET = ROOT / "scripts" / "data" / "eval_conversations.json"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def questions(count: int) -> list[str]:
     data = json.loads(DATASET.read_text())
     return list(dict.fromkeys(str(q["question"]) for q in data["questions"]))[:count]
-
-
-def backend_cpu_ms(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / TICKS  # utime, stime
 
 
 async def measure(args: argparse.Namespace) -> None:
@@ -97,13 +95,13 @@ async def measure(args: argparse.Namespace) -> None:
                     statement, params = build_search_sql(plan(query))
                     await conn.execute(statement, params)
                 latencies = []
-                cpu_before = backend_cpu_ms(backend)
+                cpu_before = 1000 * process_cpu_seconds(backend)
                 for query in args.queries:
                     statement, params = build_search_sql(plan(query))
                     started = time.perf_counter()
                     await conn.execute(statement, params)
                     latencies.append((time.perf_counter() - started) * 1000)
-                cpu = (backend_cpu_ms(backend) - cpu_before) / len(args.queries)
+                cpu = (1000 * process_cpu_seconds(backend) - cpu_before) / len(args.queries)
                 latencies.sort()
                 results.append({"size": size, "mode": mode, "p50": statistics.median(latencies),
                                 "p95": latencies[int(0.95 * (len(latencies) - 1))], "cpu": cpu})
@@ -221,9 +219,6 @@ def main() -> None:
         text = report(args, runs, started)
         print(text)
         if args.write is not None:
-            sys.path.insert(0, str(ROOT / "scripts"))
-            from benchkit import write_block
-
             write_block(args.write, "bench_keyword", text, title="Benchmarks",
                         heading="Keyword search as a tenant grows (`scripts/bench_keyword.py`)")
     finally:

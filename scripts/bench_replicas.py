@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-from benchkit import postmaster_pid, process_tree, write_block  # noqa: E402
+from benchkit import server_cpu_seconds, write_block  # noqa: E402
 from tests.support.replication import Cluster, start_cluster  # noqa: E402
 
 from memory_layer.app import create_app  # noqa: E402
@@ -47,19 +47,6 @@ WORDS = [
     "recipe", "holiday", "school", "project", "football", "weather", "camera", "market",
     "library", "coffee", "mountain",
 ]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pgdata: Path) -> float:
-    """User + system CPU of a PostgreSQL server: its postmaster and every process below it."""
-    total = 0
-    for pid in process_tree(postmaster_pid(pgdata)):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
 
 
 @dataclass
@@ -135,14 +122,14 @@ async def run_round(
                 if answer.status_code != 200:
                     result.errors.append(f"{answer.status_code} {answer.text[:120]}")
 
-        before = {"primary": cpu_seconds(cluster.primary.pgdata),
-                  "replica": cpu_seconds(cluster.standby.pgdata)}
+        before = {"primary": server_cpu_seconds(cluster.primary.pgdata),
+                  "replica": server_cpu_seconds(cluster.standby.pgdata)}
         started = time.perf_counter()
         await asyncio.gather(*(client(number) for number in range(clients)))
         result.seconds = time.perf_counter() - started
         result.cpu = {
-            "primary": cpu_seconds(cluster.primary.pgdata) - before["primary"],
-            "replica": cpu_seconds(cluster.standby.pgdata) - before["replica"],
+            "primary": server_cpu_seconds(cluster.primary.pgdata) - before["primary"],
+            "replica": server_cpu_seconds(cluster.standby.pgdata) - before["replica"],
         }
         metrics = app.state.metrics
         for target in ("primary", "replica-0"):

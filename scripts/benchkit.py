@@ -4,6 +4,7 @@ service's SQL in asyncpg's form, and replacing one marked block of a Markdown re
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
 from pathlib import Path
@@ -104,3 +105,18 @@ def postmaster_pid(pgdata: Path) -> int:
 def tree_pss_mib(pid: int) -> float:
     """PSS of `pid` and all its descendants, summed (MiB): what they hold together."""
     return sum(pss_kib(p) for p in process_tree(pid)) / 1024
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (every thread), from /proc/<pid>/stat; 0 for a
+    process that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def server_cpu_seconds(pgdata: Path) -> float:
+    """User + system CPU seconds of a PostgreSQL server: its postmaster and every process below."""
+    return sum(process_cpu_seconds(pid) for pid in process_tree(postmaster_pid(pgdata)))
