@@ -62,7 +62,7 @@ from memory_layer.kit.observability.logging import (
     valid_request_id,
 )
 from memory_layer.kit.observability.metrics import Metrics
-from memory_layer.kit.observability.requests import RequestObservationMiddleware
+from memory_layer.kit.observability.requests import RequestActivity, RequestObservationMiddleware
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
 from memory_layer.kit.schemas import error_responses
@@ -148,7 +148,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.language_provider = language_provider
         if settings.worker_enabled:
             worker = EmbeddingWorker(
-                engine, app.state.sessionmaker, embedder, settings, app.state.metrics
+                engine, app.state.sessionmaker, embedder, settings, app.state.metrics,
+                activity=app.state.activity,
             )
             app.state.worker = worker
             worker_stop = asyncio.Event()
@@ -297,7 +298,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Inside the metrics, the access log and CORS: a 429 is counted, logged and readable by a browser.
     app.add_middleware(RateLimitMiddleware, global_rate_limit=settings.global_rate_limit)
-    app.add_middleware(RequestObservationMiddleware, metrics=metrics)
+    # When this process last served a request: its worker fills context vectors once idle.
+    app.state.activity = RequestActivity()
+    app.add_middleware(RequestObservationMiddleware, metrics=metrics, activity=app.state.activity)
     if settings.database_replica_urls:
         # Writes answer a consistency token, reads name the server that ran them.
         app.add_middleware(ConsistencyTokenMiddleware)

@@ -405,6 +405,11 @@ class Settings(BaseSettings):
     # better similarity of the two) or mean (their average). off: no second vector is computed
     # and search reads only the turn's own one. Costs a second model call per turn.
     context_vectors: ContextVectors = ContextVectors.max
+    # The serving process's worker fills context vectors only once no request has been served for
+    # this long (requests keep the cores; on 2 cores filling beside single POSTs cut their rate
+    # by half or more: docs/benchmarks.md). 0: fill as soon as the main queue is empty. A
+    # standalone `memory-layer worker` serves no requests and fills at once.
+    context_vectors_idle_ms: int = Field(default=1_000, ge=0)
 
     # Tenant policy defaults: what a tenant without its own policy (PUT
     # /v1/admin/tenants/{tenant_id}/policy) gets. 0 means none: no TTL, no quota.

@@ -15,8 +15,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from memory_layer.embeddings.reembed import reembed
+from memory_layer.embeddings.worker import EmbeddingWorker
 from memory_layer.kit.db.engine import create_engine
 from memory_layer.kit.db.migrations import alembic_config
+from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.kit.observability.requests import RequestActivity
 from tests.embeddings.queue import CountingProvider, make_worker, worker_settings
 from tests.fixtures.app import ADMIN_KEY, make_settings, running_client
 from tests.fixtures.database import DatabaseServer
@@ -197,7 +200,10 @@ async def test_inline_messages_get_context_vectors_from_the_serving_worker(
 ) -> None:
     """Stored through the API with inline embedding (ready at once), the turns wake the worker
     of `serve`, which gives them context vectors; the admin queue route counts what is left."""
-    settings = make_settings(worker_database_url, worker_enabled=True, context_vectors="max")
+    settings = make_settings(
+        worker_database_url, worker_enabled=True, context_vectors="max",
+        context_vectors_idle_ms=300,
+    )
     async with running_client(settings, headers={"X-API-Key": ADMIN_KEY}) as client:
         for content in ("Did you ever make it to Tbilisi?", "Yes, last May!"):
             response = await client.post(
@@ -208,11 +214,12 @@ async def test_inline_messages_get_context_vectors_from_the_serving_worker(
             assert response.status_code in (200, 201), response.text
             assert response.json()["embedding_status"] == "ready"
 
-        async def filled() -> bool:
-            queue = await client.get("/v1/admin/embeddings", params={"tenant_id": "t-inline"})
-            return bool(queue.json()["context_pending"] == 0)
+        async def filled() -> bool:  # read in the database: a request would keep it busy
+            return bool((await vectors(engine))["Yes, last May!"]["has_context"])
 
         await wait_until(filled, message="the serving worker never filled the context vectors")
+        queue = await client.get("/v1/admin/embeddings", params={"tenant_id": "t-inline"})
+        assert queue.json()["context_pending"] == 0
     rows = await vectors(engine)
     assert rows["Yes, last May!"]["has_context"]
     assert not rows["Yes, last May!"]["context_is_own"]
@@ -333,3 +340,38 @@ async def test_sealed_turns_and_client_vectors_keep_their_own_vector(
     assert rows["sealed"]["context_is_own"]
     assert rows["After the sealed turn"]["context_is_own"]
     assert not rows["Lovely."]["context_is_own"]
+
+
+async def test_the_serving_worker_fills_context_vectors_only_once_requests_stop(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], worker_database_url: str
+) -> None:
+    """Context vectors wait until the process has served no request for
+    MEMORY_CONTEXT_VECTORS_IDLE_MS; a worker without requests to yield to fills at once."""
+    now = [100.0]
+    activity = RequestActivity(clock=lambda: now[0])
+    settings = worker_settings(worker_database_url, context_vectors="max")
+    assert settings.context_vectors_idle_ms == 1_000
+    worker = EmbeddingWorker(
+        engine, sessionmaker, CountingProvider(), settings, Metrics(), activity=activity
+    )
+    activity.begin()
+    now[0] += 5
+    assert not worker.context_due()  # a request in flight
+    activity.end()
+    now[0] += 0.5
+    assert not worker.context_due()
+    assert 0.4 < worker._seconds_until_idle() <= 0.5
+    now[0] += 0.5
+    assert worker.context_due()
+    assert make_worker(engine, sessionmaker, CountingProvider(), settings).context_due()
+    immediate = worker_settings(
+        worker_database_url, context_vectors="max", context_vectors_idle_ms=0
+    )
+    activity.begin()
+    assert EmbeddingWorker(
+        engine, sessionmaker, CountingProvider(), immediate, Metrics(), activity=activity
+    ).context_due()
+    off = worker_settings(worker_database_url, context_vectors="off")
+    assert not EmbeddingWorker(
+        engine, sessionmaker, CountingProvider(), off, Metrics(), activity=RequestActivity()
+    ).context_due()

@@ -36,6 +36,7 @@ from memory_layer.embeddings.service import refresh_queue_depth
 from memory_layer.kit.cache import note_write, publish_writes
 from memory_layer.kit.db.engine import to_libpq_url
 from memory_layer.kit.observability.metrics import Metrics
+from memory_layer.kit.observability.requests import RequestActivity
 from memory_layer.models.message import EmbeddingStatus
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,10 @@ class EmbeddingWorker:
         *,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        activity: RequestActivity | None = None,
     ) -> None:
         self.engine = engine
+        self.activity = activity
         self.sessionmaker = sessionmaker
         self.embedder = embedder
         self.settings = settings
@@ -236,6 +239,23 @@ class EmbeddingWorker:
     def context_enabled(self) -> bool:
         return self.settings.context_vectors is not ContextVectors.off
 
+    def _seconds_until_idle(self) -> float:
+        """How long until context vectors may be filled again (inf: no wait on requests)."""
+        if not self.context_enabled or self.activity is None:
+            return float("inf")
+        wanted = self.settings.context_vectors_idle_ms / 1000
+        return max(0.05, wanted - self.activity.idle_seconds())
+
+    def context_due(self) -> bool:
+        """Whether the loop may fill context vectors now: they are on, and the process has
+        served no request for MEMORY_CONTEXT_VECTORS_IDLE_MS (always, without requests to
+        yield to)."""
+        if not self.context_enabled:
+            return False
+        if self.activity is None or self.settings.context_vectors_idle_ms == 0:
+            return True
+        return self.activity.idle_seconds() * 1000 >= self.settings.context_vectors_idle_ms
+
     async def fill_context_once(self) -> int:
         """Claim up to MEMORY_WORKER_BATCH_SIZE turns that have their own vector but no context
         vector, embed "previous turn, then the turn" for each in one provider call, write them.
@@ -349,9 +369,11 @@ class EmbeddingWorker:
                 if writing is not None:
                     await self._finish(writing)
                     writing = None
-                if self.context_enabled and await self._fill_context_safely():
+                if self.context_due() and await self._fill_context_safely():
                     continue  # a full batch of context vectors: more is probably due
-                await self._sleep_until(stop, await self._seconds_until_due())
+                await self._sleep_until(
+                    stop, min(await self._seconds_until_due(), self._seconds_until_idle())
+                )
                 self.wake.clear()
                 if self.settings.worker_batch_wait_ms > 0 and not stop.is_set():
                     # Let a burst of writes gather so the model sees a fuller batch.

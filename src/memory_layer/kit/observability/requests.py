@@ -8,12 +8,38 @@ request).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memory_layer.kit.observability.logging import TENANT_STATE_KEY, access_logger
 from memory_layer.kit.observability.metrics import Metrics
+
+
+class RequestActivity:
+    """When this process last served an HTTP request: background work that can wait (context
+    vectors) runs once the process has been idle a while, so it never takes the cores from
+    requests."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.in_flight = 0
+        self.last_seen = clock()
+
+    def begin(self) -> None:
+        self.in_flight += 1
+        self.last_seen = self.clock()
+
+    def end(self) -> None:
+        self.in_flight -= 1
+        self.last_seen = self.clock()
+
+    def idle_seconds(self) -> float:
+        """Seconds since the last request ended; 0 while one is being served."""
+        if self.in_flight > 0:
+            return 0.0
+        return max(0.0, self.clock() - self.last_seen)
 
 
 class RequestObservationMiddleware:
@@ -25,9 +51,12 @@ class RequestObservationMiddleware:
     requests that never authenticated (probes, /metrics, 401s) log none.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, activity: RequestActivity | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.activity = activity
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,9 +72,13 @@ class RequestObservationMiddleware:
                 status = int(message["status"])
             await send(message)
 
+        if self.activity is not None:
+            self.activity.begin()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            if self.activity is not None:
+                self.activity.end()
             seconds = time.perf_counter() - started
             # path_format: the template without convertors (`{tenant_id}`, not `{tenant_id:path}`).
             template = getattr(scope.get("route"), "path_format", None) or "unmatched"
