@@ -59,21 +59,34 @@ def upgrade() -> None:
         ["tenant_id"],
         postgresql_where=sa.text(CONTEXT_PENDING),
     )
-    # The function of migration 0002 (a NOTIFY on the workers' channel). A new row never has a
-    # context vector; the condition leaves `context_embedding` out, so that changing the
-    # dimension (kit/db/vectors.py) can retype the column.
+    # A NOTIFY on a channel of its own (embeddings/repository.py, CONTEXT_CHANNEL): a worker
+    # that serves requests ignores it while they come, instead of waking for every message. A
+    # new row never has a context vector; the condition leaves `context_embedding` out, so that
+    # changing the dimension (kit/db/vectors.py) can retype the column.
+    op.execute(
+        """
+        CREATE FUNCTION memory_layer_notify_context() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('memory_layer_context', '');
+            RETURN NULL;
+        END;
+        $$
+        """
+    )
     op.execute(
         """
         CREATE TRIGGER trg_messages_notify_context_insert
         AFTER INSERT ON messages
         FOR EACH ROW WHEN (NEW.embedding_status = 'ready' AND NEW.kind = 'message')
-        EXECUTE FUNCTION memory_layer_notify_pending()
+        EXECUTE FUNCTION memory_layer_notify_context()
         """
     )
 
 
 def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS trg_messages_notify_context_insert ON messages")
+    op.execute("DROP FUNCTION IF EXISTS memory_layer_notify_context()")
     op.drop_index("ix_messages_context_pending", table_name="messages")
     op.drop_index("ix_messages_context_embedding_hnsw", table_name="messages")
     op.drop_column("messages", "context_embedding")

@@ -362,6 +362,9 @@ async def test_the_serving_worker_fills_context_vectors_only_once_requests_stop(
     assert not worker.context_due()
     assert 0.4 < worker._seconds_until_idle() <= 0.5
     now[0] += 0.5
+    assert worker._seconds_until_idle() == float("inf")  # due: the poll interval governs
+    now[0] -= 0.5
+    now[0] += 0.5
     assert worker.context_due()
     assert make_worker(engine, sessionmaker, CountingProvider(), settings).context_due()
     immediate = worker_settings(

@@ -26,6 +26,8 @@ from memory_layer.kit.db.vectors import vector_array_param
 from memory_layer.models.message import EmbeddingStatus
 
 CHANNEL = "memory_layer_embeddings"
+# A turn stored already embedded, whose context vector is due (migration 0011).
+CONTEXT_CHANNEL = "memory_layer_context"
 
 PENDING = f"'{EmbeddingStatus.pending.value}'"
 READY = f"'{EmbeddingStatus.ready.value}'"

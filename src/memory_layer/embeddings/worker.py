@@ -27,6 +27,7 @@ from memory_layer.config import ContextVectors, Settings
 from memory_layer.embeddings.providers.base import PER_TEXT_KINDS, EmbeddingError, EmbeddingProvider
 from memory_layer.embeddings.repository import (
     CHANNEL,
+    CONTEXT_CHANNEL,
     ContextJob,
     EmbeddingJobRepository,
     Failure,
@@ -244,7 +245,10 @@ class EmbeddingWorker:
         if not self.context_enabled or self.activity is None:
             return float("inf")
         wanted = self.settings.context_vectors_idle_ms / 1000
-        return max(0.05, wanted - self.activity.idle_seconds())
+        idle = self.activity.idle_seconds()
+        if idle >= wanted:
+            return float("inf")  # due now: the poll interval (or a wake-up) governs
+        return max(0.05, wanted - idle)
 
     def context_due(self) -> bool:
         """Whether the loop may fill context vectors now: they are on, and the process has
@@ -446,11 +450,18 @@ class EmbeddingWorker:
         def on_notify(*_: object) -> None:
             self.wake.set()
 
+        def on_context(*_: object) -> None:
+            # While requests come, the turn waits for the idle check, not for this wake-up.
+            if self.context_due():
+                self.wake.set()
+
         while not stop.is_set():
             connection: asyncpg.Connection | None = None
             try:
                 connection = await asyncpg.connect(dsn)
                 await connection.add_listener(CHANNEL, on_notify)
+                if self.context_enabled:
+                    await connection.add_listener(CONTEXT_CHANNEL, on_context)
                 self.listening.set()
                 self.wake.set()  # rows may have arrived while no one listened
                 while not connection.is_closed() and not stop.is_set():
