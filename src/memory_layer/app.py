@@ -113,7 +113,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.db_transaction_pooler:
             for problem in await search_settings_problems(engine, settings.hnsw_ef_search):
                 logger.warning(problem)
-        embedder = await build_provider(settings, shared_queries)
+        activity: RequestActivity = app.state.activity
+        embedder = await build_provider(
+            settings, shared_queries, callers=lambda: activity.in_flight
+        )
         stack.push_async_callback(embedder.close)
         app.state.engine = engine
         # Its sessions invalidate the tenant's cached searches after every committed write, and
@@ -162,6 +165,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             consolidation = ConsolidationWorker(
                 app.state.sessionmaker,
                 Distillers(language_provider, embedder, settings, app.state.metrics),
+                activity=app.state.activity,
             )
             app.state.consolidation_worker = consolidation
             consolidation_stop = asyncio.Event()

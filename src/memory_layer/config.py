@@ -299,6 +299,10 @@ class Settings(BaseSettings):
     fact_candidates: int = Field(default=5, ge=1, le=50)
     consolidation_batch_size: int = Field(default=32, ge=1, le=1024)
     consolidation_poll_seconds: float = Field(default=2.0, gt=0)
+    # Inside serve, a batch waits until no request was served for consolidation_idle_ms (0: it
+    # does not wait), and at most consolidation_max_defer_seconds while requests keep coming.
+    consolidation_idle_ms: int = Field(default=1_000, ge=0)
+    consolidation_max_defer_seconds: float = Field(default=60.0, gt=0)
     consolidation_max_attempts: int = Field(default=5, ge=1, le=100)
     consolidation_retry_base_seconds: float = Field(default=5.0, gt=0)
     consolidation_retry_max_seconds: float = Field(default=900.0, gt=0)

@@ -297,3 +297,23 @@ async def test_real_model_batched_vectors_match_each_text_alone() -> None:
     assert (cosines.argmax(axis=1) == np.arange(len(texts))).all()
     assert cosines.diagonal().min() >= 0.99
     assert batcher.model_calls < len(texts)
+
+
+async def test_a_batch_waits_for_no_caller_that_cannot_come() -> None:
+    """With an hour's wait, a batch still goes as soon as it holds a call from every request the
+    process is serving: a lone search is not held back, and three writes share one call."""
+    model = ModelStandIn()
+    in_flight = [1]
+    batcher = BatchingProvider(model, wait_seconds=HOUR, max_texts=32, callers=lambda: in_flight[0])
+    async with asyncio.timeout(GUARD_SECONDS):
+        assert await batcher.embed_query("a lone search") == expected(["a lone search"])[0]
+    in_flight[0] = 3
+    texts = ["first write", "second write", "third write"]
+    tasks = [asyncio.create_task(batcher.embed_documents([text])) for text in texts[:2]]
+    await asyncio.sleep(0.01)
+    assert len(model.calls) == 1  # two of three callers queued: the batch waits for the third
+    tasks.append(asyncio.create_task(batcher.embed_documents([texts[2]])))
+    async with asyncio.timeout(GUARD_SECONDS):
+        answers = await asyncio.gather(*tasks)
+    assert model.calls == [["a lone search"], texts]
+    assert answers == [expected([text]) for text in texts]

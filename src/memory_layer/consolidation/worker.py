@@ -10,6 +10,11 @@ marked done. A provider failure marks them for a later attempt with back-off (a 
 outage spends no attempt); after MEMORY_CONSOLIDATION_MAX_ATTEMPTS they are parked as `failed`
 with the error. A turn is never lost: at worst its lease runs out and it is claimed again, and
 reconciliation makes a repeated turn change nothing.
+
+Inside `serve` it is background work that can wait: it starts a batch once the process has served
+no request for MEMORY_CONSOLIDATION_IDLE_MS, so a burst of writes does not share the cores with
+distilling them; a process that stays busy still consolidates once MEMORY_CONSOLIDATION_MAX_DEFER_
+SECONDS have passed, and then until its queue is drained. `memory-layer worker` does not wait.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from memory_layer.consolidation.service import (
     summarize_conversation,
 )
 from memory_layer.embeddings.worker import PROVIDER_WIDE_KINDS, backoff_seconds
+from memory_layer.kit.observability.requests import RequestActivity
 from memory_layer.models.message import Kind, Role
 from memory_layer.policies.service import EffectivePolicy, load_policy
 
@@ -71,12 +77,17 @@ class ConsolidationWorker:
         distillers: Distillers,
         *,
         rng: random.Random | None = None,
+        activity: RequestActivity | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.distillers = distillers
         self.settings = distillers.settings
         self.owner = uuid.uuid4()
         self.rng = rng or random.Random()
+        # The requests of the process it runs in (serve): batches wait for a quiet moment.
+        self.activity = activity
+        # Since when the worker has had work it put off for requests (activity.clock's time).
+        self._deferred_since: float | None = None
 
     async def run_once(self, tenant_id: str | None = None) -> ConsolidationOutcome:
         """Claim up to MEMORY_CONSOLIDATION_BATCH_SIZE due turns (of one tenant, if given) and
@@ -173,9 +184,35 @@ class ConsolidationWorker:
             if outcome.claimed == 0 or outcome.done == 0 and outcome.retrying == outcome.claimed:
                 return done
 
+    def seconds_until_quiet(self) -> float:
+        """How long to wait before the next batch: 0 when the process has been idle for
+        MEMORY_CONSOLIDATION_IDLE_MS (or nothing is watched), or when it put the work off for
+        MEMORY_CONSOLIDATION_MAX_DEFER_SECONDS already."""
+        wanted = self.settings.consolidation_idle_ms / 1000
+        if self.activity is None or wanted <= 0:
+            return 0.0
+        idle = self.activity.idle_seconds()
+        if idle >= wanted:
+            return 0.0
+        now = self.activity.clock()
+        if self._deferred_since is None:
+            self._deferred_since = now
+        overdue = now - self._deferred_since - self.settings.consolidation_max_defer_seconds
+        if overdue >= 0:
+            return 0.0
+        return max(0.05, min(wanted - idle, -overdue))
+
+    async def _wait_until_quiet(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() and (delay := self.seconds_until_quiet()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; polls every MEMORY_CONSOLIDATION_POLL_SECONDS when idle."""
         while not stop.is_set():
+            await self._wait_until_quiet(stop)
+            if stop.is_set():
+                return
             try:
                 outcome = await self.run_once()
             except Exception:
@@ -183,5 +220,7 @@ class ConsolidationWorker:
                 outcome = ConsolidationOutcome()
             if outcome.claimed >= self.settings.consolidation_batch_size:
                 continue
+            # The queue is drained: the next work waits for a quiet moment again.
+            self._deferred_since = None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.consolidation_poll_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from memory_layer.config import ConfigurationError, EmbeddingProviderName, Settings
 from memory_layer.embeddings.providers.base import EmbeddingProvider
@@ -17,10 +18,14 @@ BATCHED_PROVIDERS = frozenset({EmbeddingProviderName.local, EmbeddingProviderNam
 
 
 async def build_provider(
-    settings: Settings, shared_queries: QueryVectorCache | None = None
+    settings: Settings,
+    shared_queries: QueryVectorCache | None = None,
+    *,
+    callers: Callable[[], int] | None = None,
 ) -> EmbeddingProvider:
     """Create the provider named by MEMORY_EMBEDDING_PROVIDER and check its dimension; concurrent
-    calls of an in-process model batched (MEMORY_EMBED_BATCH_*); query vectors cached in the
+    calls of an in-process model batched (MEMORY_EMBED_BATCH_*; `callers`: how many requests the
+    process is serving, so a batch waits for no one who cannot come); query vectors cached in the
     process (MEMORY_QUERY_CACHE_SIZE) and in `shared_queries`."""
     provider: EmbeddingProvider
     if settings.embedding_provider is EmbeddingProviderName.fake:
@@ -54,6 +59,7 @@ async def build_provider(
             # The local model's query vector is its document vector; the fake one's queries skip
             # its simulated latency, as they did before batching.
             queries_are_documents=settings.embedding_provider is EmbeddingProviderName.local,
+            callers=callers,
         )
     if provider.dimensions != settings.embedding_dimensions:
         await provider.close()

@@ -4,10 +4,15 @@ Sixteen clients each posting one message would otherwise make sixteen model call
 where one call of sixteen does the same work for less (the local model runs on one thread, so the
 calls queue there anyway). A call of fewer than `max_texts` texts waits in a queue; the queue is
 sent to the model as one call when it holds `max_texts` texts, or when its oldest call has waited
-`wait_seconds` (MEMORY_EMBED_BATCH_WAIT_MS, default 0), whichever comes first, and only when the
-model is free: while it works on one call, the next calls gather behind it. No call waits longer than
+`wait_seconds` (MEMORY_EMBED_BATCH_WAIT_MS), whichever comes first, and only when the model is
+free: while it works on one call, the next calls gather behind it. No call waits longer than
 `wait_seconds` for others; past that it waits only for the model. A call of `max_texts` texts or
 more (a worker batch) goes to the model as it is.
+
+Nobody waits for callers that cannot come: given `callers` (the HTTP requests this process is
+serving, from RequestActivity), the queue goes as soon as it holds a call from each of them, so a
+lone search is never held back by the wait, and sixteen concurrent writes go as one call as soon
+as the sixteenth arrives.
 
 Each caller gets its own vectors, in its own order. When a shared call fails with an error one
 text can cause (PER_TEXT_KINDS: the model rejected an input, a wrong number of vectors), each
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from memory_layer.embeddings.providers.base import (
@@ -44,8 +50,12 @@ class BatchingProvider:
         wait_seconds: float,
         max_texts: int,
         queries_are_documents: bool = True,
+        callers: Callable[[], int] | None = None,
     ) -> None:
         self.inner = inner
+        # How many callers there may be in all (the requests in flight): a queue holding a call
+        # of each has nobody left to wait for.
+        self._callers = callers
         self._wait = wait_seconds
         self._max_texts = max_texts
         # A query's vector is the document vector of its text (the local model): queries join the
@@ -115,7 +125,11 @@ class BatchingProvider:
             return
         loop = asyncio.get_running_loop()
         due = self._queue[0].arrived + self._wait
-        if self._queued_texts < self._max_texts and loop.time() < due:
+        if (
+            self._queued_texts < self._max_texts
+            and loop.time() < due
+            and not self._everyone_queued()
+        ):
             if self._timer is None:
                 self._timer = loop.call_at(due, self._on_timer)
             return
@@ -124,6 +138,9 @@ class BatchingProvider:
         task = loop.create_task(self._run(batch), name="embed-batch")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _everyone_queued(self) -> bool:
+        return self._callers is not None and len(self._queue) >= self._callers()
 
     def _on_timer(self) -> None:
         self._timer = None
