@@ -224,8 +224,8 @@ class Settings(BaseSettings):
     # first use into <data_dir>/models. onnx-int8 is the fastest one text at a time (queries),
     # within reach of torch-bf16 on batches, on any CPU, and stays within 0.01 cosine of torch.
     local_backend: LocalBackend = LocalBackend.onnx_int8
-    # Intra-op threads of the local model: fixed, so it never takes every core from HTTP and SQL.
-    local_model_threads: int = Field(default=1, ge=1, le=64)
+    # Intra-op threads of the local model (a fixed number; on ONNX idle ones sleep, never spin).
+    local_model_threads: int = Field(default=2, ge=1, le=64)
     # Niceness of the local model's thread (0..19, 0: as the process): under load the event loop
     # that accepts requests gets the CPU before the model.
     local_model_nice: int = Field(default=10, ge=0, le=19)

@@ -5,8 +5,8 @@ the engine: `torch` (sentence-transformers), `onnx` (the same weights exported t
 see onnx_export.py), `onnx-int8` (that export with its attention projections quantized to int8) or
 `torch-bf16` (torch with its matrix products in bfloat16, for CPUs that compute it natively).
 Each runs on one dedicated thread, with a fixed number of intra-op threads
-(`MEMORY_LOCAL_MODEL_THREADS`), so the event loop never waits on it and the model never takes
-every core from the HTTP side and PostgreSQL. Texts longer than the model's window (256 word
+(`MEMORY_LOCAL_MODEL_THREADS`, whose idle threads sleep rather than spin on ONNX), so the event
+loop never waits on it and the model's threads take the cores only while they compute. Texts longer than the model's window (256 word
 pieces) are not silently cut: they are split into windows whose unit vectors are averaged.
 """
 
@@ -142,6 +142,9 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        # Idle pool threads sleep rather than spin: a spinning thread takes the core that the
+        # event loop and PostgreSQL need between model calls (docs/operations.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(
             str(onnx_file), options, providers=["CPUExecutionProvider"]
         )
