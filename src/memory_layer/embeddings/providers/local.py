@@ -6,8 +6,9 @@ see onnx_export.py), `onnx-int8` (that export with its attention projections qua
 `torch-bf16` (torch with its matrix products in bfloat16, for CPUs that compute it natively).
 Each runs on one dedicated thread, with a fixed number of intra-op threads
 (`MEMORY_LOCAL_MODEL_THREADS`, whose idle threads sleep rather than spin on ONNX), so the event
-loop never waits on it and the model's threads take the cores only while they compute. Texts longer than the model's window (256 word
-pieces) are not silently cut: they are split into windows whose unit vectors are averaged.
+loop never waits on it and the model's threads take the cores only while they compute. Texts
+longer than the model's window (256 word pieces) are not silently cut: they are split into windows
+whose unit vectors are averaged.
 """
 
 from __future__ import annotations
