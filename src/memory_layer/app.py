@@ -66,6 +66,7 @@ from memory_layer.kit.observability.requests import RequestActivity, RequestObse
 from memory_layer.kit.pagination import CursorCodec
 from memory_layer.kit.redis import open_redis
 from memory_layer.kit.schemas import error_responses
+from memory_layer.kit.tenant_config import SESSION_TENANT_CONFIG, TenantConfigCache
 from memory_layer.locks import endpoints as locks_endpoints
 from memory_layer.mcp import http as mcp_http
 from memory_layer.mcp.runtime import app_runtime
@@ -122,8 +123,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Its sessions invalidate the tenant's cached searches after every committed write, and
         # hold the encryption key ring (kit/crypto.py) that encrypted channels' rows open with.
         encryption = settings.keyring()
+        # Lock releases and appended events wake the waiting requests of every replica. Behind a
+        # transaction pooler a LISTEN session would be handed to other clients and miss its
+        # notifications: waiters re-check every half second instead (and tenant policies and
+        # channels are read from the database on every request: kit/tenant_config.py).
+        listen_dsn = (
+            None
+            if settings.db_transaction_pooler
+            else to_libpq_url(engine.url.render_as_string(hide_password=False))
+        )
+        wakeups = Wakeups(listen_dsn)
+        app.state.tenant_config = TenantConfigCache(wakeups)
+        # Its sessions also tell that cache of the policies and channels they change.
         app.state.sessionmaker = create_sessionmaker(
-            engine, {**session_info(app.state.search_cache), SESSION_KEYRING: encryption}
+            engine, {**session_info(app.state.search_cache), SESSION_KEYRING: encryption,
+                     SESSION_TENANT_CONFIG: app.state.tenant_config}
         )
         app.state.read_sessionmaker = create_read_sessionmaker(
             engine, autocommit=not settings.db_transaction_pooler,
@@ -133,15 +147,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # Encrypted channels and no key: refused here, with what to set.
             await channels_service.check_keys(session, encryption)
         app.state.embedder = embedder
-        # Lock releases and appended events wake the waiting requests of every replica. Behind a
-        # transaction pooler a LISTEN session would be handed to other clients and miss its
-        # notifications: waiters re-check every half second instead.
-        listen_dsn = (
-            None
-            if settings.db_transaction_pooler
-            else to_libpq_url(engine.url.render_as_string(hide_password=False))
-        )
-        app.state.wakeups = await stack.enter_async_context(listening(Wakeups(listen_dsn)))
+        app.state.wakeups = await stack.enter_async_context(listening(wakeups))
         if settings.database_replica_urls:
             app.state.replicas = await stack.enter_async_context(
                 open_replicas(settings, engine, app.state.read_sessionmaker, app.state.metrics)

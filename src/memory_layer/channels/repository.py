@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memory_layer.kit.pagination import Keyset, SortOrder
+from memory_layer.kit.tenant_config import note_config_change
 from memory_layer.models.channel import Channel, ChannelUsage
 
 # One statement per (channel, user) a write adds bytes to, in the writing transaction: it creates
@@ -69,6 +70,7 @@ class ChannelRepository:
             statement, execution_options={"populate_existing": True}
         )
         channel: Channel = result.scalar_one()
+        note_config_change(self.session, tenant_id)
         return channel
 
     async def delete(self, tenant_id: str, name: str) -> int:
@@ -77,6 +79,7 @@ class ChannelRepository:
             .where(Channel.tenant_id == tenant_id, Channel.name == name)
             .returning(Channel.name)
         )
+        note_config_change(self.session, tenant_id)
         return len(result.all())
 
     async def consume(

@@ -25,6 +25,7 @@ from memory_layer.channels.repository import BY_NAME, ChannelRepository
 from memory_layer.kit.crypto import EncryptionKeyRing, keyring_of, open_message, seal_message
 from memory_layer.kit.errors import Conflict, DomainError, InvalidInput, NotFound
 from memory_layer.kit.pagination import CursorCodec, Page, PageRequest, paginate
+from memory_layer.kit.tenant_config import TenantConfigCache
 from memory_layer.models.channel import Channel, ChannelPii
 from memory_layer.models.policy import PiiMode
 
@@ -157,13 +158,22 @@ def _settings(channel: Channel) -> ChannelSettings:
 
 
 async def load_rules(
-    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: str
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: str,
+    cache: TenantConfigCache | None = None,
 ) -> ChannelRules:
     """The tenant's channels, read on a short session of its own (a write reads them before it
-    embeds, and holds no connection while the model runs)."""
-    async with sessionmaker() as session:
-        channels = await ChannelRepository(session).all(tenant_id)
-    return ChannelRules(tenant_id, {c.name: _settings(c) for c in channels})
+    embeds, and holds no connection while the model runs); from the process's `cache` when it
+    holds them (kit/tenant_config.py)."""
+
+    async def read() -> ChannelRules:
+        async with sessionmaker() as session:
+            channels = await ChannelRepository(session).all(tenant_id)
+        return ChannelRules(tenant_id, {c.name: _settings(c) for c in channels})
+
+    if cache is None:
+        return await read()
+    return await cache.get("channels", tenant_id, read)
 
 
 # -- the rules of a write -----------------------------------------------------------------------

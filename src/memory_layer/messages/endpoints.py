@@ -100,7 +100,7 @@ class Writer(Caller):
 
     async def channels(self, tenant_id: str) -> ChannelRules:
         """The tenant's channels, read like the policy on a short session of its own."""
-        return await load_rules(self.policies.sessionmaker, tenant_id)
+        return await load_rules(self.policies.sessionmaker, tenant_id, self.policies.cache)
 
 
 async def get_writer(request: Request, caller: CallerDep) -> Writer:

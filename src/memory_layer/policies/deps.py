@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from memory_layer.kit.db.session import read_sessionmaker_of
 from memory_layer.kit.http.deps import settings_of
+from memory_layer.kit.tenant_config import tenant_config_of
 from memory_layer.policies.service import RequestPolicies
 
 
@@ -19,7 +20,10 @@ def policies_of(request: Request) -> RequestPolicies:
     its own."""
     policies: RequestPolicies | None = getattr(request.state, "tenant_policies", None)
     if policies is None:
-        policies = RequestPolicies(read_sessionmaker_of(request), settings_of(request))
+        policies = RequestPolicies(
+            read_sessionmaker_of(request), settings_of(request),
+            tenant_config_of(request.app.state),
+        )
         request.state.tenant_policies = policies
     return policies
 

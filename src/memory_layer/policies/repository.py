@@ -8,6 +8,7 @@ from sqlalchemy import Table, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memory_layer.kit.tenant_config import note_config_change
 from memory_layer.models.policy import ConversationUsage, TenantPolicy, TenantUsage
 
 # Creates the counter row if the tenant has none yet and locks it until the transaction ends:
@@ -61,6 +62,7 @@ class PolicyRepository:
             statement, execution_options={"populate_existing": True}
         )
         policy: TenantPolicy = result.scalar_one()
+        note_config_change(self.session, tenant_id)
         return policy
 
     async def lock_usage(self, tenant_id: str) -> tuple[int, int]:

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from memory_layer.audit import service as audit
 from memory_layer.config import RetentionAction, Settings
 from memory_layer.kit.errors import Conflict, InvalidInput
+from memory_layer.kit.tenant_config import TenantConfigCache
 from memory_layer.models.audit import AuditAction
 from memory_layer.models.message import Kind
 from memory_layer.models.policy import AuditLevel, PiiMode, TenantPolicy
@@ -182,12 +183,22 @@ async def get_policy(session: AsyncSession, tenant_id: str, settings: Settings) 
 
 
 async def load_policy(
-    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: str, settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: str,
+    settings: Settings,
+    cache: TenantConfigCache | None = None,
 ) -> EffectivePolicy:
     """get_policy on a short session of its own, closed before the caller goes on (so no
-    connection waits while the caller embeds a text)."""
-    async with sessionmaker() as session:
-        return await get_policy(session, tenant_id, settings)
+    connection waits while the caller embeds a text); from the process's `cache` when it holds
+    it (kit/tenant_config.py)."""
+
+    async def read() -> EffectivePolicy:
+        async with sessionmaker() as session:
+            return await get_policy(session, tenant_id, settings)
+
+    if cache is None:
+        return await read()
+    return await cache.get("policy", tenant_id, read)
 
 
 class RequestPolicies:
@@ -195,15 +206,22 @@ class RequestPolicies:
     whatever else the request asks it of (the tenant rate limit, then the write it limits).
     One per request, never kept beyond it."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        cache: TenantConfigCache | None = None,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
+        # The process's copies of policies and channel rules (None: read them every time).
+        self.cache = cache
         self._read: dict[str, EffectivePolicy] = {}
 
     async def get(self, tenant_id: str) -> EffectivePolicy:
         policy = self._read.get(tenant_id)
         if policy is None:
-            policy = await load_policy(self.sessionmaker, tenant_id, self.settings)
+            policy = await load_policy(self.sessionmaker, tenant_id, self.settings, self.cache)
             self._read[tenant_id] = policy
         return policy
 

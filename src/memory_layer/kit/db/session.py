@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memory_layer.kit.cache import publish_writes
 from memory_layer.kit.db.replicas import CONSISTENCY_TOKEN_HEADER, ReplicaPool, parse_lsn
+from memory_layer.kit.tenant_config import publish_config_changes
 
 
 def sessionmaker_of(request: Request) -> async_sessionmaker[AsyncSession]:
@@ -43,6 +44,7 @@ async def unit_of_work(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncI
         except BaseException:
             await session.rollback()
             raise
+        publish_config_changes(session)
         await publish_writes(session)
 
 

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated
 
 import asyncpg
@@ -38,6 +38,17 @@ class Wakeups:
         self.fallback_seconds = fallback_seconds
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self.listening = asyncio.Event()
+        # Called with every notification's key, and with None whenever listening starts or stops
+        # (what was sent meanwhile is unknown): per-process copies that notifications keep
+        # current (kit/tenant_config.py).
+        self._subscribers: list[Callable[[str | None], None]] = []
+
+    def subscribe(self, callback: Callable[[str | None], None]) -> None:
+        self._subscribers.append(callback)
+
+    def _tell_subscribers(self, key: str | None) -> None:
+        for callback in self._subscribers:
+            callback(key)
 
     @contextlib.contextmanager
     def waiter(self, key: str) -> Iterator[asyncio.Event]:
@@ -72,6 +83,7 @@ class Wakeups:
             event.set()
 
     def _on_notify(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        self._tell_subscribers(payload)
         self.notify_local(payload)
 
     async def run(self, stop: asyncio.Event, retry_seconds: float = 2.0) -> None:
@@ -84,6 +96,7 @@ class Wakeups:
             try:
                 connection = await asyncpg.connect(self.dsn)
                 await connection.add_listener(CHANNEL, self._on_notify)
+                self._tell_subscribers(None)
                 self.listening.set()
                 # Whatever was released while nobody listened: every waiter checks again.
                 for key in list(self._waiters):
@@ -97,6 +110,7 @@ class Wakeups:
                 logger.warning("cannot LISTEN for wake-ups (%s); waiters poll until it can", exc)
             finally:
                 self.listening.clear()
+                self._tell_subscribers(None)
                 if connection is not None and not connection.is_closed():
                     with contextlib.suppress(Exception):
                         await asyncio.shield(connection.close(timeout=2))
