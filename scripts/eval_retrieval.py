@@ -150,7 +150,9 @@ async def wait_for_context_vectors(client: httpx.AsyncClient, tenant: str,
                 f"{pending} turns of {tenant} still wait for a context vector after "
                 f"{stall_seconds:.0f} s without progress: is a worker running?"
             )
-        await asyncio.sleep(1.0)
+        # Slower than MEMORY_CONTEXT_VECTORS_IDLE_MS (1 s): the serving worker fills while the
+        # process is quiet.
+        await asyncio.sleep(2.5)
 
 
 async def evaluate(client: httpx.AsyncClient, data: dict[str, Any], tenant: str,

@@ -414,6 +414,9 @@ class Settings(BaseSettings):
     # by half or more: docs/benchmarks.md). 0: fill as soon as the main queue is empty. A
     # standalone `memory-layer worker` serves no requests and fills at once.
     context_vectors_idle_ms: int = Field(default=1_000, ge=0)
+    # While requests keep coming, context vectors wait at most this long, then are filled until
+    # none is missing (a client polling a status route must not hold them off for ever).
+    context_vectors_max_defer_seconds: float = Field(default=60.0, gt=0)
 
     # Tenant policy defaults: what a tenant without its own policy (PUT
     # /v1/admin/tenants/{tenant_id}/policy) gets. 0 means none: no TTL, no quota.

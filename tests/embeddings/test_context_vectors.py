@@ -378,3 +378,22 @@ async def test_the_serving_worker_fills_context_vectors_only_once_requests_stop(
     assert not EmbeddingWorker(
         engine, sessionmaker, CountingProvider(), off, Metrics(), activity=RequestActivity()
     ).context_due()
+
+    # A trickle of requests (a client polling a status route) delays them, never stops them:
+    # put off for MEMORY_CONTEXT_VECTORS_MAX_DEFER_SECONDS, they are filled until none is missing.
+    bounded = worker_settings(
+        worker_database_url, context_vectors="max", context_vectors_max_defer_seconds=30
+    )
+    busy = EmbeddingWorker(
+        engine, sessionmaker, CountingProvider(), bounded, Metrics(), activity=activity
+    )
+    assert not busy.context_due()  # put off from now
+    for _ in range(29):
+        activity.end()
+        now[0] += 0.9  # never a quiet second
+        activity.begin()
+        assert not busy.context_due()
+    now[0] += 4
+    assert busy.context_due()  # overdue
+    busy.context_gate.drained()
+    assert not busy.context_due()  # the next work waits again

@@ -38,7 +38,7 @@ from memory_layer.consolidation.service import (
     summarize_conversation,
 )
 from memory_layer.embeddings.worker import PROVIDER_WIDE_KINDS, backoff_seconds
-from memory_layer.kit.observability.requests import RequestActivity
+from memory_layer.kit.observability.requests import QuietGate, RequestActivity
 from memory_layer.models.message import Kind, Role
 from memory_layer.policies.service import EffectivePolicy, load_policy
 
@@ -85,9 +85,10 @@ class ConsolidationWorker:
         self.owner = uuid.uuid4()
         self.rng = rng or random.Random()
         # The requests of the process it runs in (serve): batches wait for a quiet moment.
-        self.activity = activity
-        # Since when the worker has had work it put off for requests (activity.clock's time).
-        self._deferred_since: float | None = None
+        self.gate = QuietGate(
+            activity, self.settings.consolidation_idle_ms / 1000,
+            self.settings.consolidation_max_defer_seconds,
+        )
 
     async def run_once(self, tenant_id: str | None = None) -> ConsolidationOutcome:
         """Claim up to MEMORY_CONSOLIDATION_BATCH_SIZE due turns (of one tenant, if given) and
@@ -185,22 +186,9 @@ class ConsolidationWorker:
                 return done
 
     def seconds_until_quiet(self) -> float:
-        """How long to wait before the next batch: 0 when the process has been idle for
-        MEMORY_CONSOLIDATION_IDLE_MS (or nothing is watched), or when it put the work off for
-        MEMORY_CONSOLIDATION_MAX_DEFER_SECONDS already."""
-        wanted = self.settings.consolidation_idle_ms / 1000
-        if self.activity is None or wanted <= 0:
-            return 0.0
-        idle = self.activity.idle_seconds()
-        if idle >= wanted:
-            return 0.0
-        now = self.activity.clock()
-        if self._deferred_since is None:
-            self._deferred_since = now
-        overdue = now - self._deferred_since - self.settings.consolidation_max_defer_seconds
-        if overdue >= 0:
-            return 0.0
-        return max(0.05, min(wanted - idle, -overdue))
+        """How long to wait before the next batch (0: now): QuietGate over
+        MEMORY_CONSOLIDATION_IDLE_MS and MEMORY_CONSOLIDATION_MAX_DEFER_SECONDS."""
+        return self.gate.seconds_until_open()
 
     async def _wait_until_quiet(self, stop: asyncio.Event) -> None:
         while not stop.is_set() and (delay := self.seconds_until_quiet()) > 0:
@@ -221,6 +209,6 @@ class ConsolidationWorker:
             if outcome.claimed >= self.settings.consolidation_batch_size:
                 continue
             # The queue is drained: the next work waits for a quiet moment again.
-            self._deferred_since = None
+            self.gate.drained()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.settings.consolidation_poll_seconds)

@@ -37,7 +37,7 @@ from memory_layer.embeddings.service import refresh_queue_depth
 from memory_layer.kit.cache import note_write, publish_writes
 from memory_layer.kit.db.engine import to_libpq_url
 from memory_layer.kit.observability.metrics import Metrics
-from memory_layer.kit.observability.requests import RequestActivity
+from memory_layer.kit.observability.requests import QuietGate, RequestActivity
 from memory_layer.models.message import EmbeddingStatus
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,11 @@ class EmbeddingWorker:
     ) -> None:
         self.engine = engine
         self.activity = activity
+        # Context vectors wait for a quiet moment of the serving process, bounded.
+        self.context_gate = QuietGate(
+            activity, settings.context_vectors_idle_ms / 1000,
+            settings.context_vectors_max_defer_seconds,
+        )
         self.sessionmaker = sessionmaker
         self.embedder = embedder
         self.settings = settings
@@ -242,23 +247,16 @@ class EmbeddingWorker:
 
     def _seconds_until_idle(self) -> float:
         """How long until context vectors may be filled again (inf: no wait on requests)."""
-        if not self.context_enabled or self.activity is None:
+        if not self.context_enabled:
             return float("inf")
-        wanted = self.settings.context_vectors_idle_ms / 1000
-        idle = self.activity.idle_seconds()
-        if idle >= wanted:
-            return float("inf")  # due now: the poll interval (or a wake-up) governs
-        return max(0.05, wanted - idle)
+        wait = self.context_gate.seconds_until_open()
+        return float("inf") if wait == 0 else wait  # due now: the poll interval governs
 
     def context_due(self) -> bool:
         """Whether the loop may fill context vectors now: they are on, and the process has
-        served no request for MEMORY_CONTEXT_VECTORS_IDLE_MS (always, without requests to
-        yield to)."""
-        if not self.context_enabled:
-            return False
-        if self.activity is None or self.settings.context_vectors_idle_ms == 0:
-            return True
-        return self.activity.idle_seconds() * 1000 >= self.settings.context_vectors_idle_ms
+        served no request for MEMORY_CONTEXT_VECTORS_IDLE_MS, or has put them off for
+        MEMORY_CONTEXT_VECTORS_MAX_DEFER_SECONDS (always, without requests to yield to)."""
+        return self.context_enabled and self.context_gate.is_open()
 
     async def fill_context_once(self) -> int:
         """Claim up to MEMORY_WORKER_BATCH_SIZE turns that have their own vector but no context
@@ -373,8 +371,10 @@ class EmbeddingWorker:
                 if writing is not None:
                     await self._finish(writing)
                     writing = None
-                if self.context_due() and await self._fill_context_safely():
-                    continue  # a full batch of context vectors: more is probably due
+                if self.context_due():
+                    if await self._fill_context_safely():
+                        continue  # a full batch of context vectors: more is probably due
+                    self.context_gate.drained()
                 await self._sleep_until(
                     stop, min(await self._seconds_until_due(), self._seconds_until_idle())
                 )

@@ -42,6 +42,46 @@ class RequestActivity:
         return max(0.0, self.clock() - self.last_seen)
 
 
+class QuietGate:
+    """When background work that can wait (context vectors, consolidation) may run in a process
+    that serves requests: once it has served none for `idle_seconds`, or once the work has been
+    put off for `max_defer_seconds`, after which it runs until the caller says it is `drained()`.
+    So a steady trickle of requests (a client polling a status route) delays it, never stops it.
+    Without `activity` (a process that serves no requests) or with `idle_seconds` 0 it is always
+    open."""
+
+    def __init__(
+        self, activity: RequestActivity | None, idle_seconds: float, max_defer_seconds: float
+    ) -> None:
+        self.activity = activity
+        self.idle_seconds = idle_seconds
+        self.max_defer_seconds = max_defer_seconds
+        # Since when the work has been put off (activity.clock's time); None: not put off.
+        self._since: float | None = None
+
+    def seconds_until_open(self) -> float:
+        """0 when the work may run now; else how long to wait before asking again."""
+        if self.activity is None or self.idle_seconds <= 0:
+            return 0.0
+        idle = self.activity.idle_seconds()
+        if idle >= self.idle_seconds:
+            return 0.0
+        now = self.activity.clock()
+        if self._since is None:
+            self._since = now
+        remaining = self._since + self.max_defer_seconds - now
+        if remaining <= 0:
+            return 0.0
+        return max(0.05, min(self.idle_seconds - idle, remaining))
+
+    def is_open(self) -> bool:
+        return self.seconds_until_open() == 0.0
+
+    def drained(self) -> None:
+        """The work is done: the next work waits for a quiet moment again."""
+        self._since = None
+
+
 class RequestObservationMiddleware:
     """Counts and times every request under its route template (`/v1/messages/{message_id}`),
     and logs one line for it: request id (from the logging context), method, route template,
