@@ -86,7 +86,6 @@ class EmbeddingWorker:
         activity: RequestActivity | None = None,
     ) -> None:
         self.engine = engine
-        self.activity = activity
         # Context vectors wait for a quiet moment of the serving process, bounded.
         self.context_gate = QuietGate(
             activity, settings.context_vectors_idle_ms / 1000,

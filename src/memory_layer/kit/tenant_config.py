@@ -98,7 +98,7 @@ def publish_config_changes(session: AsyncSession) -> None:
             cache.invalidate(tenant_id)
 
 
-def tenant_config_of(session_or_state: Any) -> TenantConfigCache | None:
+def tenant_config_of(state: Any) -> TenantConfigCache | None:
     """The app's cache (app.state.tenant_config), or None where there is none."""
-    cache: TenantConfigCache | None = getattr(session_or_state, "tenant_config", None)
+    cache: TenantConfigCache | None = getattr(state, "tenant_config", None)
     return cache
